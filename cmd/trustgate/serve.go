@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/childrens-trust/trustgate/internal/app"
+	"github.com/childrens-trust/trustgate/internal/config"
+)
+
+func serveCommand() *cobra.Command {
+	var cfgPath, listen string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway",
+		Long: `Run the gateway. With no --config it runs on its embedded defaults: the
+demo registry with unsigned protocols (none in force) and the embedded
+policies. 'make run' prepares the signed demo Trust and uses its config.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			log := newLogger(cfg.Log)
+			return serve(cmd.Context(), cfg, log)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (YAML); empty: embedded defaults")
+	cmd.Flags().StringVar(&listen, "listen", "", "listen address, overriding the config (plain HTTP only on loopback)")
+	return cmd
+}
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_, _ = a.Reload(ctx, "SIGHUP")
+			}
+		}
+	}()
+	log.Info("trustgate listening", "addr", a.Addr(), "gateway_id", cfg.GatewayID, "data_dir", cfg.DataDir)
+	return a.Run(ctx)
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

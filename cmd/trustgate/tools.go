@@ -1,0 +1,310 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/spf13/cobra"
+
+	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/demo"
+	"github.com/childrens-trust/trustgate/internal/devcert"
+	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/protocol"
+	"github.com/childrens-trust/trustgate/internal/registry"
+)
+
+func demoCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "demo", Short: "Prepare the demo Trust"}
+	var dir, listen string
+	var force, ifAbsent bool
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Generate demo partner keys, sign the demo protocols, write a config",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ifAbsent {
+				if _, err := os.Stat(filepath.Join(dir, "trustgate.yaml")); err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "demo Trust already prepared in %s\n", dir)
+					return nil
+				}
+			}
+			if err := demo.Init(dir, demo.Options{Listen: listen, Force: force}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "demo Trust prepared in %s\n  config:        %s\n  agency keys:   %s/<partner>.jwk (private; never commit)\n  protocols:     %s\n",
+				dir, filepath.Join(dir, "trustgate.yaml"), filepath.Join(dir, "keys"), filepath.Join(dir, "protocols"))
+			return nil
+		},
+	}
+	initCmd.Flags().StringVar(&dir, "dir", ".demo", "directory to prepare")
+	initCmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "listen address written into the config")
+	initCmd.Flags().BoolVar(&force, "force", false, "overwrite an existing demo (new keys)")
+	initCmd.Flags().BoolVar(&ifAbsent, "if-absent", false, "do nothing if the demo is already prepared")
+	cmd.AddCommand(initCmd, demoHintCommand())
+	return cmd
+}
+
+func keysCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Agency key pairs"}
+	var partner, out, alg string
+	gen := &cobra.Command{
+		Use:   "generate",
+		Short: "Generate an agency key pair: a private JWK for the agency, a public JWKS for the registry",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if partner == "" {
+				return &usageError{fmt.Errorf("--partner is required")}
+			}
+			a := jwa.SignatureAlgorithm(alg)
+			if a != jwa.ES256 && a != jwa.EdDSA {
+				return &usageError{fmt.Errorf("--alg must be ES256 or EdDSA")}
+			}
+			priv, pub, err := registry.GenerateKey(partner, a)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return err
+			}
+			privPath := filepath.Join(out, partner+".jwk")
+			pubPath := filepath.Join(out, partner+".jwks.json")
+			if _, err := os.Stat(privPath); err == nil {
+				return fmt.Errorf("%s exists: refusing to overwrite a private key", privPath)
+			}
+			set := jwk.NewSet()
+			_ = set.AddKey(pub)
+			if err := writeJSONFile(privPath, priv, 0o600); err != nil {
+				return err
+			}
+			if err := writeJSONFile(pubPath, set, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "private key (keep it in the agency; never share): %s\npublic key set (for the registry's jwks_file):     %s\nkid: %s\n", privPath, pubPath, priv.KeyID())
+			return nil
+		},
+	}
+	gen.Flags().StringVar(&partner, "partner", "", "partner id (required)")
+	gen.Flags().StringVar(&out, "out", ".", "output directory")
+	gen.Flags().StringVar(&alg, "alg", "ES256", "ES256 or EdDSA")
+	cmd.AddCommand(gen)
+	return cmd
+}
+
+func writeJSONFile(path string, v any, mode os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func protocolCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "protocol", Short: "Sign, verify and list information-sharing protocols"}
+	var keyPath, partner string
+	sign := &cobra.Command{
+		Use:   "sign --key KEY FILE",
+		Short: "Add (or replace) one signatory's signature, keeping the others",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyPath == "" {
+				return &usageError{fmt.Errorf("--key is required")}
+			}
+			key, kidPartner, err := protocol.ReadPrivateKey(keyPath)
+			if err != nil {
+				return err
+			}
+			if partner == "" {
+				partner = kidPartner
+			}
+			if err := protocol.SignFile(args[0], key, partner); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "signed %s as %s (%s.jws)\n", args[0], partner, args[0])
+			return nil
+		},
+	}
+	sign.Flags().StringVar(&keyPath, "key", "", "the signatory's private JWK (required)")
+	sign.Flags().StringVar(&partner, "partner", "", "partner id; default: from the key's kid")
+
+	var regPath string
+	verify := &cobra.Command{
+		Use:   "verify FILE",
+		Short: "Verify a protocol's signatures and dates; non-zero exit with reasons if not in force",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rp := regPath
+			if rp == "" {
+				rp = filepath.Join(filepath.Dir(args[0]), protocol.RegistryFile)
+			}
+			reg, err := registry.Load(cmd.Context(), rp)
+			if err != nil {
+				return err
+			}
+			st, err := protocol.EvaluateFile(args[0], reg, time.Now())
+			if err != nil {
+				return err
+			}
+			if err := protocol.FormatStatus(cmd.OutOrStdout(), []protocol.Status{st}); err != nil {
+				return err
+			}
+			if !st.InForce {
+				return fmt.Errorf("%w: %s is not in force", errFound, args[0])
+			}
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&regPath, "registry", "", "registry file; default: trust.yaml beside FILE")
+
+	var dir string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List every protocol in a directory, in force or not, with reasons",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rp := regPath
+			if rp == "" {
+				rp = filepath.Join(dir, protocol.RegistryFile)
+			}
+			reg, err := registry.Load(cmd.Context(), rp)
+			if err != nil {
+				return err
+			}
+			sts, err := protocol.LoadDir(dir, reg, time.Now())
+			if err != nil {
+				return err
+			}
+			return protocol.FormatStatus(cmd.OutOrStdout(), sts)
+		},
+	}
+	list.Flags().StringVar(&dir, "dir", ".demo/protocols", "protocols directory")
+	list.Flags().StringVar(&regPath, "registry", "", "registry file; default: DIR/trust.yaml")
+	cmd.AddCommand(sign, verify, list)
+	return cmd
+}
+
+func auditCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Verify and copy the audit log"}
+	var db string
+	var timeout time.Duration
+	verify := &cobra.Command{
+		Use:   "verify --db FILE",
+		Short: "Check the whole hash chain offline; name the first bad entry",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rep, err := audit.Verify(cmd.Context(), db, audit.Options{OpenTimeout: timeout})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "audit log OK: %d entries, head %s\n", rep.Entries, rep.Head)
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&db, "db", ".demo/data/audit.db", "audit log file")
+	verify.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
+	var out string
+	snap := &cobra.Command{
+		Use:   "snapshot --db FILE --out COPY",
+		Short: "Write a consistent copy of the audit log (works while the gateway runs only through the gateway; offline here)",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := audit.Open(db, audit.Options{OpenTimeout: timeout})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			return l.SnapshotFile(cmd.Context(), out)
+		},
+	}
+	snap.Flags().StringVar(&db, "db", ".demo/data/audit.db", "audit log file")
+	snap.Flags().StringVar(&out, "out", "audit-snapshot.db", "where to write the copy")
+	snap.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
+	cmd.AddCommand(verify, snap)
+	return cmd
+}
+
+func tokenCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Developer tools for agency tokens"}
+	var keyPath, sub, role, aud string
+	var lifetime time.Duration
+	mint := &cobra.Command{
+		Use:   "mint --key KEY --sub PRACTITIONER --role ROLE",
+		Short: "Mint a short-lived agency token (for development and the demo)",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keyPath == "" || sub == "" || role == "" {
+				return &usageError{fmt.Errorf("--key, --sub and --role are required")}
+			}
+			key, partner, err := protocol.ReadPrivateKey(keyPath)
+			if err != nil {
+				return err
+			}
+			tok, err := identity.Mint(key, identity.MintClaims{Issuer: partner, Subject: sub, Role: role, Audience: aud, IssuedAt: time.Now(), Lifetime: lifetime})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	mint.Flags().StringVar(&keyPath, "key", "", "the agency's private JWK")
+	mint.Flags().StringVar(&sub, "sub", "", "practitioner id")
+	mint.Flags().StringVar(&role, "role", "", "practitioner role")
+	mint.Flags().StringVar(&aud, "aud", "trustgate", "audience (the gateway id)")
+	mint.Flags().DurationVar(&lifetime, "lifetime", 2*time.Minute, "token lifetime (at most the gateway's maximum)")
+	cmd.AddCommand(mint)
+	return cmd
+}
+
+// demoHint prints ready-to-paste first requests against the demo Trust.
+func demoHintCommand() *cobra.Command {
+	var dir, listen string
+	cmd := &cobra.Command{
+		Use:   "hint",
+		Short: "Print ready-to-paste first requests for the demo Trust",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprint(cmd.OutOrStdout(), demo.Hint("bin/trustgate", dir, listen))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", ".demo", "demo directory")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "gateway address")
+	return cmd
+}
+
+func devCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "dev", Short: "Development helpers", Hidden: true}
+	var out string
+	var hosts []string
+	certs := &cobra.Command{
+		Use:   "certs --out DIR",
+		Short: "Generate a development CA and server certificate (never commit them)",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := devcert.Generate(out, hosts, 90*24*time.Hour, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "CA: %s\nserver certificate: %s\nserver key: %s (0600)\nSet tls.cert_file and tls.key_file in the config to serve HTTPS.\n", f.CACert, f.ServerCert, f.ServerKey)
+			return nil
+		},
+	}
+	certs.Flags().StringVar(&out, "out", "certs/dev", "output directory")
+	certs.Flags().StringSliceVar(&hosts, "host", nil, "extra host names or IPs for the server certificate")
+	cmd.AddCommand(certs)
+	return cmd
+}

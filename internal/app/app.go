@@ -1,0 +1,258 @@
+// Package app wires the gateway together (config → audit → keys →
+// revision → identity → server), runs it, and stops it in reverse order
+// with a deadline. It holds no logic of its own beyond wiring and the
+// lifecycle.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/config"
+	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/keys"
+	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/internal/server"
+)
+
+// App is a wired gateway.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	now      func() time.Time
+	audit    *audit.Log
+	keys     keys.Store
+	holder   *revision.Holder
+	replay   *identity.MemoryReplayCache
+	srv      *http.Server
+	ln       net.Listener
+	reloadMu sync.Mutex
+}
+
+// Option adjusts wiring, for tests.
+type Option func(*App)
+
+// WithClock injects the clock (tests).
+func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now } }
+
+// AuditPath is where the audit log lives under the data directory.
+func AuditPath(dataDir string) string { return filepath.Join(dataDir, "audit.db") }
+
+// New opens every part. On error everything opened so far is closed.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (a *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a = &App{cfg: cfg, log: log, now: time.Now, holder: &revision.Holder{}}
+	for _, o := range opts {
+		o(a)
+	}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	a.audit, err = audit.Open(AuditPath(cfg.DataDir), audit.Options{OpenTimeout: cfg.Audit.OpenTimeout.Duration, MaxBatch: cfg.Audit.MaxBatch})
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Keys.Backend {
+	case "local":
+		dir := cfg.Keys.LocalDir
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "keys")
+		}
+		a.keys, err = keys.OpenLocal(dir)
+	default:
+		err = fmt.Errorf("keys: backend %q is not available in this build", cfg.Keys.Backend)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rev, err := revision.Build(ctx, a.sources(), a.now(), "start-up")
+	if err != nil {
+		return nil, err
+	}
+	a.holder.Publish(rev)
+	a.logRevision(rev)
+
+	a.replay = identity.NewMemoryReplayCache(a.now, cfg.Auth.ReplayCacheSize)
+	idCfg := identity.Config{
+		Audience:      cfg.GatewayID,
+		MaxLifetime:   cfg.Auth.MaxTokenLifetime.Duration,
+		Skew:          cfg.Auth.ClockSkew.Duration,
+		MaxTokenBytes: cfg.Auth.MaxTokenBytes,
+		Now:           a.now,
+	}
+	if n, err := a.seedReplay(ctx, idCfg); err != nil {
+		return nil, fmt.Errorf("seed replay cache from the audit log: %w", err)
+	} else if n > 0 {
+		log.Info("replay cache seeded from the audit log", "tokens", n)
+	}
+	verifier := identity.NewVerifier(idCfg, func() identity.Directory { return a.holder.Current().Registry }, a.replay)
+
+	srv := server.New(server.Options{
+		MaxBodyBytes:     cfg.HTTP.MaxBodyBytes,
+		KeyTimeout:       cfg.Keys.Timeout.Duration,
+		EvalTimeout:      cfg.Policy.EvalTimeout.Duration,
+		MinJustification: cfg.Policy.MinJustification,
+		Now:              a.now,
+		Logger:           log,
+	}, server.Deps{
+		Auth:      verifier,
+		Audit:     a.audit,
+		Keys:      a.keys,
+		Revisions: a.holder,
+		Ready: []server.Check{
+			{Name: "keys", Fn: a.keys.Ready},
+			{Name: "audit", Fn: func(context.Context) error { return a.audit.Err() }},
+		},
+	})
+	a.srv = &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.Duration,
+		ReadTimeout:       cfg.HTTP.ReadTimeout.Duration,
+		WriteTimeout:      cfg.HTTP.WriteTimeout.Duration,
+		IdleTimeout:       cfg.HTTP.IdleTimeout.Duration,
+		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.TLS.CertFile != "" {
+		a.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	a.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	return a, nil
+}
+
+func (a *App) sources() revision.Sources {
+	return revision.Sources{
+		Registry:     a.cfg.Registry,
+		ProtocolsDir: a.cfg.ProtocolsDir,
+		PoliciesDir:  a.cfg.PoliciesDir,
+		Settings:     policy.Settings{OverrideReviewDays: a.cfg.Policy.OverrideReviewDays},
+	}
+}
+
+// seedReplay re-marks as used every token seen in the audit log within the
+// replay horizon, so a token cannot be replayed across a restart.
+func (a *App) seedReplay(ctx context.Context, c identity.Config) (int, error) {
+	horizon := c.ReplayHorizon()
+	cutoff := a.now().Add(-horizon)
+	n := 0
+	// Entries are in append order; times are request arrival times, which
+	// may be slightly out of order under concurrency: scan a margin past
+	// the cutoff before stopping.
+	stopAt := cutoff.Add(-time.Minute)
+	err := a.audit.ReverseScan(ctx, func(e *audit.Entry) (bool, error) {
+		if e.Time.Before(stopAt) {
+			return false, nil
+		}
+		if e.TokenID != "" && e.Requester != "" && !e.Time.Before(cutoff) {
+			a.replay.Seed(identity.ReplayKey(e.Requester, e.TokenID), e.Time.Add(horizon))
+			n++
+		}
+		return true, nil
+	})
+	return n, err
+}
+
+// Addr is the address the gateway listens on.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Revisions gives the revision holder (tests, admin).
+func (a *App) Revisions() *revision.Holder { return a.holder }
+
+// Audit gives the audit log (tests).
+func (a *App) Audit() *audit.Log { return a.audit }
+
+// Reload builds a new revision from the configured sources and publishes
+// it only if it builds; otherwise the previous revision keeps serving.
+func (a *App) Reload(ctx context.Context, source string) (*revision.Revision, error) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	rev, err := revision.Build(ctx, a.sources(), a.now(), source)
+	if err != nil {
+		a.log.Error("reload failed; the previous revision keeps serving", "source", source, "err", err)
+		return nil, err
+	}
+	a.holder.Publish(rev)
+	a.logRevision(rev)
+	return rev, nil
+}
+
+func (a *App) logRevision(rev *revision.Revision) {
+	inForce := 0
+	for _, st := range rev.Protocols {
+		if st.InForce {
+			inForce++
+		} else {
+			id := st.File
+			if st.Protocol != nil {
+				id = st.Protocol.ID
+			}
+			a.log.Warn("protocol not in force", "protocol", id, "reasons", st.Reasons)
+		}
+	}
+	a.log.Info("revision active", "revision", rev.Hash()[:12], "source", rev.Source,
+		"protocols_in_force", inForce, "protocols", len(rev.Protocols), "policy_files", rev.Policy.Files())
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if a.cfg.TLS.CertFile != "" {
+			err = a.srv.ServeTLS(a.ln, a.cfg.TLS.CertFile, a.cfg.TLS.KeyFile)
+		} else {
+			err = a.srv.Serve(a.ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.HTTP.ShutdownTimeout.Duration)
+	defer cancel()
+	if err := a.srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return <-errc
+}
+
+// Close releases everything, in reverse order of opening.
+func (a *App) Close() error {
+	var errs []error
+	if a.ln != nil {
+		a.ln.Close()
+	}
+	if a.keys != nil {
+		errs = append(errs, a.keys.Close())
+	}
+	if a.audit != nil {
+		errs = append(errs, a.audit.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,148 @@
+package audit_test
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/childrens-trust/trustgate/internal/audit"
+)
+
+var verifyEntries = flag.Int("audit.verify-entries", 100_000, "entries in the log BenchmarkVerify checks")
+
+// reportRate reports entries/s over the timed part of the benchmark.
+func reportRate(b *testing.B, entries int64, elapsed time.Duration) {
+	b.ReportMetric(float64(entries)/elapsed.Seconds(), "entries/s")
+}
+
+// reportSize reports the size of the file at path per entry it holds.
+func reportSize(b *testing.B, path string, entries int64) {
+	b.Helper()
+	info, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(info.Size())/float64(max(entries, 1)), "B/entry")
+}
+
+// BenchmarkAppendGroupCommit measures Append from many concurrent
+// requests: entries share fsyncs.
+func BenchmarkAppendGroupCommit(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "audit.db")
+	l, err := audit.Open(path, audit.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			e := audit.TypicalEntry(int(n.Add(1)))
+			if _, _, err := l.Append(ctx, &e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	commits := l.Commits()
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	reportRate(b, n.Load(), elapsed)
+	reportSize(b, path, n.Load())
+	b.ReportMetric(float64(n.Load())/float64(max(commits, 1)), "entries/commit")
+}
+
+// BenchmarkAppendOneFsyncPerEntry is the baseline: the same entries and
+// concurrency, but one bbolt transaction (one fsync) per entry on a plain
+// bbolt file.
+func BenchmarkAppendOneFsyncPerEntry(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "plain.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bucket := []byte("entries")
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucket(bucket)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex // orders seqs with commits, as a chain would need
+		seq  uint64
+		prev = audit.GenesisHash
+	)
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e := audit.TypicalEntry(int(n.Add(1)))
+			mu.Lock()
+			err := db.Update(func(tx *bolt.Tx) error {
+				e.Seq, e.PrevHash = seq+1, prev
+				v, err := json.Marshal(&e)
+				if err != nil {
+					return err
+				}
+				bk := tx.Bucket(bucket)
+				bk.FillPercent = 1.0
+				if err := bk.Put(key(e.Seq), v); err != nil {
+					return err
+				}
+				seq, prev = e.Seq, sha256Hex(v)
+				return nil
+			})
+			mu.Unlock()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err := db.Close(); err != nil {
+		b.Fatal(err)
+	}
+	reportRate(b, n.Load(), elapsed)
+	reportSize(b, path, n.Load())
+}
+
+// BenchmarkVerify verifies a log of -audit.verify-entries entries (built
+// once with BuildLog) per iteration.
+func BenchmarkVerify(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "audit.db")
+	audit.BuildLog(b, path, *verifyEntries)
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		rep, err := audit.Verify(context.Background(), path, audit.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rep.Entries != uint64(*verifyEntries) {
+			b.Fatalf("verified %d entries, want %d", rep.Entries, *verifyEntries)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	reportRate(b, int64(b.N)*int64(*verifyEntries), elapsed)
+	reportSize(b, path, int64(*verifyEntries))
+}

@@ -1,0 +1,319 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// This file holds Verify's fast, strict reader of stored entries.
+// encoding/json needs ~15 µs to decode one entry strictly, too slow to
+// walk a million entries in seconds; scanEntry checks the same things in
+// one pass without reflection, and is stricter: it accepts a subset of
+// what the strict encoding/json decode accepts (FuzzScanEntry checks
+// this), a subset that includes all json.Marshal output for an Entry.
+//
+// It accepts exactly one JSON object (whitespace allowed between tokens,
+// nothing after the object) whose keys are Entry's JSON field names
+// spelled exactly (no escapes, no case folding), each at most once, with
+// values of the field's type: a string; an array of strings; an integer
+// in range, without fraction or exponent; or, for time.Time, a string
+// that time.Time.UnmarshalJSON accepts. Strings must be valid UTF-8 with
+// valid escapes; prev_hash must not be escaped.
+
+type fieldKind uint8
+
+const (
+	kindString fieldKind = iota
+	kindStrings
+	kindInt
+	kindUint
+	kindTime
+)
+
+type fieldInfo struct {
+	kind fieldKind
+	bit  uint64 // for duplicate detection
+}
+
+// entryFields maps Entry's JSON names to their kinds, derived from the
+// struct so that a new field cannot be forgotten here.
+var entryFields = func() map[string]fieldInfo {
+	t := reflect.TypeFor[Entry]()
+	if t.NumField() > 64 {
+		panic("audit: Entry has more than 64 fields")
+	}
+	m := make(map[string]fieldInfo, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			panic("audit: Entry field " + f.Name + " has no JSON name")
+		}
+		var k fieldKind
+		switch {
+		case f.Type == reflect.TypeFor[time.Time]():
+			k = kindTime
+		case f.Type.Kind() == reflect.String:
+			k = kindString
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.String:
+			k = kindStrings
+		case f.Type.Kind() == reflect.Int:
+			k = kindInt
+		case f.Type.Kind() == reflect.Uint64:
+			k = kindUint
+		default:
+			panic("audit: Entry field " + f.Name + " has a type scanEntry does not know: " + f.Type.String())
+		}
+		m[name] = fieldInfo{kind: k, bit: 1 << i}
+	}
+	return m
+}()
+
+// scanned is what Verify needs from an entry.
+type scanned struct {
+	seq      uint64
+	prevHash []byte // aliases the input
+	hash     []byte // aliases the input; must be empty
+}
+
+var errSyntax = errors.New("invalid JSON")
+
+type entryScanner struct {
+	b []byte
+	i int
+}
+
+// scanEntry checks val as described above and returns its seq, prev_hash
+// and hash fields.
+func scanEntry(val []byte) (scanned, error) {
+	s := entryScanner{b: val}
+	var out scanned
+	var seen uint64
+	s.ws()
+	if !s.consume('{') {
+		return out, s.fail("expected '{'")
+	}
+	s.ws()
+	if s.consume('}') {
+		return out, s.end()
+	}
+	for {
+		s.ws()
+		key, esc, err := s.str()
+		if err != nil {
+			return out, err
+		}
+		f, ok := entryFields[string(key)]
+		if !ok || esc {
+			return out, fmt.Errorf("unknown field %q", key)
+		}
+		if seen&f.bit != 0 {
+			return out, fmt.Errorf("duplicate field %q", key)
+		}
+		seen |= f.bit
+		s.ws()
+		if !s.consume(':') {
+			return out, s.fail("expected ':'")
+		}
+		s.ws()
+		switch f.kind {
+		case kindString:
+			v, esc, err := s.str()
+			if err != nil {
+				return out, err
+			}
+			switch string(key) {
+			case "prev_hash":
+				if esc {
+					return out, fmt.Errorf("field prev_hash is escaped")
+				}
+				out.prevHash = v
+			case "hash":
+				out.hash = v
+			}
+		case kindStrings:
+			if err := s.strs(); err != nil {
+				return out, err
+			}
+		case kindInt:
+			if _, err := strconv.ParseInt(string(s.integer()), 10, strconv.IntSize); err != nil {
+				return out, fmt.Errorf("field %s: %w", key, err)
+			}
+		case kindUint:
+			n, err := strconv.ParseUint(string(s.integer()), 10, 64)
+			if err != nil {
+				return out, fmt.Errorf("field %s: %w", key, err)
+			}
+			if string(key) == "seq" {
+				out.seq = n
+			}
+		case kindTime:
+			start := s.i
+			if _, _, err := s.str(); err != nil {
+				return out, err
+			}
+			var t time.Time
+			if err := t.UnmarshalJSON(s.b[start:s.i]); err != nil {
+				return out, fmt.Errorf("field %s: %w", key, err)
+			}
+		}
+		s.ws()
+		if s.consume('}') {
+			return out, s.end()
+		}
+		if !s.consume(',') {
+			return out, s.fail("expected ',' or '}'")
+		}
+	}
+}
+
+func (s *entryScanner) fail(what string) error {
+	return fmt.Errorf("%w at offset %d: %s", errSyntax, s.i, what)
+}
+
+func (s *entryScanner) end() error {
+	if s.i != len(s.b) {
+		return s.fail("data after the entry")
+	}
+	return nil
+}
+
+func (s *entryScanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *entryScanner) consume(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// str reads a JSON string and returns its raw contents (between the
+// quotes, escapes not decoded) and whether it holds an escape.
+func (s *entryScanner) str() (raw []byte, escaped bool, err error) {
+	if !s.consume('"') {
+		return nil, false, s.fail("expected a string")
+	}
+	start := s.i
+	ascii := true
+	for s.i < len(s.b) {
+		// Skip plain bytes fast; stop at a quote, backslash, control
+		// byte or non-ASCII byte.
+		for s.i < len(s.b) && plain[s.b[s.i]] {
+			s.i++
+		}
+		if s.i >= len(s.b) {
+			break
+		}
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			raw = s.b[start:s.i]
+			s.i++
+			if !ascii && !utf8.Valid(raw) {
+				return nil, false, s.fail("invalid UTF-8 in string")
+			}
+			return raw, escaped, nil
+		case c < 0x20:
+			return nil, false, s.fail("control character in string")
+		case c == '\\':
+			escaped = true
+			s.i++
+			if s.i >= len(s.b) {
+				return nil, false, s.fail("unterminated escape")
+			}
+			switch s.b[s.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i++
+			case 'u':
+				if s.i+5 > len(s.b) {
+					return nil, false, s.fail("short \\u escape")
+				}
+				for _, h := range s.b[s.i+1 : s.i+5] {
+					if !isHexDigit(h) {
+						return nil, false, s.fail("bad \\u escape")
+					}
+				}
+				s.i += 5
+			default:
+				return nil, false, s.fail("bad escape")
+			}
+		default: // c >= utf8.RuneSelf
+			ascii = false
+			s.i++
+		}
+	}
+	return nil, false, s.fail("unterminated string")
+}
+
+// strs reads an array of strings.
+func (s *entryScanner) strs() error {
+	if !s.consume('[') {
+		return s.fail("expected an array")
+	}
+	s.ws()
+	if s.consume(']') {
+		return nil
+	}
+	for {
+		s.ws()
+		if _, _, err := s.str(); err != nil {
+			return err
+		}
+		s.ws()
+		if s.consume(']') {
+			return nil
+		}
+		if !s.consume(',') {
+			return s.fail("expected ',' or ']'")
+		}
+	}
+}
+
+// integer reads a JSON integer: -?(0|[1-9][0-9]*), not followed by a
+// fraction or exponent. It returns nil if there is none, which the
+// caller's strconv parse rejects.
+func (s *entryScanner) integer() []byte {
+	start := s.i
+	s.consume('-')
+	switch {
+	case s.consume('0'):
+	case s.i < len(s.b) && s.b[s.i] >= '1' && s.b[s.i] <= '9':
+		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+			s.i++
+		}
+	default:
+		return nil
+	}
+	if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		return nil
+	}
+	return s.b[start:s.i]
+}
+
+// plain marks the bytes a string may hold as themselves that need no
+// further check: printable ASCII other than '"' and '\\'.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+func isHexDigit(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}

@@ -1,0 +1,184 @@
+// Package demo prepares the demo Trust the way real partners would: every
+// demo partner gets its own key pair, the registry names each partner's
+// public key set, every signatory signs the demo protocols, and a config
+// file ties it together for `trustgate serve --config`. No private key is
+// ever committed: they are generated here, under the directory given.
+//
+// Layout of DIR (docs/architecture.md repeats it):
+//
+//	DIR/trustgate.yaml                 config for `trustgate serve --config`
+//	DIR/keys/<partner>.jwk             each agency's PRIVATE signing key (0600)
+//	DIR/protocols/trust.yaml           the registry, with jwks_file per partner
+//	DIR/protocols/keys/<partner>.jwks.json  each agency's public key set
+//	DIR/protocols/<protocol>.yaml      the demo protocols
+//	DIR/protocols/<protocol>.yaml.jws  their signatures (JWS JSON, detached)
+//	DIR/data/                          the gateway's data (audit log, keys)
+package demo
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"gopkg.in/yaml.v3"
+
+	"github.com/childrens-trust/trustgate/internal/protocol"
+	"github.com/childrens-trust/trustgate/internal/registry"
+	"github.com/childrens-trust/trustgate/protocols"
+)
+
+// Withheld lists signatures the demo deliberately does not make, so that
+// the demo shows a protocol that is not in force and why.
+var Withheld = map[string][]string{"isp-education-welfare": {"exley-district"}}
+
+// ErrExists is returned when DIR already holds a prepared demo.
+var ErrExists = errors.New("demo already prepared")
+
+// Options tune Init.
+type Options struct {
+	Listen string // default 127.0.0.1:8080
+	Force  bool   // overwrite an existing demo
+}
+
+// Init prepares the demo Trust under dir.
+func Init(dir string, o Options) error {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:8080"
+	}
+	cfgPath := filepath.Join(dir, "trustgate.yaml")
+	if _, err := os.Stat(cfgPath); err == nil && !o.Force {
+		return fmt.Errorf("%w in %s (use --force to start again)", ErrExists, dir)
+	}
+	keysDir := filepath.Join(dir, "keys")
+	protoDir := filepath.Join(dir, "protocols")
+	pubDir := filepath.Join(protoDir, "keys")
+	for _, d := range []string{dir, keysDir, protoDir, pubDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	regDoc, err := fs.ReadFile(protocols.FS, protocol.RegistryFile)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(regDoc, &root); err != nil {
+		return fmt.Errorf("demo: registry: %w", err)
+	}
+	partners := mapValue(root.Content[0], "partners")
+	if partners == nil {
+		return errors.New("demo: registry has no partners")
+	}
+	privs := map[string]jwk.Key{}
+	for _, pn := range partners.Content {
+		id := mapValue(pn, "id").Value
+		priv, pub, err := registry.GenerateKey(id, jwa.ES256)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		privs[id] = priv
+		if err := writeJSON(filepath.Join(keysDir, id+".jwk"), priv, 0o600); err != nil {
+			return err
+		}
+		set := jwk.NewSet()
+		_ = set.AddKey(pub)
+		if err := writeJSON(filepath.Join(pubDir, id+".jwks.json"), set, 0o644); err != nil {
+			return err
+		}
+		pn.Style = 0 // block style, so the added key reads well
+		pn.Content = append(pn.Content,
+			&yaml.Node{Kind: yaml.ScalarNode, Value: "jwks_file"},
+			&yaml.Node{Kind: yaml.ScalarNode, Value: "keys/" + id + ".jwks.json"})
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&root); err != nil {
+		return fmt.Errorf("demo: registry: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(protoDir, protocol.RegistryFile), buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	names, _ := fs.Glob(protocols.FS, "*.yaml")
+	for _, n := range names {
+		if n == protocol.RegistryFile {
+			continue
+		}
+		doc, _ := fs.ReadFile(protocols.FS, n)
+		path := filepath.Join(protoDir, n)
+		if err := os.WriteFile(path, doc, 0o644); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		_ = os.Remove(path + ".jws")
+		p, err := protocol.Parse(doc)
+		if err != nil {
+			return fmt.Errorf("demo: %s: %w", n, err)
+		}
+		for _, s := range p.Signatories {
+			if contains(Withheld[p.ID], s) {
+				continue
+			}
+			key, ok := privs[s]
+			if !ok {
+				return fmt.Errorf("demo: %s: signatory %s is not a demo partner", n, s)
+			}
+			if err := protocol.SignFile(path, key, s); err != nil {
+				return fmt.Errorf("demo: sign %s as %s: %w", n, s, err)
+			}
+		}
+	}
+	cfg := fmt.Sprintf(`# trustgate demo configuration, written by 'trustgate demo init'.
+# Paths are relative to this file. See docs/architecture.md.
+gateway_id: trustgate
+listen: %s
+data_dir: data
+protocols_dir: protocols
+keys:
+  backend: local
+log:
+  level: info
+`, o.Listen)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
+
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func writeJSON(path string, v any, mode os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), mode); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return os.Chmod(path, mode)
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, v) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,165 @@
+package protocol
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/childrens-trust/trustgate/internal/registry"
+)
+
+func parsed(t *testing.T) *Protocol {
+	t.Helper()
+	p, err := Parse(testDoc(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLintCleanProtocol(t *testing.T) {
+	tt := newTrust(t)
+	if got := Lint(parsed(t), tt.reg, now); len(got) != 0 {
+		t.Errorf("Lint = %v, want no problems", got)
+	}
+}
+
+func TestLint(t *testing.T) {
+	tt := newTrust(t)
+	tests := []struct {
+		name string
+		f    func(p *Protocol)
+		now  time.Time
+		want []Problem // exactly these, in order
+	}{
+		{"unknown signatory", func(p *Protocol) { p.Signatories = append(p.Signatories, "exley-fire") }, now,
+			[]Problem{{"signatories[4]", `unknown partner "exley-fire"`, SeverityError}}},
+		{"signatory without keys", func(p *Protocol) { p.Signatories = append(p.Signatories, "riverside-gp") }, now,
+			[]Problem{{"signatories[4]", `partner "riverside-gp" has no registered signing keys and cannot sign`, SeverityWarning}}},
+		{"review overdue", nil, time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC),
+			[]Problem{{"review_by", "review overdue since 2026-12-31", SeverityWarning}}},
+		{"unknown purpose", func(p *Protocol) {
+			p.Purposes = append(p.Purposes, "marketing")
+		}, now, []Problem{{"purposes[2]", `unknown purpose "marketing"`, SeverityError}}},
+		{"unknown provider partner", func(p *Protocol) { p.Rules[1].Providers.Partners = []string{"exley-csc", "exley-fire"} }, now,
+			[]Problem{{"rules[1].providers.partners[1]", `unknown partner "exley-fire"`, SeverityError}}},
+		{"requester partner not a signatory", func(p *Protocol) { p.Rules[2].Requesters.Partners = []string{"exley-csc", "oak-academy"} }, now,
+			[]Problem{{"rules[2].requesters.partners[1]", `partner "oak-academy" is not a signatory`, SeverityError}}},
+		{"unknown partner type", func(p *Protocol) { p.Rules[0].Providers.Types = []string{"health", "hospital"} }, now,
+			[]Problem{{"rules[0].providers.types[1]", `unknown partner type "hospital"`, SeverityError}}},
+		{"type no signatory has", func(p *Protocol) { p.Rules[0].Providers.Types = []string{"health", "gp"} }, now,
+			[]Problem{{"rules[0].providers.types[1]", `no signatory is of type "gp"`, SeverityWarning}}},
+		{"no signatory can provide", func(p *Protocol) { p.Rules[0].Providers.Types = []string{"voluntary"} }, now,
+			[]Problem{
+				{"rules[0].providers.types[0]", `no signatory is of type "voluntary"`, SeverityWarning},
+				{"rules[0].providers", "no signatory can act as a provider under this rule", SeverityError},
+			}},
+		{"only a non-signatory can request", func(p *Protocol) { p.Rules[2].Requesters.Partners = []string{"safe-families"} }, now,
+			[]Problem{
+				{"rules[2].requesters.partners[0]", `partner "safe-families" is not a signatory`, SeverityError},
+				{"rules[2].requesters", "no signatory can act as a requester under this rule", SeverityError},
+			}},
+		{"unknown requester role", func(p *Protocol) { p.Rules[1].Requesters.Roles = []string{"headteacher"} }, now,
+			[]Problem{{"rules[1].requesters.roles[0]", `unknown role "headteacher"`, SeverityError}}},
+		{"unknown override role", func(p *Protocol) { p.Rules[0].OverrideRoles = []string{"team_manager", "director"} }, now,
+			[]Problem{{"rules[0].override_roles[1]", `unknown role "director"`, SeverityError}}},
+		{"unknown category", func(p *Protocol) { p.Rules[2].Categories = []string{"police_concerns", "intelligence"} }, now,
+			[]Problem{{"rules[2].categories[1]", `unknown category "intelligence"`, SeverityError}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := parsed(t)
+			if tc.f != nil {
+				tc.f(p)
+			}
+			got := Lint(p, tt.reg, tc.now)
+			if len(got) != len(tc.want) {
+				t.Fatalf("Lint = %v\nwant   %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("problem %d = %v\nwant        %v", i, got[i], tc.want[i])
+				}
+			}
+			if HasErrors(got) != HasErrors(tc.want) {
+				t.Errorf("HasErrors = %v", HasErrors(got))
+			}
+		})
+	}
+}
+
+// TestLintErrorKeepsOutOfForce: a fully signed, current protocol with a lint
+// error is not in force, and the reason names the problem and the field.
+func TestLintErrorKeepsOutOfForce(t *testing.T) {
+	tt := newTrust(t)
+	doc := []byte(strings.Replace(string(testDoc(t)), "categories: [police_concerns]", "categories: [police_concerns, intelligence]", 1))
+	st := Evaluate("x.yaml", doc, tt.signAll(t, doc, signers...), tt.reg, now)
+	want := []string{`unknown category "intelligence" (rules[2].categories[1])`}
+	if st.InForce || !equalStrings(st.Reasons, want) {
+		t.Errorf("InForce = %v, Reasons = %q, want %q", st.InForce, st.Reasons, want)
+	}
+}
+
+// TestDemoProtocols keeps the demo protocols in the repository's protocols/
+// directory in step with this package: each parses and lints without errors
+// against the demo registry.
+func TestDemoProtocols(t *testing.T) {
+	dir := filepath.Join("..", "..", "protocols")
+	reg, err := registry.Load(context.Background(), filepath.Join(dir, RegistryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		if filepath.Base(f) == RegistryFile {
+			continue
+		}
+		n++
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Parse(b)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		at := p.EffectiveFrom.Time()
+		for _, pr := range Lint(p, reg, at) {
+			if pr.Severity == SeverityError {
+				t.Errorf("%s: %v", f, pr)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no demo protocols found")
+	}
+}
+
+// TestDocsExample keeps the example in docs/protocols.md valid: the first
+// YAML block there parses.
+func TestDocsExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "protocols.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	block, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		t.Fatal("no YAML block in docs/protocols.md")
+	}
+	p, err := Parse([]byte(block))
+	if err != nil {
+		t.Fatalf("docs example: %v", err)
+	}
+	if p.ID != "isp-safeguarding" || len(p.Rules) != 3 {
+		t.Errorf("docs example = %s with %d rules", p.ID, len(p.Rules))
+	}
+}

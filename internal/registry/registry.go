@@ -1,0 +1,291 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"gopkg.in/yaml.v3"
+)
+
+// PartnerType is the kind of agency a partner is. The vocabulary is closed.
+type PartnerType string
+
+// The partner types of a Children's Trust (Children Act 2004 s10 partners,
+// their later extensions, and voluntary organisations by agreement).
+const (
+	LocalAuthority   PartnerType = "local_authority"
+	Health           PartnerType = "health"
+	GP               PartnerType = "gp"
+	Police           PartnerType = "police"
+	Probation        PartnerType = "probation"
+	YouthOffending   PartnerType = "youth_offending"
+	School           PartnerType = "school"
+	Connexions       PartnerType = "connexions"
+	LearningSkills   PartnerType = "learning_skills"
+	DistrictCouncil  PartnerType = "district_council"
+	FurtherEducation PartnerType = "further_education"
+	JobcentrePlus    PartnerType = "jobcentre_plus"
+	Voluntary        PartnerType = "voluntary"
+)
+
+// PartnerTypes lists every accepted partner type.
+var PartnerTypes = []PartnerType{
+	LocalAuthority, Health, GP, Police, Probation, YouthOffending, School,
+	Connexions, LearningSkills, DistrictCouncil, FurtherEducation, JobcentrePlus, Voluntary,
+}
+
+// ValidType reports whether t is in the closed vocabulary.
+func ValidType(t string) bool {
+	for _, p := range PartnerTypes {
+		if string(p) == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Term is one entry of a vocabulary: an identifier and what it means.
+type Term struct {
+	ID          string `yaml:"id" json:"id"`
+	Description string `yaml:"description" json:"description"`
+	// Special marks special category data (UK GDPR art. 9) or criminal
+	// offence data; informational, carried into decisions.
+	Special bool `yaml:"special,omitempty" json:"special,omitempty"`
+}
+
+// Partner is one agency of the Trust.
+type Partner struct {
+	ID        string      `yaml:"id" json:"id"`
+	Name      string      `yaml:"name" json:"name"`
+	Type      PartnerType `yaml:"type" json:"type"`
+	Sensitive bool        `yaml:"sensitive,omitempty" json:"sensitive"`
+	// Endpoint is the base URL of the partner's provider service.
+	Endpoint string `yaml:"endpoint,omitempty" json:"endpoint,omitempty"`
+	// Webhook is where access notifications for this partner are delivered.
+	Webhook string `yaml:"webhook,omitempty" json:"webhook,omitempty"`
+	// Exactly one of JWKS (inline), JWKSFile (relative to the registry file)
+	// or JWKSURI (fetched and refreshed) names the partner's public keys.
+	JWKS     map[string]any `yaml:"jwks,omitempty" json:"-"`
+	JWKSFile string         `yaml:"jwks_file,omitempty" json:"-"`
+	JWKSURI  string         `yaml:"jwks_uri,omitempty" json:"-"`
+
+	keys jwk.Set
+}
+
+// Trust is the registry file's document.
+type Trust struct {
+	ID         string    `yaml:"id"`
+	Name       string    `yaml:"name"`
+	Purposes   []Term    `yaml:"purposes"`
+	Categories []Term    `yaml:"categories"`
+	Roles      []Term    `yaml:"roles"`
+	Partners   []Partner `yaml:"partners"`
+}
+
+// Registry is a loaded, validated Trust. Safe for concurrent use.
+type Registry struct {
+	trust      Trust
+	partners   map[string]*Partner
+	purposes   map[string]Term
+	categories map[string]Term
+	roles      map[string]Term
+	cache      *jwk.Cache // non-nil when any partner uses jwks_uri
+}
+
+// ErrInvalid classifies every registry validation failure.
+var ErrInvalid = errors.New("invalid registry")
+
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{1,63}$`)
+
+// Load reads and validates a registry file. Key files are resolved relative
+// to the registry file's directory. A jwks_uri is registered with a jwk.Cache
+// bound to ctx and fetched once before Load returns.
+func Load(ctx context.Context, path string) (*Registry, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	return Parse(ctx, b, filepath.Dir(path))
+}
+
+// Parse decodes and validates a registry document; baseDir resolves jwks_file.
+func Parse(ctx context.Context, doc []byte, baseDir string) (*Registry, error) {
+	var t Trust
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&t); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	r := &Registry{
+		trust:      t,
+		partners:   map[string]*Partner{},
+		purposes:   map[string]Term{},
+		categories: map[string]Term{},
+		roles:      map[string]Term{},
+	}
+	if t.ID == "" {
+		return nil, fmt.Errorf("%w: id is required", ErrInvalid)
+	}
+	for _, v := range []struct {
+		name  string
+		terms []Term
+		into  map[string]Term
+	}{{"purposes", t.Purposes, r.purposes}, {"categories", t.Categories, r.categories}, {"roles", t.Roles, r.roles}} {
+		if len(v.terms) == 0 {
+			return nil, fmt.Errorf("%w: %s: at least one is required", ErrInvalid, v.name)
+		}
+		for _, term := range v.terms {
+			if !idPattern.MatchString(term.ID) {
+				return nil, fmt.Errorf("%w: %s: %q is not a valid identifier", ErrInvalid, v.name, term.ID)
+			}
+			if _, dup := v.into[term.ID]; dup {
+				return nil, fmt.Errorf("%w: %s: %q appears twice", ErrInvalid, v.name, term.ID)
+			}
+			v.into[term.ID] = term
+		}
+	}
+	for i := range t.Partners {
+		p := &r.trust.Partners[i]
+		if err := r.addPartner(ctx, p, baseDir); err != nil {
+			return nil, fmt.Errorf("%w: partner %q: %v", ErrInvalid, p.ID, err)
+		}
+	}
+	return r, nil
+}
+
+func (r *Registry) addPartner(ctx context.Context, p *Partner, baseDir string) error {
+	if !idPattern.MatchString(p.ID) {
+		return errors.New("id is not a valid identifier")
+	}
+	if _, dup := r.partners[p.ID]; dup {
+		return errors.New("appears twice")
+	}
+	if p.Name == "" {
+		return errors.New("name is required")
+	}
+	if !ValidType(string(p.Type)) {
+		return fmt.Errorf("type %q is not one of %v", p.Type, PartnerTypes)
+	}
+	for _, u := range []struct{ name, v string }{{"endpoint", p.Endpoint}, {"webhook", p.Webhook}} {
+		if u.v == "" {
+			continue
+		}
+		pu, err := url.Parse(u.v)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("%s %q is not an http(s) URL", u.name, u.v)
+		}
+	}
+	sources := 0
+	for _, s := range []bool{p.JWKS != nil, p.JWKSFile != "", p.JWKSURI != ""} {
+		if s {
+			sources++
+		}
+	}
+	if sources > 1 {
+		return errors.New("give only one of jwks, jwks_file, jwks_uri")
+	}
+	var set jwk.Set
+	var err error
+	switch {
+	case p.JWKS != nil:
+		var raw []byte
+		raw, err = jsonMarshal(p.JWKS)
+		if err == nil {
+			set, err = jwk.Parse(raw)
+		}
+	case p.JWKSFile != "":
+		f := p.JWKSFile
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(baseDir, f)
+		}
+		var raw []byte
+		raw, err = os.ReadFile(f)
+		if err == nil {
+			set, err = jwk.Parse(raw)
+		}
+	case p.JWKSURI != "":
+		if r.cache == nil {
+			r.cache = jwk.NewCache(ctx)
+		}
+		if err = r.cache.Register(p.JWKSURI); err == nil {
+			if _, err = r.cache.Refresh(ctx, p.JWKSURI); err == nil {
+				set = jwk.NewCachedSet(r.cache, p.JWKSURI)
+			}
+		}
+	default:
+		set = jwk.NewSet() // a partner with no keys cannot authenticate or sign
+	}
+	if err != nil {
+		return fmt.Errorf("keys: %v", err)
+	}
+	if err := checkPublic(set); err != nil {
+		return err
+	}
+	p.keys = set
+	r.partners[p.ID] = p
+	return nil
+}
+
+// checkPublic refuses key sets that carry private material or keys without kid.
+func checkPublic(set jwk.Set) error {
+	for i := 0; i < set.Len(); i++ {
+		k, _ := set.Key(i)
+		if _, isPriv := k.(interface{ D() []byte }); isPriv {
+			return errors.New("keys: the registry must hold public keys only")
+		}
+		switch k.(type) {
+		case jwk.ECDSAPrivateKey, jwk.OKPPrivateKey, jwk.RSAPrivateKey, jwk.SymmetricKey:
+			return errors.New("keys: the registry must hold public keys only")
+		}
+		if k.KeyID() == "" {
+			return errors.New("keys: every key needs a kid")
+		}
+	}
+	return nil
+}
+
+// ID is the Trust's identifier.
+func (r *Registry) ID() string { return r.trust.ID }
+
+// Name is the Trust's display name.
+func (r *Registry) Name() string { return r.trust.Name }
+
+// Partner returns the partner with the given id.
+func (r *Registry) Partner(id string) (*Partner, bool) {
+	p, ok := r.partners[id]
+	return p, ok
+}
+
+// Partners returns every partner, sorted by id.
+func (r *Registry) Partners() []*Partner {
+	out := make([]*Partner, 0, len(r.partners))
+	for _, p := range r.partners {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Keys returns the partner's public key set (empty for a partner with none).
+func (p *Partner) Keys() jwk.Set { return p.keys }
+
+// HasPurpose, HasCategory and HasRole check the closed vocabularies.
+func (r *Registry) HasPurpose(id string) bool  { _, ok := r.purposes[id]; return ok }
+func (r *Registry) HasCategory(id string) bool { _, ok := r.categories[id]; return ok }
+func (r *Registry) HasRole(id string) bool     { _, ok := r.roles[id]; return ok }
+
+// Purposes, Categories and Roles return the vocabularies in file order.
+func (r *Registry) Purposes() []Term   { return r.trust.Purposes }
+func (r *Registry) Categories() []Term { return r.trust.Categories }
+func (r *Registry) Roles() []Term      { return r.trust.Roles }
+
+// Category returns one category's definition.
+func (r *Registry) Category(id string) (Term, bool) { t, ok := r.categories[id]; return t, ok }

@@ -1,0 +1,34 @@
+package revision
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/protocol"
+	"github.com/childrens-trust/trustgate/internal/registry"
+)
+
+// Revision is one immutable, consistent view of the Trust.
+type Revision struct {
+	Registry  *registry.Registry
+	Protocols []protocol.Status
+	Policy    *policy.Revision
+	// ActivatedAt is when the revision was published; Source says by what
+	// (start-up, reload via SIGHUP, file watch, API).
+	ActivatedAt time.Time
+	Source      string
+}
+
+// Hash identifies the revision: the policy revision hash, which covers the
+// policy sources and the in-force protocols and registry data.
+func (r *Revision) Hash() string { return r.Policy.Hash() }
+
+// Holder publishes the current revision. Safe for concurrent use.
+type Holder struct{ p atomic.Pointer[Revision] }
+
+// Current returns the active revision, or nil before the first publish.
+func (h *Holder) Current() *Revision { return h.p.Load() }
+
+// Publish makes r the active revision for every request that starts after.
+func (h *Holder) Publish(r *Revision) { h.p.Store(r) }

@@ -1,0 +1,322 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"sort"
+	"strings"
+	"unicode"
+
+	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/nhs"
+	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/registry"
+)
+
+// DecisionRequest is the body of POST /v1/decisions (docs/api.md).
+type DecisionRequest struct {
+	Subject        string   `json:"subject"`
+	Provider       string   `json:"provider"`
+	Purpose        string   `json:"purpose"`
+	Categories     []string `json:"categories"`
+	Justification  string   `json:"justification,omitempty"`
+	OverrideGround string   `json:"override_ground,omitempty"`
+}
+
+// OverrideGrounds is the closed vocabulary of safeguarding override grounds.
+var OverrideGrounds = []string{"risk_of_significant_harm", "section_47_enquiry", "emergency_medical"}
+
+const (
+	maxCategories       = 32
+	maxJustificationLen = 4000
+)
+
+// decodeStrict reads exactly one JSON object into v: unknown fields, a
+// second value, or a body over the limit are errors naming the field.
+func (s *Server) decodeStrict(x *exchange, v any) error {
+	r := http.MaxBytesReader(nil, x.r.Body, s.opts.MaxBodyBytes)
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return badRequest("body", fmt.Sprintf("larger than %d bytes", s.opts.MaxBodyBytes))
+		}
+		return badRequest("body", "could not be read")
+	}
+	if ct := x.r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return badRequest("Content-Type", "must be application/json")
+	}
+	if err := unknownField(raw, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return badRequest("body", "must hold exactly one JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("body", "must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return badRequest("body", fmt.Sprintf("malformed JSON at byte %d", se.Offset))
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "body"
+		}
+		return badRequest(field, "must be "+jsonKind(te.Type.Kind().String()))
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("body", "empty or truncated JSON")
+	default:
+		return badRequest("body", "not a valid JSON object")
+	}
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "slice":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "bool":
+		return "true or false"
+	default:
+		return "a " + k
+	}
+}
+
+// validate checks a decision request against the registry.
+func (s *Server) validate(x *exchange, req *DecisionRequest) (*registry.Partner, string, error) {
+	reg := x.rev.Registry
+	subject, err := nhs.Normalize(req.Subject)
+	if req.Subject == "" {
+		return nil, "", badRequest("subject", "required: the child's NHS number")
+	}
+	if err != nil {
+		var ne *nhs.Error
+		if errors.As(err, &ne) {
+			return nil, "", badRequest("subject", "not a valid NHS number: "+ne.Reason)
+		}
+		return nil, "", badRequest("subject", "not a valid NHS number")
+	}
+	if req.Provider == "" {
+		return nil, "", badRequest("provider", "required: the partner id of the agency that holds the record")
+	}
+	prov, ok := reg.Partner(req.Provider)
+	if !ok {
+		return nil, "", badRequest("provider", fmt.Sprintf("%q is not a partner of the Trust", clip(req.Provider)))
+	}
+	if prov.ID == x.claims.Partner {
+		return nil, "", badRequest("provider", "is the requesting agency itself")
+	}
+	if req.Purpose == "" {
+		return nil, "", badRequest("purpose", "required")
+	}
+	if !reg.HasPurpose(req.Purpose) {
+		return nil, "", badRequest("purpose", fmt.Sprintf("%q is not a purpose of the Trust", clip(req.Purpose)))
+	}
+	if len(req.Categories) == 0 {
+		return nil, "", badRequest("categories", "required: at least one data category")
+	}
+	if len(req.Categories) > maxCategories {
+		return nil, "", badRequest("categories", fmt.Sprintf("at most %d", maxCategories))
+	}
+	seen := map[string]bool{}
+	for i, c := range req.Categories {
+		field := fmt.Sprintf("categories[%d]", i)
+		if !reg.HasCategory(c) {
+			return nil, "", badRequest(field, fmt.Sprintf("%q is not a data category of the Trust", clip(c)))
+		}
+		if seen[c] {
+			return nil, "", badRequest(field, fmt.Sprintf("%q is repeated", c))
+		}
+		seen[c] = true
+	}
+	if len(req.Justification) > maxJustificationLen {
+		return nil, "", badRequest("justification", fmt.Sprintf("at most %d characters", maxJustificationLen))
+	}
+	if req.OverrideGround != "" {
+		if !contains(OverrideGrounds, req.OverrideGround) {
+			return nil, "", badRequest("override_ground", fmt.Sprintf("%q is not one of %s", clip(req.OverrideGround), strings.Join(OverrideGrounds, ", ")))
+		}
+		if why := s.weakJustification(req.Justification); why != "" {
+			return nil, "", badRequest("justification", why)
+		}
+	}
+	return prov, subject, nil
+}
+
+// weakJustification says why a justification lacks substance, or "".
+// An override must say, in the practitioner's own words, why sharing
+// without consent is necessary: a minimum length, enough distinct words,
+// and not a stock phrase.
+func (s *Server) weakJustification(j string) string {
+	t := strings.TrimSpace(j)
+	if t == "" {
+		return "required with override_ground: say why sharing without consent is necessary"
+	}
+	if len([]rune(t)) < s.opts.MinJustification {
+		return fmt.Sprintf("too short: at least %d characters explaining why sharing without consent is necessary", s.opts.MinJustification)
+	}
+	words := strings.FieldsFunc(strings.ToLower(t), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	distinct := map[string]bool{}
+	for _, w := range words {
+		if len(w) >= 3 {
+			distinct[w] = true
+		}
+	}
+	if len(words) < 6 || len(distinct) < 5 {
+		return "lacks substance: describe the concern in your own words"
+	}
+	if len(distinct)*3 < len(words) {
+		return "lacks substance: repeated words are not a justification"
+	}
+	return ""
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// postDecision handles POST /v1/decisions.
+func (s *Server) postDecision(x *exchange) (int, any, error) {
+	d, _, err := s.decide(x)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{
+		"request_id":      x.id,
+		"decision":        d,
+		"policy_revision": x.rev.Hash(),
+	}, nil
+}
+
+// decide decodes, validates and evaluates one decision request, filling
+// the audit entry as it goes. It is shared by every endpoint that decides.
+func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error) {
+	x.entry.Kind = audit.KindRejected
+	var req DecisionRequest
+	if err := s.decodeStrict(x, &req); err != nil {
+		return nil, nil, err
+	}
+	x.entry.Provider, x.entry.Purpose, x.entry.OverrideGround = clip(req.Provider), clip(req.Purpose), req.OverrideGround
+	if len(req.Categories) <= maxCategories {
+		x.entry.Categories = req.Categories
+	}
+	prov, subject, err := s.validate(x, &req)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	kctx, cancel := context.WithTimeout(x.ctx, s.opts.KeyTimeout)
+	pseudo, err := s.deps.Keys.Pseudonym(kctx, subject)
+	cancel()
+	if err != nil {
+		x.entry.Kind = audit.KindUnavailable
+		return nil, nil, err
+	}
+	x.entry.Subject = pseudo
+
+	var consents []policy.Consent
+	if s.deps.Consents != nil {
+		consents, err = s.deps.Consents.ForDecision(x.ctx, pseudo)
+		if err != nil {
+			x.entry.Kind = audit.KindUnavailable
+			return nil, nil, fmt.Errorf("consents: %w", err)
+		}
+	}
+	reqPartner, _ := x.rev.Registry.Partner(x.claims.Partner)
+	in := &policy.Input{
+		TimeNS: s.opts.Now().UnixNano(),
+		Requester: policy.Requester{
+			Partner: x.claims.Partner, Type: string(reqPartner.Type),
+			Practitioner: x.claims.Practitioner, Role: x.claims.Role,
+		},
+		Provider:   policy.Provider{Partner: prov.ID, Type: string(prov.Type), Sensitive: prov.Sensitive},
+		Purpose:    req.Purpose,
+		Categories: req.Categories,
+		Consents:   consents,
+		Override:   policy.Override{Ground: req.OverrideGround, Justified: req.OverrideGround != "" && s.weakJustification(req.Justification) == ""},
+	}
+	ectx, cancel := context.WithTimeout(x.ctx, s.opts.EvalTimeout)
+	d, err := x.rev.Policy.Decide(ectx, in)
+	cancel()
+	if err != nil {
+		x.entry.Kind = audit.KindUnavailable
+		x.entry.Decision = "deny"
+		return nil, nil, err
+	}
+	x.entry.Kind = audit.KindDecision
+	recordDecision(&x.entry, d)
+	return d, &req, nil
+}
+
+func recordDecision(e *audit.Entry, d *policy.Decision) {
+	e.Decision = "deny"
+	if d.Allow {
+		e.Decision = "allow"
+	}
+	e.AllowedCategories = d.Categories
+	e.Reasons = d.Reasons
+	e.LawfulBasis = d.LawfulBasis
+	if d.Protocol != nil {
+		e.Protocol, e.ProtocolVersion, e.Rule = d.Protocol.ID, d.Protocol.Version, d.Protocol.Rule
+	}
+}
+
+// unknownField names the first member of the JSON object raw that v (a
+// pointer to a struct) does not declare. encoding/json reports unknown
+// fields only as text, so the check is made here, structurally.
+func unknownField(raw []byte, v any) error {
+	var m map[string]json.RawMessage
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&m); err != nil {
+		return jsonError(err)
+	}
+	t := reflect.TypeOf(v).Elem()
+	known := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if !known[k] {
+			return badRequest(clip(k), "unknown field")
+		}
+	}
+	return nil
+}

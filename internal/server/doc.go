@@ -1,0 +1,17 @@
+// Package server owns the gateway's HTTP surface: routes, request decoding
+// and validation, the one mapping from errors to HTTP statuses, and the
+// guarantee that every /v1 request is written to the audit log, durably,
+// before its answer leaves.
+//
+// Promises:
+//   - Every /v1 request (allowed, denied, rejected, unauthenticated, failed)
+//     produces exactly one audit entry, appended and fsynced before the
+//     response is written. If the append fails the caller gets 503 and no
+//     decision (fail closed).
+//   - Bad input is a 4xx naming the field and the reason; nothing is
+//     evaluated and nothing is stored besides the audit entry.
+//   - A dependency that cannot answer (keys, policy, audit) is a 503 that
+//     says which, and nothing is disclosed.
+//   - Handlers see one consistent revision (registry + policy + protocols)
+//     for the whole request.
+package server

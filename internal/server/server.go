@@ -1,0 +1,275 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/revision"
+)
+
+// Authenticator verifies an agency bearer token.
+type Authenticator interface {
+	Verify(ctx context.Context, raw string) (*identity.Claims, error)
+}
+
+// AuditLog is where every request is recorded before it is answered.
+// Append must not return until the entry is durable.
+type AuditLog interface {
+	Append(ctx context.Context, e *audit.Entry) (seq uint64, hash string, err error)
+}
+
+// KeyStore is what the server needs of the gateway's keys.
+type KeyStore interface {
+	Pseudonym(ctx context.Context, subject string) (string, error)
+	PublicKeys(ctx context.Context) (jwk.Set, error)
+	Ready(ctx context.Context) error
+}
+
+// Revisions yields the active revision.
+type Revisions interface {
+	Current() *revision.Revision
+}
+
+// ConsentSource gives the consent records that bear on a subject (by
+// pseudonym). Optional: without one, no consent is on record.
+type ConsentSource interface {
+	ForDecision(ctx context.Context, subject string) ([]policy.Consent, error)
+}
+
+// Check is one readiness probe.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Options configure the server.
+type Options struct {
+	MaxBodyBytes     int64
+	KeyTimeout       time.Duration
+	EvalTimeout      time.Duration
+	MinJustification int
+	Now              func() time.Time
+	Logger           *slog.Logger
+}
+
+// Deps are the parts the server is wired to.
+type Deps struct {
+	Auth      Authenticator
+	Audit     AuditLog
+	Keys      KeyStore
+	Revisions Revisions
+	Consents  ConsentSource // may be nil
+	Ready     []Check
+}
+
+// Server serves the gateway's HTTP API.
+type Server struct {
+	opts Options
+	deps Deps
+	log  *slog.Logger
+}
+
+// New returns a Server.
+func New(opts Options, deps Deps) *Server {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 64 << 10
+	}
+	if opts.KeyTimeout <= 0 {
+		opts.KeyTimeout = 2 * time.Second
+	}
+	if opts.EvalTimeout <= 0 {
+		opts.EvalTimeout = 2 * time.Second
+	}
+	if opts.MinJustification <= 0 {
+		opts.MinJustification = 40
+	}
+	return &Server{opts: opts, deps: deps, log: opts.Logger}
+}
+
+// Handler returns the routed handler.
+func (s *Server) Handler() http.Handler {
+	r := mux.NewRouter()
+	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
+	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
+	r.HandleFunc("/.well-known/jwks.json", s.jwks).Methods(http.MethodGet)
+
+	v1 := r.PathPrefix("/v1").Subrouter()
+	v1.Handle("/decisions", s.audited(s.postDecision)).Methods(http.MethodPost)
+	v1.Handle("/protocols", s.audited(s.listProtocols)).Methods(http.MethodGet)
+	v1.NotFoundHandler = s.audited(func(x *exchange) (int, any, error) {
+		return 0, nil, notFound("no such endpoint: " + x.r.Method + " " + x.r.URL.Path)
+	})
+	v1.MethodNotAllowedHandler = s.audited(func(x *exchange) (int, any, error) {
+		return 0, nil, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Reason: x.r.Method + " is not allowed on " + x.r.URL.Path, Kind: audit.KindRejected}
+	})
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": errorBody{Code: "not_found", Message: "no such endpoint"}})
+	})
+	return r
+}
+
+// exchange is one /v1 request in flight and the audit entry it will leave.
+type exchange struct {
+	r      *http.Request
+	ctx    context.Context
+	id     string
+	claims *identity.Claims
+	rev    *revision.Revision
+	entry  audit.Entry
+	log    *slog.Logger
+}
+
+// handlerFunc handles an authenticated /v1 request. It returns the status
+// and body of a successful answer, or an error that classify maps.
+type handlerFunc func(x *exchange) (status int, body any, err error)
+
+// audited authenticates the caller, runs h, records the audit entry
+// durably and only then writes the answer.
+func (s *Server) audited(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.opts.Now()
+		id := newRequestID()
+		x := &exchange{r: r, ctx: r.Context(), id: id, log: s.log.With("request_id", id)}
+		x.entry = audit.Entry{Time: start.UTC(), RequestID: id, Method: r.Method, Path: r.URL.Path}
+		w.Header().Set("X-Request-Id", id)
+
+		status, body, err := s.run(x, h)
+		if err != nil {
+			st, eb, kind := classify(err)
+			status, body = st, map[string]any{"request_id": id, "error": eb}
+			if x.entry.Kind == "" || x.entry.Kind == audit.KindDecision || x.entry.Kind == audit.KindAccess {
+				x.entry.Kind = kind
+			}
+			x.entry.Error = eb.Message
+			if status >= 500 {
+				x.log.Error("request failed", "status", status, "code", eb.Code, "err", err)
+			}
+		}
+		x.entry.Status = status
+		// The audit append gets its own deadline, detached from the caller:
+		// a caller hanging up must not leave a decision unrecorded.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		seq, _, aerr := s.deps.Audit.Append(actx, &x.entry)
+		cancel()
+		if aerr != nil {
+			x.log.Error("audit append failed; answering 503", "err", aerr)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"request_id": id, "error": auditUnavailable})
+			return
+		}
+		if m, ok := body.(map[string]any); ok && status < 300 {
+			m["audit_seq"] = seq
+		}
+		writeJSON(w, status, body)
+		x.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status, "kind", x.entry.Kind,
+			"latency_ms", float64(s.opts.Now().Sub(start).Microseconds())/1000)
+	})
+}
+
+func (s *Server) run(x *exchange, h handlerFunc) (int, any, error) {
+	raw, err := identity.ExtractBearer(x.r)
+	if err != nil {
+		x.entry.Kind = audit.KindAuthFailure
+		return 0, nil, err
+	}
+	claims, err := s.deps.Auth.Verify(x.ctx, raw)
+	if err != nil {
+		x.entry.Kind = audit.KindAuthFailure
+		var ae *identity.AuthError
+		if errors.As(err, &ae) {
+			// Who claimed to ask (marked unverified unless the signature held).
+			x.entry.Requester, x.entry.Practitioner, x.entry.TokenID = ae.Issuer, ae.Subject, ae.JTI
+			if !ae.Verified && ae.Issuer != "" {
+				x.entry.Requester = "unverified:" + ae.Issuer
+			}
+		}
+		return 0, nil, err
+	}
+	x.claims = claims
+	x.entry.Requester, x.entry.Practitioner, x.entry.Role, x.entry.TokenID = claims.Partner, claims.Practitioner, claims.Role, claims.JTI
+	x.log = x.log.With("partner", claims.Partner)
+	x.rev = s.deps.Revisions.Current()
+	if x.rev == nil {
+		return 0, nil, errNoRevision
+	}
+	x.entry.PolicyRevision = x.rev.Hash()
+	return h(x)
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(body)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ready := true
+	if s.deps.Revisions.Current() == nil {
+		checks["policy"] = "no revision loaded"
+		ready = false
+	} else {
+		checks["policy"] = "ok"
+	}
+	for _, c := range s.deps.Ready {
+		if err := c.Fn(ctx); err != nil {
+			checks[c.Name] = err.Error()
+			ready = false
+		} else {
+			checks[c.Name] = "ok"
+		}
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.KeyTimeout)
+	defer cancel()
+	set, err := s.deps.Keys.PublicKeys(ctx)
+	if err != nil {
+		_, eb, _ := classify(err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": eb})
+		return
+	}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(set)
+}

@@ -1,0 +1,11 @@
+// Package policies embeds the gateway's default Rego policies, so that the
+// binary runs on its embedded defaults. A configured policies directory
+// replaces them.
+package policies
+
+import "embed"
+
+// FS holds every .rego file of this directory, tests included.
+//
+//go:embed *.rego
+var FS embed.FS
