@@ -238,9 +238,6 @@ func (r *Registry) addPartner(ctx context.Context, p *Partner, baseDir string) e
 func checkPublic(set jwk.Set) error {
 	for i := 0; i < set.Len(); i++ {
 		k, _ := set.Key(i)
-		if _, isPriv := k.(interface{ D() []byte }); isPriv {
-			return errors.New("keys: the registry must hold public keys only")
-		}
 		switch k.(type) {
 		case jwk.ECDSAPrivateKey, jwk.OKPPrivateKey, jwk.RSAPrivateKey, jwk.SymmetricKey:
 			return errors.New("keys: the registry must hold public keys only")

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/childrens-trust/trustgate/internal/audit"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	code := run(context.Background(), args, &out, &out)
+	return code, out.String()
+}
+
+func TestProtocolWorkflow(t *testing.T) {
+	dir := t.TempDir()
+	if code, out := runCLI(t, "demo", "init", "--dir", dir); code != 0 {
+		t.Fatalf("demo init: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "demo", "init", "--dir", dir, "--if-absent"); code != 0 || !strings.Contains(out, "already prepared") {
+		t.Fatalf("demo init --if-absent: %d %s", code, out)
+	}
+	pdir := filepath.Join(dir, "protocols")
+	code, out := runCLI(t, "protocol", "list", "--dir", pdir)
+	if code != 0 || !strings.Contains(out, "isp-safeguarding") || !strings.Contains(out, "no signature from exley-district") {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+	if code, out := runCLI(t, "protocol", "verify", filepath.Join(pdir, "safeguarding.yaml")); code != 0 {
+		t.Fatalf("verify in-force protocol: %d\n%s", code, out)
+	}
+	ew := filepath.Join(pdir, "education-welfare.yaml")
+	if code, out := runCLI(t, "protocol", "verify", ew); code != exitFailure || !strings.Contains(out, "no signature from exley-district") {
+		t.Fatalf("verify unsigned protocol: %d\n%s", code, out)
+	}
+	// The missing signatory signs: the protocol comes into force.
+	if code, out := runCLI(t, "protocol", "sign", "--key", filepath.Join(dir, "keys", "exley-district.jwk"), ew); code != 0 {
+		t.Fatalf("sign: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "protocol", "verify", ew); code != 0 {
+		t.Fatalf("verify after signing: %d\n%s", code, out)
+	}
+	// One changed byte breaks every signature.
+	doc, _ := os.ReadFile(ew)
+	os.WriteFile(ew, bytes.Replace(doc, []byte("version: \"1\""), []byte("version: \"2\""), 1), 0o644)
+	if code, out := runCLI(t, "protocol", "verify", ew); code != exitFailure || !strings.Contains(out, "bad signature") {
+		t.Fatalf("verify tampered: %d\n%s", code, out)
+	}
+}
+
+func TestKeysGenerate(t *testing.T) {
+	dir := t.TempDir()
+	code, out := runCLI(t, "keys", "generate", "--partner", "new-agency", "--out", dir, "--alg", "EdDSA")
+	if code != 0 {
+		t.Fatalf("%d %s", code, out)
+	}
+	st, err := os.Stat(filepath.Join(dir, "new-agency.jwk"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key: %v %v", st, err)
+	}
+	pub, _ := os.ReadFile(filepath.Join(dir, "new-agency.jwks.json"))
+	if bytes.Contains(pub, []byte(`"d"`)) || !bytes.Contains(pub, []byte(`"kid"`)) {
+		t.Fatalf("public set: %s", pub)
+	}
+	if code, _ := runCLI(t, "keys", "generate", "--partner", "new-agency", "--out", dir); code == 0 {
+		t.Fatal("overwrote a private key")
+	}
+	if code, _ := runCLI(t, "keys", "generate", "--out", dir); code != exitUsage {
+		t.Fatalf("missing --partner: exit %d", code)
+	}
+	if code, _ := runCLI(t, "keys", "generate", "--partner", "x1", "--alg", "HS256", "--out", dir); code != exitUsage {
+		t.Fatalf("HS256: exit %d", code)
+	}
+}
+
+// TestAuditVerifyNamesTheTamperedEntry writes a real log, verifies it with
+// the CLI, changes one byte of one entry, and expects the CLI to fail
+// naming that entry.
+func TestAuditVerifyNamesTheTamperedEntry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l, err := audit.Open(path, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, _, err := l.Append(context.Background(), &audit.Entry{RequestID: "r", Kind: audit.KindDecision, Requester: "exley-csc", Purpose: "safeguarding", Decision: "allow"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	if code, out := runCLI(t, "audit", "verify", "--db", path); code != 0 || !strings.Contains(out, "10 entries") {
+		t.Fatalf("verify: %d %s", code, out)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("entries"))
+		k := []byte{0, 0, 0, 0, 0, 0, 0, 7}
+		v := append([]byte(nil), b.Get(k)...)
+		i := bytes.Index(v, []byte("safeguarding"))
+		v[i] = 'S'
+		return b.Put(k, v)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCLI(t, "audit", "verify", "--db", path)
+	if code != exitFailure || !strings.Contains(out, "entry 7") {
+		t.Fatalf("tampered verify: %d %s", code, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	if code, _ := runCLI(t, "protocol", "verify"); code != exitUsage {
+		t.Fatalf("missing arg: %d", code)
+	}
+	if code, _ := runCLI(t, "serve", "--no-such-flag"); code != exitUsage {
+		t.Fatalf("unknown flag: %d", code)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("listen: 0.0.0.0:9\n"), 0o600)
+	if code, out := runCLI(t, "serve", "--config", cfg); code != exitConfig || !strings.Contains(out, "loopback") {
+		t.Fatalf("bad config: %d %s", code, out)
+	}
+}
