@@ -5,19 +5,28 @@ DEMO    := .demo
 LISTEN  ?= 127.0.0.1:8080
 OPA     := $(GO) tool opa
 
-.PHONY: all build run test test-go test-rego lint bench certs clean
+# A real Vault server for the key store's tests (docs/operations.md §6):
+# built once from the Go module proxy at the version pinned in
+# internal/tools/vault/go.mod (a module of its own, so that the gateway's
+# go.mod stays small) into a cache outside the repository, keyed by version.
+VAULT_VERSION := $(shell awk '$$1 == "github.com/hashicorp/vault" { print $$2 }' internal/tools/vault/go.mod)
+VAULT_CACHE   ?= $(or $(XDG_CACHE_HOME),$(if $(HOME),$(HOME)/.cache,/tmp))/trustgate
+VAULT_BIN     ?= $(VAULT_CACHE)/vault-$(VAULT_VERSION)/vault
+
+.PHONY: all build run test test-go test-rego lint bench certs clean vault
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/trustgate
 
-# Prepare the demo Trust if absent (agency keys, signed protocols, config),
-# print a first request, and start the gateway on the demo config.
+# Prepare the demo Trust if absent (agency keys, signed protocols, records,
+# config), print first requests, and start the gateway with a reference
+# provider for every demo agency, in one process (Ctrl-C stops them all).
 run: build
 	@$(BIN) demo init --dir $(DEMO) --listen $(LISTEN) --if-absent
 	@$(BIN) demo hint --dir $(DEMO) --listen $(LISTEN)
-	$(BIN) serve --config $(DEMO)/trustgate.yaml --listen $(LISTEN)
+	$(BIN) demo run --dir $(DEMO) --listen $(LISTEN)
 
 # Everything: formatting, vet, the Rego checks and tests, the Go tests.
 test: lint test-rego test-go
@@ -32,13 +41,21 @@ test-rego:
 	$(OPA) test --v1-compatible -v policies | tail -n 3
 	@$(OPA) test policies >/dev/null
 
-test-go:
-	$(GO) test -count=1 ./...
+test-go: $(VAULT_BIN)
+	TRUSTGATE_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 ./...
+
+vault: $(VAULT_BIN)
+
+$(VAULT_BIN):
+	@test -n "$(VAULT_VERSION)" || { echo "no github.com/hashicorp/vault version in internal/tools/vault/go.mod"; exit 1; }
+	@echo "building Vault $(VAULT_VERSION) once into $@ (about 12 minutes the first time; cached after)"
+	@mkdir -p $(dir $@)
+	cd internal/tools/vault && $(GO) build -ldflags='-s -w' -o $@.tmp.$$$$ github.com/hashicorp/vault && mv $@.tmp.$$$$ $@
 
 # Benchmarks (not part of `make test`): see docs/performance.md.
-bench: build
+bench: build $(VAULT_BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/audit/ ./internal/identity/
-	$(GO) test -tags bench -count=1 -run 'TestBench' -v -timeout 20m ./internal/bench/
+	TRUSTGATE_VAULT_BIN=$(VAULT_BIN) $(GO) test -tags bench -count=1 -run 'TestBench' -v -timeout 20m ./internal/bench/
 
 # A development CA and server certificate under certs/dev (never committed).
 certs: build

@@ -5,7 +5,8 @@ package policies
 
 import "embed"
 
-// FS holds every .rego file of this directory, tests included.
+// FS holds every .rego file of this directory, tests included, and the
+// sample decisions every revision is checked with (samples.yaml).
 //
-//go:embed *.rego
+//go:embed *.rego samples.yaml
 var FS embed.FS

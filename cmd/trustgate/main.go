@@ -75,7 +75,11 @@ func rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(serveCommand(), demoCommand(), keysCommand(), protocolCommand(), auditCommand(), tokenCommand(), devCommand())
+	root.AddCommand(serveCommand(), demoCommand(), keysCommand(), protocolCommand(), auditCommand(), tokenCommand(), devCommand(),
+		providerCommand())
+	root.AddCommand(vaultCommand())
+	root.AddCommand(consentCommand())
+	root.AddCommand(policyCommand())
 	return root
 }
 

@@ -11,7 +11,6 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/spf13/cobra"
 
-	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/demo"
 	"github.com/childrens-trust/trustgate/internal/devcert"
 	"github.com/childrens-trust/trustgate/internal/identity"
@@ -46,7 +45,7 @@ func demoCommand() *cobra.Command {
 	initCmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "listen address written into the config")
 	initCmd.Flags().BoolVar(&force, "force", false, "overwrite an existing demo (new keys)")
 	initCmd.Flags().BoolVar(&ifAbsent, "if-absent", false, "do nothing if the demo is already prepared")
-	cmd.AddCommand(initCmd, demoHintCommand())
+	cmd.AddCommand(initCmd, demoHintCommand(), demoRunCommand())
 	return cmd
 }
 
@@ -192,47 +191,7 @@ func protocolCommand() *cobra.Command {
 	}
 	list.Flags().StringVar(&dir, "dir", ".demo/protocols", "protocols directory")
 	list.Flags().StringVar(&regPath, "registry", "", "registry file; default: DIR/trust.yaml")
-	cmd.AddCommand(sign, verify, list)
-	return cmd
-}
-
-func auditCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "audit", Short: "Verify and copy the audit log"}
-	var db string
-	var timeout time.Duration
-	verify := &cobra.Command{
-		Use:   "verify --db FILE",
-		Short: "Check the whole hash chain offline; name the first bad entry",
-		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			rep, err := audit.Verify(cmd.Context(), db, audit.Options{OpenTimeout: timeout})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "audit log OK: %d entries, head %s\n", rep.Entries, rep.Head)
-			return nil
-		},
-	}
-	verify.Flags().StringVar(&db, "db", ".demo/data/audit.db", "audit log file")
-	verify.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
-	var out string
-	snap := &cobra.Command{
-		Use:   "snapshot --db FILE --out COPY",
-		Short: "Write a consistent copy of the audit log (works while the gateway runs only through the gateway; offline here)",
-		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := audit.Open(db, audit.Options{OpenTimeout: timeout})
-			if err != nil {
-				return err
-			}
-			defer l.Close()
-			return l.SnapshotFile(cmd.Context(), out)
-		},
-	}
-	snap.Flags().StringVar(&db, "db", ".demo/data/audit.db", "audit log file")
-	snap.Flags().StringVar(&out, "out", "audit-snapshot.db", "where to write the copy")
-	snap.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
-	cmd.AddCommand(verify, snap)
+	cmd.AddCommand(sign, verify, list, protocolLintCommand(), protocolWithdrawCommand())
 	return cmd
 }
 

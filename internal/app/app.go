@@ -14,11 +14,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/config"
+	"github.com/childrens-trust/trustgate/internal/consent"
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/keys"
 	"github.com/childrens-trust/trustgate/internal/policy"
@@ -28,16 +28,19 @@ import (
 
 // App is a wired gateway.
 type App struct {
-	cfg      config.Config
-	log      *slog.Logger
-	now      func() time.Time
-	audit    *audit.Log
-	keys     keys.Store
-	holder   *revision.Holder
-	replay   *identity.MemoryReplayCache
-	srv      *http.Server
-	ln       net.Listener
-	reloadMu sync.Mutex
+	cfg    config.Config
+	log    *slog.Logger
+	now    func() time.Time
+	audit  *audit.Log
+	keys   keys.Store
+	state  *consent.Store
+	share  sharing
+	holder *revision.Holder
+	replay *identity.MemoryReplayCache
+	srv    *http.Server
+	ln     net.Listener
+	loader *revision.Loader // reload.go
+	ckpt   checkpoints      // checkpoints.go
 }
 
 // Option adjusts wiring, for tests.
@@ -49,6 +52,9 @@ func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now 
 // AuditPath is where the audit log lives under the data directory.
 func AuditPath(dataDir string) string { return filepath.Join(dataDir, "audit.db") }
 
+// StatePath is where the state store (consents, review queue) lives.
+func StatePath(dataDir string) string { return filepath.Join(dataDir, "state.db") }
+
 // New opens every part. On error everything opened so far is closed.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (a *App, err error) {
 	if err := cfg.Validate(); err != nil {
@@ -58,15 +64,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	for _, o := range opts {
 		o(a)
 	}
+	opened := a // the error returns below set a to nil
 	defer func() {
 		if err != nil {
-			a.Close()
+			opened.Close()
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	a.audit, err = audit.Open(AuditPath(cfg.DataDir), audit.Options{OpenTimeout: cfg.Audit.OpenTimeout.Duration, MaxBatch: cfg.Audit.MaxBatch})
+	if err != nil {
+		return nil, err
+	}
+	a.state, err = consent.Open(StatePath(cfg.DataDir), consent.Options{OpenTimeout: cfg.Audit.OpenTimeout.Duration})
 	if err != nil {
 		return nil, err
 	}
@@ -77,18 +88,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			dir = filepath.Join(cfg.DataDir, "keys")
 		}
 		a.keys, err = keys.OpenLocal(dir)
+	case "vault":
+		a.keys, err = openVault(ctx, cfg, log)
 	default:
 		err = fmt.Errorf("keys: backend %q is not available in this build", cfg.Keys.Backend)
 	}
 	if err != nil {
 		return nil, err
 	}
-	rev, err := revision.Build(ctx, a.sources(), a.now(), "start-up")
-	if err != nil {
+	if err := a.openSharing(); err != nil {
 		return nil, err
 	}
-	a.holder.Publish(rev)
-	a.logRevision(rev)
+	if err := a.openCheckpoints(ctx); err != nil { // checkpoints.go
+		return nil, err
+	}
+	if err := a.startRevisions(ctx); err != nil {
+		return nil, err
+	}
 
 	a.replay = identity.NewMemoryReplayCache(a.now, cfg.Auth.ReplayCacheSize)
 	idCfg := identity.Config{
@@ -110,16 +126,29 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		KeyTimeout:       cfg.Keys.Timeout.Duration,
 		EvalTimeout:      cfg.Policy.EvalTimeout.Duration,
 		MinJustification: cfg.Policy.MinJustification,
+		GatewayID:        cfg.GatewayID,
+		SnapshotTimeout:  cfg.Audit.SnapshotTimeout.Duration,
+		ReviewWithin:     time.Duration(cfg.Policy.OverrideReviewDays) * 24 * time.Hour,
 		Now:              a.now,
 		Logger:           log,
 	}, server.Deps{
-		Auth:      verifier,
-		Audit:     a.audit,
-		Keys:      a.keys,
-		Revisions: a.holder,
+		Auth:         verifier,
+		Audit:        a.audit,
+		Keys:         a.keys,
+		Revisions:    a.holder,
+		Consents:     a.state,
+		Signer:       a.keys,
+		ConsentStore: a.state,
+		Reviews:      a.state,
+		Records:      a.share.fetch,
+		Notices:      a.share.notes,
+		Lifecycle:    a.loader, // reload.go
+		AuditQuery:   a.audit,
+		Checkpoints:  a.ckpt.cp,
 		Ready: []server.Check{
 			{Name: "keys", Fn: a.keys.Ready},
 			{Name: "audit", Fn: func(context.Context) error { return a.audit.Err() }},
+			{Name: "state", Fn: a.state.Ready},
 		},
 	})
 	a.srv = &http.Server{
@@ -182,40 +211,17 @@ func (a *App) Revisions() *revision.Holder { return a.holder }
 // Audit gives the audit log (tests).
 func (a *App) Audit() *audit.Log { return a.audit }
 
-// Reload builds a new revision from the configured sources and publishes
-// it only if it builds; otherwise the previous revision keeps serving.
-func (a *App) Reload(ctx context.Context, source string) (*revision.Revision, error) {
-	a.reloadMu.Lock()
-	defer a.reloadMu.Unlock()
-	rev, err := revision.Build(ctx, a.sources(), a.now(), source)
-	if err != nil {
-		a.log.Error("reload failed; the previous revision keeps serving", "source", source, "err", err)
-		return nil, err
-	}
-	a.holder.Publish(rev)
-	a.logRevision(rev)
-	return rev, nil
-}
-
-func (a *App) logRevision(rev *revision.Revision) {
-	inForce := 0
-	for _, st := range rev.Protocols {
-		if st.InForce {
-			inForce++
-		} else {
-			id := st.File
-			if st.Protocol != nil {
-				id = st.Protocol.ID
-			}
-			a.log.Warn("protocol not in force", "protocol", id, "reasons", st.Reasons)
-		}
-	}
-	a.log.Info("revision active", "revision", rev.Hash()[:12], "source", rev.Source,
-		"protocols_in_force", inForce, "protocols", len(rev.Protocols), "policy_files", rev.Policy.Files())
-}
+// State gives the state store: consents and the review queue (tests).
+func (a *App) State() *consent.Store { return a.state }
 
 // Run serves until ctx ends, then shuts down gracefully.
 func (a *App) Run(ctx context.Context) error {
+	stopSharing := a.startSharing(ctx)
+	defer stopSharing()
+	stopCheckpoints := a.startCheckpoints(ctx) // checkpoints.go
+	defer stopCheckpoints()
+	stopWatch := a.startWatch(ctx) // reload.go
+	defer stopWatch()
 	errc := make(chan error, 1)
 	go func() {
 		var err error
@@ -248,9 +254,14 @@ func (a *App) Close() error {
 	if a.ln != nil {
 		a.ln.Close()
 	}
+	errs = append(errs, a.closeCheckpoints()) // before the keys and the log
 	if a.keys != nil {
 		errs = append(errs, a.keys.Close())
 	}
+	if a.state != nil {
+		errs = append(errs, a.state.Close())
+	}
+	errs = append(errs, a.closeSharing())
 	if a.audit != nil {
 		errs = append(errs, a.audit.Close())
 	}

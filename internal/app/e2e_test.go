@@ -472,7 +472,12 @@ decision := {"allow": true, "categories": ["offending"], "reasons": [], "protoco
 			if err := os.WriteFile(filepath.Join(pdir, "broken.rego"), []byte(c.rego), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			g := startGateway(t, func(cfg *config.Config) { cfg.PoliciesDir = pdir })
+			// A reload or a start-up refuses such a policy (its probes and
+			// samples fail: lifecycle_test.go); it is published here
+			// unchecked to prove that decisions fail closed whatever the
+			// serving policy does.
+			g := startGateway(t, nil)
+			g.publishUnchecked(pdir)
 			r := g.decide("exley-csc", "social_worker", policeShare())
 			if r.Status != c.status {
 				t.Fatalf("status %d: %s", r.Status, r.Raw)

@@ -81,16 +81,94 @@ func mustVerify(t *testing.T, path string) *audit.Report {
 	return rep
 }
 
+// storedNames is the documented table of stored names (doc.go),
+// repeated here so that a change to the format fails a test.
+var storedNames = map[string]string{
+	"seq": "n", "time": "t", "request_id": "id", "kind": "k", "method": "m", "path": "u", "status": "st",
+	"requester": "r", "practitioner": "pr", "role": "rl", "token_id": "j", "provider": "pv", "purpose": "pu",
+	"subject": "s", "categories": "c", "decision": "d", "allowed_categories": "ac", "reasons": "rs",
+	"protocol": "p", "protocol_version": "v", "rule": "ru", "lawful_basis": "lb", "override_ground": "og",
+	"policy_revision": "rev", "override": "o", "review_id": "rv", "consents": "cs", "refusals_on_record": "rf",
+	"consent_id": "ci", "consent_action": "ca", "receipt_id": "rc", "review_outcome": "ro",
+	"disclosed_categories": "dc", "disclosed_fields": "df", "disclosed_sha256": "dh", "provider_error": "pe",
+	"notification_ids": "ni", "lead_partner": "lp", "lead_practitioner": "lq", "error": "e",
+	"prev_subject": "ps", "prev_practitioner": "pp", "prev_hash": "h",
+}
+
+// renameKeys re-encodes the JSON object b with each key renamed by
+// rename (a missing key keeps its name; "" drops the member), keeping
+// the order of the members and their values byte for byte.
+func renameKeys(t *testing.T, b []byte, rename func(string) string) []byte {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("not an object: %s", b)
+	}
+	var out bytes.Buffer
+	out.WriteByte('{')
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			t.Fatal(err)
+		}
+		name := rename(tok.(string))
+		if name == "" {
+			continue
+		}
+		if out.Len() > 1 {
+			out.WriteByte(',')
+		}
+		k, _ := json.Marshal(name)
+		out.Write(k)
+		out.WriteByte(':')
+		out.Write(raw)
+	}
+	out.WriteByte('}')
+	return out.Bytes()
+}
+
 // canonical is the format as documented, computed independently of the
-// package: json.Marshal of the entry with Hash empty.
+// package: json.Marshal of the entry, the keys renamed to their stored
+// names, the hash left out.
 func canonical(t *testing.T, e audit.Entry) []byte {
 	t.Helper()
 	e.Hash = ""
-	b, err := json.Marshal(&e)
+	long, err := json.Marshal(&e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return renameKeys(t, long, func(k string) string {
+		if k == "hash" {
+			return ""
+		}
+		if s, ok := storedNames[k]; ok {
+			return s
+		}
+		return k
+	})
+}
+
+// decodeStored decodes stored bytes leniently (as an attacker would).
+func decodeStored(t *testing.T, v []byte) audit.Entry {
+	t.Helper()
+	long := map[string]string{}
+	for k, s := range storedNames {
+		long[s] = k
+	}
+	var e audit.Entry
+	if err := json.Unmarshal(renameKeys(t, v, func(k string) string {
+		if l, ok := long[k]; ok {
+			return l
+		}
+		return k
+	}), &e); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 func sha256Hex(b []byte) string {
@@ -102,14 +180,32 @@ func key(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, seq)
 }
 
+// copyFile copies src to dst sparsely: bbolt grows a file in large
+// zeroed steps, and a test copies small logs many times.
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(dst, b, 0o600); err != nil {
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	const block = 4096
+	zero := make([]byte, block)
+	for off := 0; off < len(b); off += block {
+		chunk := b[off:min(off+block, len(b))]
+		if bytes.Equal(chunk, zero[:len(chunk)]) {
+			continue
+		}
+		if _, err := f.WriteAt(chunk, int64(off)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -133,11 +229,7 @@ func alter(t *testing.T, path string, fn func(entries, meta *bolt.Bucket) error)
 // does not care about our checks).
 func storedEntry(t *testing.T, entries *bolt.Bucket, seq uint64) audit.Entry {
 	t.Helper()
-	var e audit.Entry
-	if err := json.Unmarshal(entries.Get(key(seq)), &e); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return decodeStored(t, entries.Get(key(seq)))
 }
 
 func wantTamper(t *testing.T, err error, seq uint64) {
@@ -215,7 +307,7 @@ func TestAppendFormat(t *testing.T) {
 		if got.Seq != seq || got.PrevHash != wantPrev || got.Hash != want {
 			t.Fatalf("entry %d: seq %d prev %s hash %s, want %d %s %s", seq, got.Seq, got.PrevHash, got.Hash, seq, wantPrev, want)
 		}
-		// The documented format: hash = hex SHA-256(json.Marshal(entry with Hash "")).
+		// The documented format: hash = hex SHA-256(stored bytes).
 		if h := sha256Hex(canonical(t, *got)); h != want {
 			t.Fatalf("entry %d: hash of the canonical bytes = %s, Append returned %s", seq, h, want)
 		}
@@ -1004,8 +1096,13 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		tc{"seq field edited", rewrite(6, func(e *audit.Entry) { e.Seq = 60 }), 6, 0},
 		tc{"hash field stored", func(t *testing.T, entries, _ *bolt.Bucket) error {
 			v := entries.Get(key(6))
-			return entries.Put(key(6), bytes.Replace(v, []byte(`"hash":""`), []byte(`"hash":"00"`), 1))
+			return entries.Put(key(6), append([]byte(`{"hash":"00",`), v[1:]...))
 		}, 6, 0},
+		tc{"long field name", func(t *testing.T, entries, _ *bolt.Bucket) error {
+			v := entries.Get(key(6))
+			return entries.Put(key(6), bytes.Replace(v, []byte(`"pu":`), []byte(`"purpose":`), 1))
+		}, 6, 0},
+		tc{"subject link broken", rewrite(11, func(e *audit.Entry) { e.PrevSubject = 3 }), 11, 0},
 		tc{"trailing data", func(t *testing.T, entries, _ *bolt.Bucket) error {
 			return entries.Put(key(4), append(bytes.Clone(entries.Get(key(4))), ` {}`...))
 		}, 4, 0},
@@ -1048,32 +1145,6 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 }
 
-// TestVerifyCannotDetectConsistentRewrite pins the limit documented in
-// doc.go: rewriting a suffix of the log and recomputing the chain and the
-// head verifies. Signed Merkle checkpoints are what will catch this.
-func TestVerifyCannotDetectConsistentRewrite(t *testing.T) {
-	const n = 20
-	path := tempPath(t)
-	original := audit.BuildLog(t, path, n)
-	alter(t, path, func(entries, meta *bolt.Bucket) error {
-		prev := sha256Hex(entries.Get(key(14)))
-		for seq := uint64(15); seq <= n; seq++ {
-			e := storedEntry(t, entries, seq)
-			e.Decision, e.PrevHash = "deny", prev
-			v := canonical(t, e)
-			if err := entries.Put(key(seq), v); err != nil {
-				return err
-			}
-			prev = sha256Hex(v)
-		}
-		return meta.Put([]byte("head_hash"), []byte(prev))
-	})
-	rep := mustVerify(t, path)
-	if rep.Head == original {
-		t.Fatal("rewrite did not change the head")
-	}
-}
-
 func TestVerifyNotAnAuditLog(t *testing.T) {
 	t.Run("missing file", func(t *testing.T) {
 		_, err := audit.Verify(t.Context(), tempPath(t), audit.Options{})
@@ -1096,7 +1167,7 @@ func TestVerifyNotAnAuditLog(t *testing.T) {
 	t.Run("future format version", func(t *testing.T) {
 		path := tempPath(t)
 		audit.BuildLog(t, path, 1)
-		alter(t, path, func(_, meta *bolt.Bucket) error { return meta.Put([]byte("version"), key(2)) })
+		alter(t, path, func(_, meta *bolt.Bucket) error { return meta.Put([]byte("version"), key(3)) })
 		if _, err := audit.Verify(t.Context(), path, audit.Options{}); !errors.Is(err, audit.ErrUnsupportedVersion) {
 			t.Fatalf("Verify: err = %v, want ErrUnsupportedVersion", err)
 		}

@@ -7,6 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"strings"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -16,15 +19,25 @@ import (
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // formatVersion is the on-disk format this package writes and reads.
-const formatVersion uint64 = 1
+// Version 1 (long JSON names, no Merkle tree, no indexes) is refused.
+const formatVersion uint64 = 2
 
 var (
-	bucketEntries = []byte("entries")
-	bucketMeta    = []byte("meta")
+	bucketEntries     = []byte("entries")
+	bucketMeta        = []byte("meta")
+	bucketTree        = []byte("tree")        // stored Merkle nodes (merkle.go)
+	bucketPostings    = []byte("postings")    // query index (index.go)
+	bucketTimes       = []byte("times")       // time blocks (index.go)
+	bucketCheckpoints = []byte("checkpoints") // signed checkpoints (checkpoint.go)
 
-	metaVersion  = []byte("version")   // big-endian uint64
-	metaHeadSeq  = []byte("head_seq")  // big-endian uint64; 0 for an empty log
-	metaHeadHash = []byte("head_hash") // lowercase hex SHA-256 of the head entry's canonical bytes
+	// allBuckets is every bucket of a version-2 file, in creation order.
+	allBuckets = [][]byte{bucketEntries, bucketMeta, bucketTree, bucketPostings, bucketTimes, bucketCheckpoints, bucketHeads}
+
+	metaVersion   = []byte("version")    // big-endian uint64
+	metaHeadSeq   = []byte("head_seq")   // big-endian uint64; 0 for an empty log
+	metaHeadHash  = []byte("head_hash")  // lowercase hex SHA-256 of the head entry's stored bytes
+	metaTreeRange = []byte("tree_range") // the compact range [0, head_seq): popcount(head_seq) 32-byte hashes
+	metaTimeTail  = []byte("time_tail")  // the key of the last time block (index.go)
 )
 
 // seqKey returns the bucket key for seq: 8 bytes, big-endian, so that
@@ -44,42 +57,162 @@ func keySeq(k []byte) (seq uint64, ok bool) {
 	return binary.BigEndian.Uint64(k), true
 }
 
-// hashHex returns the entry hash of canonical bytes: lowercase hex SHA-256.
-func hashHex(canonical []byte) string {
-	sum := sha256.Sum256(canonical)
+// hashHex returns the chain hash of stored bytes: lowercase hex SHA-256.
+func hashHex(stored []byte) string {
+	sum := sha256.Sum256(stored)
 	return hex.EncodeToString(sum[:])
+}
+
+// --- the stored encoding -------------------------------------------------
+
+// storedNames maps an Entry field's JSON name to the name it has in the
+// stored bytes. Short names keep a typical entry under 1 KiB on disk. The
+// table is part of the format: a name, once used, is never reused or
+// changed. A field missing from the table (a field added to Entry later)
+// is stored under its JSON name, which must not clash with a short name.
+var storedNames = map[string]string{
+	"seq":                  "n",
+	"time":                 "t",
+	"request_id":           "id",
+	"kind":                 "k",
+	"method":               "m",
+	"path":                 "u",
+	"status":               "st",
+	"requester":            "r",
+	"practitioner":         "pr",
+	"role":                 "rl",
+	"token_id":             "j",
+	"provider":             "pv",
+	"purpose":              "pu",
+	"subject":              "s",
+	"categories":           "c",
+	"decision":             "d",
+	"allowed_categories":   "ac",
+	"reasons":              "rs",
+	"protocol":             "p",
+	"protocol_version":     "v",
+	"rule":                 "ru",
+	"lawful_basis":         "lb",
+	"override_ground":      "og",
+	"policy_revision":      "rev",
+	"override":             "o",
+	"review_id":            "rv",
+	"consents":             "cs",
+	"refusals_on_record":   "rf",
+	"consent_id":           "ci",
+	"consent_action":       "ca",
+	"receipt_id":           "rc",
+	"review_outcome":       "ro",
+	"disclosed_categories": "dc",
+	"disclosed_fields":     "df",
+	"disclosed_sha256":     "dh",
+	"provider_error":       "pe",
+	"notification_ids":     "ni",
+	"lead_partner":         "lp",
+	"lead_practitioner":    "lq",
+	"error":                "e",
+	"prev_subject":         "ps",
+	"prev_practitioner":    "pp",
+	"prev_hash":            "h",
+	"hash":                 "-", // never stored
+}
+
+var (
+	entryType = reflect.TypeFor[Entry]()
+	// storedType is Entry with the json tags rewritten to the stored
+	// names: the same fields, types and order, so the two convert to each
+	// other (Go ignores tags in struct conversions).
+	storedType = buildStoredType()
+)
+
+// buildStoredType derives storedType from Entry. A clash between stored
+// names is a programming error in this package, caught at start-up by
+// every test.
+func buildStoredType() reflect.Type {
+	fields := make([]reflect.StructField, entryType.NumField())
+	used := map[string]string{}
+	for i := range entryType.NumField() {
+		f := entryType.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			panic("audit: Entry field " + f.Name + " has no JSON name")
+		}
+		short, ok := storedNames[name]
+		if !ok {
+			short = name
+		}
+		if short != "-" {
+			if prev, dup := used[short]; dup {
+				panic("audit: Entry fields " + prev + " and " + f.Name + " share the stored name " + short)
+			}
+			used[short] = f.Name
+		}
+		tag := short
+		if opts != "" && short != "-" {
+			tag += "," + opts
+		}
+		fields[i] = reflect.StructField{Name: f.Name, Type: f.Type, Tag: reflect.StructTag(`json:"` + tag + `"`)}
+	}
+	t := reflect.StructOf(fields)
+	// The same fields in the same order: the same layout, so an *Entry
+	// can be viewed as a pointer to the stored type (asStored).
+	if t.Size() != entryType.Size() || !entryType.ConvertibleTo(t) {
+		panic("audit: stored entry type does not match Entry")
+	}
+	for i := range t.NumField() {
+		if t.Field(i).Offset != entryType.Field(i).Offset {
+			panic("audit: stored entry type does not have Entry's layout")
+		}
+	}
+	return t
+}
+
+// asStored views e as a pointer to the stored type (same memory), for
+// encoding/json to read or fill under the stored names. The layouts are
+// checked to be identical when storedType is built; unlike a reflect
+// conversion, this costs no copy.
+func asStored(e *Entry) any {
+	return reflect.NewAt(storedType, unsafe.Pointer(e)).Interface()
+}
+
+// marshalStored returns the stored bytes of e: encoding/json of e under
+// the stored names. The encoding is deterministic.
+func marshalStored(e *Entry) ([]byte, error) {
+	return json.Marshal(asStored(e))
 }
 
 // record is one encoded entry, ready to Put.
 type record struct {
-	val  []byte // canonical bytes E
-	hash string // hashHex(E)
+	entry *Entry // the entry as encoded (Seq, PrevHash set)
+	val   []byte // stored bytes E
+	hash  string // hashHex(E): the chain hash
+	leaf  []byte // SHA-256(0x00 || E): the Merkle leaf hash
 }
 
-// encodeEntry returns the canonical bytes of e as entry seq chained to
-// prevHash: json.Marshal of the entry with Seq and PrevHash set and Hash
-// empty. e is taken by value so the caller's entry is not changed.
+// encodeEntry returns the stored bytes of e as entry seq chained to
+// prevHash. e is taken by value so the caller's entry is not changed.
 func encodeEntry(e Entry, seq uint64, prevHash string) (record, error) {
 	e.Seq = seq
 	e.PrevHash = prevHash
 	e.Hash = ""
-	val, err := json.Marshal(&e)
+	val, err := marshalStored(&e)
 	if err != nil {
 		return record{}, fmt.Errorf("encode entry %d: %w: %w", seq, ErrInvalidEntry, err)
 	}
-	return record{val: val, hash: hashHex(val)}, nil
+	e.Hash = hashHex(val)
+	return record{entry: &e, val: val, hash: e.Hash, leaf: leafHash(val)}, nil
 }
 
 // decodeEntry strictly decodes the stored value of key seq: one JSON
-// object, no unknown fields, nothing after it, its seq equal to the key
-// and its hash field empty. It fills Hash with the recomputed digest. The
+// object under the stored names, no unknown fields, nothing after it, its
+// seq equal to the key. It fills Hash with the recomputed chain hash. The
 // result shares no memory with val, so val may be a bbolt value that is
 // about to become invalid.
 func decodeEntry(seq uint64, val []byte) (*Entry, error) {
 	dec := json.NewDecoder(bytes.NewReader(val))
 	dec.DisallowUnknownFields()
 	var e Entry
-	if err := dec.Decode(&e); err != nil {
+	if err := dec.Decode(asStored(&e)); err != nil {
 		return nil, tampered(seq, "stored value is not a valid entry: %v", err)
 	}
 	if dec.InputOffset() != int64(len(val)) {
@@ -88,12 +221,11 @@ func decodeEntry(seq uint64, val []byte) (*Entry, error) {
 	if e.Seq != seq {
 		return nil, tampered(seq, "seq field is %d but the entry is stored at seq %d", e.Seq, seq)
 	}
-	if e.Hash != "" {
-		return nil, tampered(seq, "stored value has a non-empty hash field")
-	}
 	e.Hash = hashHex(val)
 	return &e, nil
 }
+
+// --- meta ----------------------------------------------------------------
 
 // head is the last entry of the log: its seq (0 when empty) and hash
 // (GenesisHash when empty).
@@ -102,15 +234,19 @@ type head struct {
 	hash string
 }
 
-// readMeta returns the format version and head recorded in the meta
-// bucket, checking that they are well formed.
+// readMeta returns the head recorded in the meta bucket, checking the
+// format version and that the head is well formed.
 func readMeta(meta *bolt.Bucket) (head, error) {
 	v := meta.Get(metaVersion)
 	if len(v) != 8 {
 		return head{}, tampered(0, "meta has no valid format version")
 	}
 	if ver := binary.BigEndian.Uint64(v); ver != formatVersion {
-		return head{}, fmt.Errorf("format version %d (this build reads %d): %w", ver, formatVersion, ErrUnsupportedVersion)
+		hint := ""
+		if ver == 1 {
+			hint = " (a version-1 log from an earlier build: move it aside and verify it with that build)"
+		}
+		return head{}, fmt.Errorf("format version %d (this build reads %d)%s: %w", ver, formatVersion, hint, ErrUnsupportedVersion)
 	}
 	s, ok := keySeq(meta.Get(metaHeadSeq))
 	if !ok {
@@ -144,10 +280,13 @@ func isHexHash(b []byte) bool {
 }
 
 // appendRecords puts recs as the entries after from, which must be the
-// head recorded in the transaction, and records the new head. It only
-// ever puts keys above the current last key: it refuses to run if the
-// stored last entry is not from.seq, so no code path overwrites an entry.
-func appendRecords(tx *bolt.Tx, from head, recs []record) (head, error) {
+// head recorded in the transaction, and in the same transaction extends
+// the Merkle tree (tr, which it advances), the query index and the time
+// blocks, dumps the chain heads if due (lk holds the batch's links), and
+// records the new head. It only ever puts entry keys above
+// the current last key: it refuses to run if the stored last entry is not
+// from.seq, so no code path overwrites an entry.
+func appendRecords(tx *bolt.Tx, from head, tr *tree, lk *linker, recs []record) (head, error) {
 	entries := tx.Bucket(bucketEntries)
 	meta := tx.Bucket(bucketMeta)
 	// Sequential keys: pack pages full instead of splitting them in half.
@@ -159,18 +298,31 @@ func appendRecords(tx *bolt.Tx, from head, recs []record) (head, error) {
 	}
 	lastKey, _ := entries.Cursor().Last()
 	last, _ := keySeq(lastKey)
-	if stored != from || last != from.seq {
+	if stored != from || last != from.seq || tr.size() != from.seq {
 		return head{}, tampered(from.seq+1,
-			"refusing to append: expected head %d, meta records %d and the last entry is %d",
-			from.seq, stored.seq, last)
+			"refusing to append: expected head %d, meta records %d, the last entry is %d and the tree holds %d",
+			from.seq, stored.seq, last, tr.size())
 	}
 	h := from
+	ix := newIndexBatch()
 	for _, r := range recs {
 		h.seq++
 		if err := entries.Put(seqKey(h.seq), r.val); err != nil {
 			return head{}, fmt.Errorf("put entry %d: %w", h.seq, err)
 		}
 		h.hash = r.hash
+		ix.add(h.seq, r.entry)
+	}
+	if err := tr.append(tx, recs); err != nil {
+		return head{}, fmt.Errorf("extend the tree: %w", err)
+	}
+	if err := ix.write(tx); err != nil {
+		return head{}, fmt.Errorf("index: %w", err)
+	}
+	if dumpDue(from.seq, h.seq) {
+		if err := writeHeadsDump(tx, h.seq, lk.merged()); err != nil {
+			return head{}, fmt.Errorf("chain heads: %w", err)
+		}
 	}
 	if err := writeMeta(meta, h); err != nil {
 		return head{}, fmt.Errorf("write head: %w", err)

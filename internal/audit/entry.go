@@ -8,11 +8,22 @@ type Kind string
 // The kinds of entry. Every request that reaches the gateway produces
 // exactly one entry of one of these kinds.
 const (
-	KindDecision    Kind = "decision"     // a decision was evaluated (allow or deny)
-	KindRejected    Kind = "rejected"     // bad input: nothing evaluated
-	KindAuthFailure Kind = "auth_failure" // the caller could not be authenticated
-	KindUnavailable Kind = "unavailable"  // a dependency (policy, keys) failed; nothing disclosed
-	KindAccess      Kind = "access"       // an authenticated read of a non-decision endpoint
+	KindDecision    Kind = "decision"          // a decision was evaluated (allow or deny)
+	KindRejected    Kind = "rejected"          // bad input: nothing evaluated
+	KindAuthFailure Kind = "auth_failure"      // the caller could not be authenticated
+	KindUnavailable Kind = "unavailable"       // a dependency (policy, keys) failed; nothing disclosed
+	KindAccess      Kind = "access"            // an authenticated read of a non-decision endpoint
+	KindConsent     Kind = "consent"           // a consent (or refusal) recorded, or a withdrawal recorded
+	KindReview      Kind = "review"            // an IG review outcome recorded for a safeguarding override
+	KindDisclosure  Kind = "disclosure"        // a record was fetched from the provider and disclosed (minimised)
+	KindLead        Kind = "lead_professional" // a child's lead professional was recorded
+)
+
+// ConsentAction says what a KindConsent entry recorded.
+const (
+	ConsentGiven     = "given"     // a consent was recorded
+	ConsentRefused   = "refused"   // a refusal of consent was recorded
+	ConsentWithdrawn = "withdrawn" // a consent or refusal was withdrawn
 )
 
 // Entry is one record of the audit log. Fields that do not apply are empty.
@@ -52,9 +63,52 @@ type Entry struct {
 	OverrideGround    string   `json:"override_ground,omitempty"`
 	PolicyRevision    string   `json:"policy_revision,omitempty"`
 
+	// Override marks a decision allowed on a safeguarding override (so an
+	// auditor can filter overrides); ReviewID names the IG review item it
+	// opened. The override's justification is kept in the review item, never
+	// here: the log holds no free text.
+	Override bool   `json:"override,omitempty"`
+	ReviewID string `json:"review_id,omitempty"`
+	// Consents are the consent ids a decision relied on; RefusalsOnRecord
+	// the refusals on record for the child when an override allowed it.
+	Consents         []string `json:"consents,omitempty"`
+	RefusalsOnRecord []string `json:"refusals_on_record,omitempty"`
+	// ConsentID and ConsentAction (given, refused, withdrawn) describe a
+	// KindConsent entry; ReceiptID names the receipt issued for it.
+	ConsentID     string `json:"consent_id,omitempty"`
+	ConsentAction string `json:"consent_action,omitempty"`
+	ReceiptID     string `json:"receipt_id,omitempty"`
+	// ReviewOutcome (upheld, not_upheld) describes a KindReview entry.
+	ReviewOutcome string `json:"review_outcome,omitempty"`
+
+	// DisclosedCategories and DisclosedFields ("category.field") are what
+	// a KindDisclosure entry passed on, and DisclosedSHA256 the SHA-256
+	// (hex) of the record exactly as sent — never the record itself.
+	DisclosedCategories []string `json:"disclosed_categories,omitempty"`
+	DisclosedFields     []string `json:"disclosed_fields,omitempty"`
+	DisclosedSHA256     string   `json:"disclosed_sha256,omitempty"`
+	// ProviderError is why a fetch from the provider failed (a
+	// fetch.Reason: timeout, unreachable, bad_status, ...).
+	ProviderError string `json:"provider_error,omitempty"`
+	// NotificationIDs are the access notifications a disclosure produced.
+	NotificationIDs []string `json:"notification_ids,omitempty"`
+	// LeadPartner and LeadPractitioner are the lead professional a
+	// KindLead entry recorded for Subject.
+	LeadPartner      string `json:"lead_partner,omitempty"`
+	LeadPractitioner string `json:"lead_practitioner,omitempty"`
+
 	// Error says, for rejected, auth_failure and unavailable entries, what
 	// was wrong (the field and the reason); it never holds a key or a token.
 	Error string `json:"error,omitempty"`
+
+	// PrevSubject and PrevPractitioner are assigned by the log, like Seq
+	// (callers leave them zero): the seq of the previous entry with the
+	// same Subject (the same Practitioner), 0 for the first. They link each
+	// child's entries, and each practitioner's, into lists the Merkle tree
+	// commits to, so an access report shows its entries join up without a
+	// gap, and queries by subject or practitioner follow them.
+	PrevSubject      uint64 `json:"prev_subject,omitempty"`
+	PrevPractitioner uint64 `json:"prev_practitioner,omitempty"`
 
 	PrevHash string `json:"prev_hash"`
 	Hash     string `json:"hash"`

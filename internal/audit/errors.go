@@ -35,6 +35,18 @@ var (
 	// ErrUnsupportedVersion means the file was written in a format version
 	// this build does not understand.
 	ErrUnsupportedVersion = errors.New("unsupported audit log format version")
+
+	// ErrReadOnly means the Log was opened with Options.ReadOnly. Append
+	// wraps it together with ErrUnavailable.
+	ErrReadOnly = errors.New("audit log opened read-only")
+
+	// ErrNoCheckpoint means no signed checkpoint has been stored yet.
+	ErrNoCheckpoint = errors.New("no audit checkpoint yet")
+
+	// ErrBadCheckpoint means a checkpoint could not be read or its
+	// signature does not verify. Verify reports such a checkpoint inside
+	// the log file as a *TamperError.
+	ErrBadCheckpoint = errors.New("bad audit checkpoint")
 )
 
 // TamperError reports the first place where a stored log fails a check.
@@ -44,15 +56,27 @@ type TamperError struct {
 	// or the first missing seq for a gap or a truncated tail. Zero means
 	// the damage is not in any one entry (for example a missing bucket).
 	Seq uint64
+	// Last, when not zero, is the last entry the damage may reach: the
+	// damage is somewhere in entries Seq..Last but the evidence cannot
+	// name one entry (a rewrite that recomputed the chain, caught by a
+	// checkpoint whose root no longer matches).
+	Last uint64
+	// Checkpoint, when not zero, is the size of the checkpoint whose check
+	// failed.
+	Checkpoint uint64
 	// Reason says which check failed, in words.
 	Reason string
 }
 
 func (e *TamperError) Error() string {
-	if e.Seq == 0 {
+	switch {
+	case e.Seq == 0:
 		return fmt.Sprintf("audit log tampered: %s", e.Reason)
+	case e.Last > e.Seq:
+		return fmt.Sprintf("audit log tampered: entries %d to %d: %s", e.Seq, e.Last, e.Reason)
+	default:
+		return fmt.Sprintf("audit log tampered: entry %d: %s", e.Seq, e.Reason)
 	}
-	return fmt.Sprintf("audit log tampered: entry %d: %s", e.Seq, e.Reason)
 }
 
 // Unwrap makes errors.Is(err, ErrTampered) true.

@@ -57,7 +57,7 @@ func Example() {
 	}
 	fmt.Println("verified", rep.Entries, "entries, head", rep.Head == hash)
 	// Output:
-	// entry 1 13f8ef58fa5ab84781c951d9cf47cda0c2cda5be4c25642c92f07009036e9fd0
+	// entry 1 12e0d580b1c576b22da35af94c28dab96ccf63a17e5466e9c4aa34af49b5dcf3
 	// verified 1 entries, head true
 }
 

@@ -3,8 +3,11 @@ package audit
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -18,6 +21,9 @@ import (
 const (
 	DefaultOpenTimeout = time.Second
 	DefaultMaxBatch    = 512
+	// DefaultPageSize is the bbolt page size of a new log file: large
+	// enough that stored entries pack densely (see docs/performance.md).
+	DefaultPageSize = 8192
 )
 
 // Options tune a Log. The zero value is usable.
@@ -28,6 +34,13 @@ type Options struct {
 	// MaxBatch is the largest number of appends committed in one
 	// transaction. Zero or negative means DefaultMaxBatch.
 	MaxBatch int
+	// PageSize is the bbolt page size used when the file is created
+	// (an existing file keeps its own). Zero means DefaultPageSize.
+	PageSize int
+	// ReadOnly opens the file for reading only (for example a snapshot,
+	// offline): Append fails with ErrReadOnly and the file is not changed.
+	// Another process may read it at the same time, but not a writer.
+	ReadOnly bool
 }
 
 func (o Options) withDefaults() Options {
@@ -36,6 +49,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = DefaultPageSize
 	}
 	return o
 }
@@ -47,6 +63,8 @@ type Log struct {
 	path     string
 	maxBatch int
 	hooks    hooks
+	readOnly bool
+	grown    chan struct{} // signalled (without blocking) after each commit
 
 	// mu guards closed and the send side of reqs: Append holds it for
 	// reading while it enqueues, Close takes it for writing to close reqs.
@@ -55,9 +73,12 @@ type Log struct {
 	reqs   chan *appendReq
 	done   chan struct{} // closed when the committer has exited
 
-	// headMu guards head and failed, which only the committer writes.
+	// headMu guards head, tree and failed, which only the committer
+	// writes (and failed, which a failed checkpoint write may set).
 	headMu sync.Mutex
 	head   head
+	tree   *tree
+	heads  heads // chain heads (chains.go); replaced entries only under headMu, read by the committer without it
 	failed error // the first commit failure; set, it never clears
 
 	closeOnce sync.Once
@@ -86,8 +107,10 @@ type appendResult struct {
 
 // Open opens the audit log at path, creating the file (mode 0600) and its
 // buckets if needed, and starts the committer. It checks that the head
-// recorded in the file matches the last stored entry (a mismatch is a
-// *TamperError); it does not walk the whole chain, which is Verify's job.
+// recorded in the file matches the last stored entry, that the recorded
+// Merkle tree state has the size of the log and that no stored checkpoint
+// claims more entries than the log holds (a mismatch is a *TamperError);
+// it does not walk the whole log, which is Verify's job.
 //
 // The file is locked for the life of the Log. If another process holds
 // it, Open waits up to opts.OpenTimeout and then fails with an error
@@ -98,16 +121,29 @@ func Open(path string, opts Options) (*Log, error) {
 
 func open(path string, opts Options, h hooks) (*Log, error) {
 	opts = opts.withDefaults()
-	db, err := openBolt(path, opts, false)
+	db, err := openBolt(path, opts, opts.ReadOnly)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
-	var hd head
-	if err := db.Update(func(tx *bolt.Tx) error {
+	var (
+		hd  head
+		tr  *tree
+		hds heads
+	)
+	init := func(tx *bolt.Tx) error {
 		var err error
-		hd, err = initTx(tx)
+		if hd, tr, err = initTx(tx); err != nil {
+			return err
+		}
+		hds, err = loadHeads(tx, hd.seq)
 		return err
-	}); err != nil {
+	}
+	if opts.ReadOnly {
+		err = db.View(init)
+	} else {
+		err = db.Update(init)
+	}
+	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
@@ -116,20 +152,40 @@ func open(path string, opts Options, h hooks) (*Log, error) {
 		path:     path,
 		maxBatch: opts.MaxBatch,
 		hooks:    h,
+		readOnly: opts.ReadOnly,
+		grown:    make(chan struct{}, 1),
 		reqs:     make(chan *appendReq, opts.MaxBatch),
 		done:     make(chan struct{}),
 		head:     hd,
+		tree:     tr,
+		heads:    hds,
 	}
-	go l.run()
+	if opts.ReadOnly {
+		close(l.done)
+	} else {
+		go l.run()
+	}
 	return l, nil
 }
 
 // openBolt opens the bbolt file, turning a lock timeout into ErrBusy.
 // Callers add the operation and path to errors.
 func openBolt(path string, opts Options, readOnly bool) (*bolt.DB, error) {
+	if readOnly {
+		// bbolt would create a missing file even read-only.
+		if _, err := os.Stat(path); err != nil {
+			return nil, err
+		}
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  opts.OpenTimeout,
 		ReadOnly: readOnly,
+		PageSize: opts.PageSize,
+		// Map generously up front: growing the map waits for every open
+		// read transaction (a snapshot being streamed, a long query), and
+		// appends would wait behind it.
+		InitialMmapSize: initialMmap,
+		FreelistType:    bolt.FreelistMapType,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: the audit log at %s is in use (locked) by another process "+
@@ -140,55 +196,84 @@ func openBolt(path string, opts Options, readOnly bool) (*bolt.DB, error) {
 	return db, err
 }
 
+// initialMmap is the initial memory map of a log file (address space,
+// not memory).
+const initialMmap = 1 << 30
+
 // initTx creates the buckets of a new log, or checks an existing one, and
-// returns its head.
-func initTx(tx *bolt.Tx) (head, error) {
-	entries, meta := tx.Bucket(bucketEntries), tx.Bucket(bucketMeta)
-	if entries == nil && meta == nil {
-		if _, err := tx.CreateBucket(bucketEntries); err != nil {
-			return head{}, fmt.Errorf("create bucket %s: %w", bucketEntries, err)
+// returns its head and tree. It only writes when the file is new.
+func initTx(tx *bolt.Tx) (head, *tree, error) {
+	if tx.Bucket(bucketEntries) == nil && tx.Bucket(bucketMeta) == nil {
+		if !tx.Writable() {
+			return head{}, nil, tampered(0, "bucket %q is missing", bucketEntries)
 		}
-		meta, err := tx.CreateBucket(bucketMeta)
-		if err != nil {
-			return head{}, fmt.Errorf("create bucket %s: %w", bucketMeta, err)
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return head{}, nil, fmt.Errorf("create bucket %s: %w", name, err)
+			}
 		}
+		meta := tx.Bucket(bucketMeta)
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], formatVersion)
 		if err := meta.Put(metaVersion, v[:]); err != nil {
-			return head{}, fmt.Errorf("write format version: %w", err)
+			return head{}, nil, fmt.Errorf("write format version: %w", err)
 		}
 		h := head{seq: 0, hash: GenesisHash}
 		if err := writeMeta(meta, h); err != nil {
-			return head{}, fmt.Errorf("write head: %w", err)
+			return head{}, nil, fmt.Errorf("write head: %w", err)
 		}
-		return h, nil
+		return h, newTree(), nil
 	}
-	if entries == nil {
-		return head{}, tampered(0, "bucket %q is missing", bucketEntries)
+	if meta := tx.Bucket(bucketMeta); meta != nil {
+		if _, err := readMeta(meta); errors.Is(err, ErrUnsupportedVersion) {
+			return head{}, nil, err
+		}
 	}
-	if meta == nil {
-		return head{}, tampered(0, "bucket %q is missing", bucketMeta)
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return head{}, nil, tampered(0, "bucket %q is missing", name)
+		}
 	}
+	entries, meta := tx.Bucket(bucketEntries), tx.Bucket(bucketMeta)
 	h, err := readMeta(meta)
 	if err != nil {
-		return head{}, err
+		return head{}, nil, err
 	}
 	k, v := entries.Cursor().Last()
 	if k == nil {
-		return h, checkHead(h, 0, GenesisHash)
+		if err := checkHead(h, 0, GenesisHash); err != nil {
+			return head{}, nil, err
+		}
+	} else {
+		seq, ok := keySeq(k)
+		if !ok {
+			return head{}, nil, tampered(0, "malformed key %x in bucket %q", k, bucketEntries)
+		}
+		if seq != h.seq {
+			return head{}, nil, checkHead(h, seq, "")
+		}
+		e, err := decodeEntry(seq, v)
+		if err != nil {
+			return head{}, nil, err
+		}
+		if err := checkHead(h, seq, e.Hash); err != nil {
+			return head{}, nil, err
+		}
 	}
-	seq, ok := keySeq(k)
-	if !ok {
-		return head{}, tampered(0, "malformed key %x in bucket %q", k, bucketEntries)
-	}
-	if seq != h.seq {
-		return head{}, checkHead(h, seq, "")
-	}
-	e, err := decodeEntry(seq, v)
+	tr, err := loadTree(meta, h.seq)
 	if err != nil {
-		return head{}, err
+		return head{}, nil, err
 	}
-	return h, checkHead(h, seq, e.Hash)
+	if k, _ := tx.Bucket(bucketCheckpoints).Cursor().Last(); k != nil {
+		size, ok := keySeq(k)
+		if !ok {
+			return head{}, nil, tampered(0, "malformed key %x in bucket %q", k, bucketCheckpoints)
+		}
+		if size > h.seq {
+			return head{}, nil, tampered(h.seq+1, "missing: a stored checkpoint covers %d entries but the log ends at %d (truncated tail)", size, h.seq)
+		}
+	}
+	return h, tr, nil
 }
 
 // checkHead compares the head recorded in meta with the last stored entry
@@ -216,6 +301,32 @@ func (l *Log) Head() (seq uint64, hash string) {
 	l.headMu.Lock()
 	defer l.headMu.Unlock()
 	return l.head.seq, l.head.hash
+}
+
+// TreeHead is the state of the log after its last commit: the number of
+// entries, the Merkle root over them and the chain hash of the last one.
+type TreeHead struct {
+	Size uint64 `json:"size"`
+	Root string `json:"root"` // lowercase hex; EmptyRoot for an empty log
+	Head string `json:"head"` // chain hash of entry Size; GenesisHash for an empty log
+}
+
+// TreeHead returns the state of the log after its last commit, read
+// atomically.
+func (l *Log) TreeHead() TreeHead {
+	l.headMu.Lock()
+	defer l.headMu.Unlock()
+	return TreeHead{Size: l.head.seq, Root: hex.EncodeToString(l.tree.root()), Head: l.head.hash}
+}
+
+// Grown is signalled (level-triggered, capacity one) after each commit
+// that added entries. One consumer (the checkpointer) reads it.
+func (l *Log) Grown() <-chan struct{} { return l.grown }
+
+// readHead returns the head seq recorded in the transaction.
+func (l *Log) readHead(tx *bolt.Tx) uint64 {
+	n, _ := keySeq(tx.Bucket(bucketMeta).Get(metaHeadSeq))
+	return n
 }
 
 // Append adds e to the log and returns its seq and hash once the
@@ -268,6 +379,9 @@ func (l *Log) Append(ctx context.Context, e *Entry) (seq uint64, hash string, er
 func (l *Log) enqueue(ctx context.Context, r *appendReq) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	if l.readOnly {
+		return fmt.Errorf("audit: append: %w: %w", ErrUnavailable, ErrReadOnly)
+	}
 	if l.closed {
 		return fmt.Errorf("audit: append: %w: %w", ErrUnavailable, ErrClosed)
 	}
@@ -287,13 +401,26 @@ func (l *Log) enqueue(ctx context.Context, r *appendReq) error {
 
 // cloneEntry copies e, including its slices, so that the committer never
 // shares memory with a caller who gave up waiting.
+// Every []string field is cloned, including fields added later.
 func cloneEntry(e *Entry) Entry {
 	c := *e
-	c.Categories = slices.Clone(e.Categories)
-	c.AllowedCategories = slices.Clone(e.AllowedCategories)
-	c.Reasons = slices.Clone(e.Reasons)
+	v := reflect.ValueOf(&c).Elem()
+	for _, i := range stringSliceFields {
+		f := v.Field(i)
+		f.Set(reflect.ValueOf(slices.Clone(f.Interface().([]string))))
+	}
 	return c
 }
+
+// stringSliceFields are the indexes of Entry's []string fields.
+var stringSliceFields = func() (out []int) {
+	for i := range entryType.NumField() {
+		if entryType.Field(i).Type == reflect.TypeFor[[]string]() {
+			out = append(out, i)
+		}
+	}
+	return out
+}()
 
 func (l *Log) failure() error {
 	l.headMu.Lock()
@@ -340,8 +467,9 @@ func (l *Log) commit(batch []*appendReq) {
 	recs := make([]record, 0, len(batch))
 	ok := make([]*appendReq, 0, len(batch))
 	h := from
+	lk := newLinker(l.heads) // only the committer changes l.heads
 	for _, r := range batch {
-		rec, err := encodeEntry(r.entry, h.seq+1, h.hash)
+		rec, err := lk.encode(r.entry, h.seq+1, h.hash)
 		if err != nil {
 			r.res <- appendResult{err: fmt.Errorf("audit: append: %w", err)}
 			continue
@@ -355,9 +483,12 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 
 	var to head
+	l.headMu.Lock()
+	tr := l.tree.clone()
+	l.headMu.Unlock()
 	err = l.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		if to, err = appendRecords(tx, from, recs); err != nil {
+		if to, err = appendRecords(tx, from, tr, lk, recs); err != nil {
 			return err
 		}
 		if l.hooks.beforeCommit != nil {
@@ -378,8 +509,15 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 	l.commits.Add(1)
 	l.headMu.Lock()
-	l.head = to
+	l.head, l.tree = to, tr
+	for k, s := range lk.overlay {
+		l.heads[k] = s
+	}
 	l.headMu.Unlock()
+	select {
+	case l.grown <- struct{}{}:
+	default:
+	}
 	for i, r := range ok {
 		r.res <- appendResult{seq: from.seq + 1 + uint64(i), hash: recs[i].hash}
 	}
@@ -399,7 +537,9 @@ func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
-		close(l.reqs)
+		if !l.readOnly {
+			close(l.reqs)
+		}
 		l.mu.Unlock()
 		<-l.done
 		if err := l.db.Close(); err != nil {
@@ -418,6 +558,9 @@ func (l *Log) Err() error {
 	l.mu.RUnlock()
 	if closed {
 		return fmt.Errorf("audit: %w: %w", ErrUnavailable, ErrClosed)
+	}
+	if l.readOnly {
+		return fmt.Errorf("audit: %w: %w", ErrUnavailable, ErrReadOnly)
 	}
 	if err := l.failure(); err != nil {
 		return fmt.Errorf("audit: %w: %w", ErrUnavailable, err)

@@ -51,6 +51,24 @@ func (l *Log) Get(ctx context.Context, seq uint64) (*Entry, error) {
 	return e, nil
 }
 
+// Stored returns the stored bytes of entry seq: what its chain hash and
+// Merkle leaf hash are computed over. Errors wrap ErrNotFound.
+func (l *Log) Stored(ctx context.Context, seq uint64) ([]byte, error) {
+	var out []byte
+	err := l.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketEntries).Get(seqKey(seq))
+		if v == nil {
+			return ErrNotFound
+		}
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: stored entry %d: %w", seq, err)
+	}
+	return out, nil
+}
+
 // Scan calls fn for each entry from seq from (1 if from is 0) upwards, in
 // seq order, until the last entry, an error from fn (returned as is), or
 // the end of ctx. Entries appended during the scan may or may not be
@@ -185,6 +203,26 @@ func (l *Log) snapshot(ctx context.Context, w io.Writer) (n int64, err error) {
 		return err
 	})
 	return n, err
+}
+
+// SnapshotStream is Snapshot for a caller that must know the size
+// before the first byte (an HTTP answer with a Content-Length): start is
+// called inside the read transaction with the size of the copy and
+// returns the writer to copy to.
+func (l *Log) SnapshotStream(ctx context.Context, start func(size int64) (io.Writer, error)) (int64, error) {
+	var n int64
+	err := l.view(ctx, func(tx *bolt.Tx) error {
+		w, err := start(tx.Size())
+		if err != nil {
+			return err
+		}
+		n, err = tx.WriteTo(ctxWriter{ctx: ctx, w: w})
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("audit: snapshot: %w", err)
+	}
+	return n, nil
 }
 
 // ctxWriter fails writes once ctx has ended, so that a snapshot stops.

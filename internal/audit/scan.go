@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -15,15 +16,16 @@ import (
 // walk a million entries in seconds; scanEntry checks the same things in
 // one pass without reflection, and is stricter: it accepts a subset of
 // what the strict encoding/json decode accepts (FuzzScanEntry checks
-// this), a subset that includes all json.Marshal output for an Entry.
+// this), a subset that includes all encoding/json output for an entry.
 //
 // It accepts exactly one JSON object (whitespace allowed between tokens,
-// nothing after the object) whose keys are Entry's JSON field names
-// spelled exactly (no escapes, no case folding), each at most once, with
-// values of the field's type: a string; an array of strings; an integer
-// in range, without fraction or exponent; or, for time.Time, a string
-// that time.Time.UnmarshalJSON accepts. Strings must be valid UTF-8 with
-// valid escapes; prev_hash must not be escaped.
+// nothing after the object) whose keys are the stored names of Entry's
+// fields (chain.go) spelled exactly (no escapes, no case folding), each
+// at most once, with values of the field's type: a string; an array of
+// strings; true or false; an integer in range, without fraction or
+// exponent; or, for time.Time, a string that time.Time.UnmarshalJSON
+// accepts. Strings must be valid UTF-8 with valid escapes; the prev_hash
+// field must not be escaped.
 
 type fieldKind uint8
 
@@ -33,17 +35,19 @@ const (
 	kindInt
 	kindUint
 	kindTime
+	kindBool
 )
 
 type fieldInfo struct {
 	kind fieldKind
 	bit  uint64 // for duplicate detection
+	name string // the Go field name
 }
 
-// entryFields maps Entry's JSON names to their kinds, derived from the
-// struct so that a new field cannot be forgotten here.
+// entryFields maps the stored names to their kinds, derived from the
+// stored type so that a new field cannot be forgotten here.
 var entryFields = func() map[string]fieldInfo {
-	t := reflect.TypeFor[Entry]()
+	t := storedType
 	if t.NumField() > 64 {
 		panic("audit: Entry has more than 64 fields")
 	}
@@ -51,8 +55,8 @@ var entryFields = func() map[string]fieldInfo {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" || name == "-" {
-			panic("audit: Entry field " + f.Name + " has no JSON name")
+		if name == "-" {
+			continue
 		}
 		var k fieldKind
 		switch {
@@ -66,10 +70,12 @@ var entryFields = func() map[string]fieldInfo {
 			k = kindInt
 		case f.Type.Kind() == reflect.Uint64:
 			k = kindUint
+		case f.Type.Kind() == reflect.Bool:
+			k = kindBool
 		default:
 			panic("audit: Entry field " + f.Name + " has a type scanEntry does not know: " + f.Type.String())
 		}
-		m[name] = fieldInfo{kind: k, bit: 1 << i}
+		m[name] = fieldInfo{kind: k, bit: 1 << i, name: f.Name}
 	}
 	return m
 }()
@@ -78,7 +84,9 @@ var entryFields = func() map[string]fieldInfo {
 type scanned struct {
 	seq      uint64
 	prevHash []byte // aliases the input
-	hash     []byte // aliases the input; must be empty
+	fields   indexFields[[]byte]
+	// The chain links.
+	prevSubject, prevPractitioner uint64
 }
 
 var errSyntax = errors.New("invalid JSON")
@@ -89,7 +97,8 @@ type entryScanner struct {
 }
 
 // scanEntry checks val as described above and returns its seq, prev_hash
-// and hash fields.
+// and the fields the index is built from (string values alias val unless
+// they hold escapes).
 func scanEntry(val []byte) (scanned, error) {
 	s := entryScanner{b: val}
 	var out scanned
@@ -123,22 +132,41 @@ func scanEntry(val []byte) (scanned, error) {
 		s.ws()
 		switch f.kind {
 		case kindString:
+			start := s.i
 			v, esc, err := s.str()
 			if err != nil {
 				return out, err
 			}
-			switch string(key) {
-			case "prev_hash":
+			if f.name == "PrevHash" {
 				if esc {
 					return out, fmt.Errorf("field prev_hash is escaped")
 				}
 				out.prevHash = v
-			case "hash":
-				out.hash = v
+				break
+			}
+			if dst := out.fields.field(f.name); dst != nil {
+				if esc {
+					var u string
+					if err := json.Unmarshal(s.b[start:s.i], &u); err != nil {
+						return out, fmt.Errorf("field %s: %w", key, err)
+					}
+					v = []byte(u)
+				}
+				*dst = v
 			}
 		case kindStrings:
 			if err := s.strs(); err != nil {
 				return out, err
+			}
+		case kindBool:
+			switch {
+			case s.literal("true"):
+				if f.name == "Override" {
+					out.fields.override = true
+				}
+			case s.literal("false"):
+			default:
+				return out, s.fail("expected true or false")
 			}
 		case kindInt:
 			if _, err := strconv.ParseInt(string(s.integer()), 10, strconv.IntSize); err != nil {
@@ -149,8 +177,13 @@ func scanEntry(val []byte) (scanned, error) {
 			if err != nil {
 				return out, fmt.Errorf("field %s: %w", key, err)
 			}
-			if string(key) == "seq" {
+			switch f.name {
+			case "Seq":
 				out.seq = n
+			case "PrevSubject":
+				out.prevSubject = n
+			case "PrevPractitioner":
+				out.prevPractitioner = n
 			}
 		case kindTime:
 			start := s.i
@@ -161,6 +194,7 @@ func scanEntry(val []byte) (scanned, error) {
 			if err := t.UnmarshalJSON(s.b[start:s.i]); err != nil {
 				return out, fmt.Errorf("field %s: %w", key, err)
 			}
+			out.fields.at = t
 		}
 		s.ws()
 		if s.consume('}') {
@@ -170,6 +204,14 @@ func scanEntry(val []byte) (scanned, error) {
 			return out, s.fail("expected ',' or '}'")
 		}
 	}
+}
+
+func (s *entryScanner) literal(lit string) bool {
+	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
+		s.i += len(lit)
+		return true
+	}
+	return false
 }
 
 func (s *entryScanner) fail(what string) error {

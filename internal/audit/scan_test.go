@@ -4,33 +4,46 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
 
 // strictDecode is the reference the scanner must not be looser than:
-// encoding/json, unknown fields rejected, nothing after the value.
+// encoding/json into the stored type, unknown fields rejected, nothing
+// after the value.
 func strictDecode(data []byte) (Entry, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var e Entry
-	if err := dec.Decode(&e); err != nil {
-		return e, err
+	p := reflect.New(storedType)
+	if err := dec.Decode(p.Interface()); err != nil {
+		return Entry{}, err
 	}
 	if dec.InputOffset() != int64(len(data)) {
-		return e, errSyntax
+		return Entry{}, errSyntax
 	}
-	return e, nil
+	return p.Elem().Convert(entryType).Interface().(Entry), nil
 }
 
 func marshal(t testing.TB, e Entry) []byte {
 	t.Helper()
-	b, err := json.Marshal(&e)
+	b, err := marshalStored(&e)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// sameFields reports whether the scanner's index fields are those of e.
+func sameFields(got indexFields[[]byte], e Entry) bool {
+	want := fieldsOf(&e)
+	return string(got.subject) == want.subject && string(got.requester) == want.requester &&
+		string(got.practitioner) == want.practitioner && string(got.provider) == want.provider &&
+		string(got.purpose) == want.purpose && string(got.protocol) == want.protocol &&
+		string(got.kind) == want.kind && string(got.decision) == want.decision &&
+		string(got.overrideGround) == want.overrideGround && string(got.reviewID) == want.reviewID &&
+		got.override == want.override && got.at.Equal(want.at)
 }
 
 // oddEntry has strings that json.Marshal escapes or that are not ASCII.
@@ -60,8 +73,8 @@ func TestScanEntryAcceptsMarshalOutput(t *testing.T) {
 			if err != nil {
 				t.Fatalf("scanEntry(%s): %v", b, err)
 			}
-			if f.seq != e.Seq || string(f.prevHash) != e.PrevHash || len(f.hash) != 0 {
-				t.Fatalf("scanned seq %d prev %q hash %q, want %d %q \"\"", f.seq, f.prevHash, f.hash, e.Seq, e.PrevHash)
+			if f.seq != e.Seq || string(f.prevHash) != e.PrevHash || !sameFields(f.fields, e) {
+				t.Fatalf("scanned seq %d prev %q fields %+v, want %d %q %+v", f.seq, f.prevHash, f.fields, e.Seq, e.PrevHash, e)
 			}
 		})
 	}
@@ -76,28 +89,33 @@ func TestScanEntryRejects(t *testing.T) {
 		"unterminated":      valid[:len(valid)-1],
 		"trailing data":     valid + ` `,
 		"two objects":       valid + valid,
-		"unknown field":     `{"seq":3,"approved":true}`,
-		"case-folded key":   `{"SEQ":3}`,
-		"escaped key":       `{"s\u0065q":3}`,
-		"duplicate key":     `{"seq":3,"seq":4}`,
-		"leading zero":      `{"seq":03}`,
-		"fraction":          `{"seq":3.0}`,
-		"exponent":          `{"seq":3e0}`,
-		"negative seq":      `{"seq":-3}`,
-		"seq overflow":      `{"seq":18446744073709551616}`,
-		"seq as string":     `{"seq":"3"}`,
-		"string as number":  `{"kind":3}`,
-		"array of numbers":  `{"reasons":[1]}`,
-		"null array":        `{"reasons":null}`,
-		"bad time":          `{"time":"yesterday"}`,
-		"control character": "{\"error\":\"a\x01b\"}",
-		"invalid UTF-8":     "{\"error\":\"\xff\"}",
-		"bad escape":        `{"error":"\x"}`,
-		"short u escape":    `{"error":"\u12"}`,
-		"escaped prev_hash": `{"prev_hash":"\u0030"}`,
-		"missing colon":     `{"seq" 3}`,
-		"missing comma":     `{"seq":3 "kind":"x"}`,
-		"trailing comma":    `{"seq":3,}`,
+		"unknown field":     `{"n":3,"approved":true}`,
+		"long name":         `{"seq":3}`,
+		"hash stored":       `{"n":3,"hash":""}`,
+		"case-folded key":   `{"N":3}`,
+		"escaped key":       `{"\u006e":3}`,
+		"duplicate key":     `{"n":3,"n":4}`,
+		"leading zero":      `{"n":03}`,
+		"fraction":          `{"n":3.0}`,
+		"exponent":          `{"n":3e0}`,
+		"negative seq":      `{"n":-3}`,
+		"seq overflow":      `{"n":18446744073709551616}`,
+		"seq as string":     `{"n":"3"}`,
+		"string as number":  `{"k":3}`,
+		"array of numbers":  `{"rs":[1]}`,
+		"null array":        `{"rs":null}`,
+		"bool as string":    `{"o":"true"}`,
+		"bool as number":    `{"o":1}`,
+		"truncated bool":    `{"o":tru}`,
+		"bad time":          `{"t":"yesterday"}`,
+		"control character": "{\"e\":\"a\x01b\"}",
+		"invalid UTF-8":     "{\"e\":\"\xff\"}",
+		"bad escape":        `{"e":"\x"}`,
+		"short u escape":    `{"e":"\u12"}`,
+		"escaped prev_hash": `{"h":"\u0030"}`,
+		"missing colon":     `{"n" 3}`,
+		"missing comma":     `{"n":3 "k":"x"}`,
+		"trailing comma":    `{"n":3,}`,
 	}
 	for name, in := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -109,14 +127,15 @@ func TestScanEntryRejects(t *testing.T) {
 }
 
 // FuzzScanEntry checks that the scanner is never looser than the strict
-// encoding/json decode, and agrees with it on seq, prev_hash and hash.
+// encoding/json decode, and agrees with it on seq, prev_hash and the
+// indexed fields.
 func FuzzScanEntry(f *testing.F) {
 	for _, e := range []Entry{TypicalEntry(1), oddEntry(), {}} {
 		f.Add(marshal(f, e))
 	}
 	for _, s := range []string{
-		`{}`, ` { "seq" : 1 , "prev_hash" : "" } `, `{"seq":1,"seq":1}`, `{"SEQ":1}`,
-		`{"hash":"\u0000"}`, `{"time":"2026-01-01T00:00:00Z"}`, `{"time":null}`, `{"status":-0}`,
+		`{}`, ` { "n" : 1 , "h" : "" } `, `{"n":1,"n":1}`, `{"N":1}`, `{"o":true}`, `{"o":false,"pu":"a\u0062"}`,
+		`{"hash":"\u0000"}`, `{"t":"2026-01-01T00:00:00Z"}`, `{"t":null}`, `{"st":-0}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -129,9 +148,9 @@ func FuzzScanEntry(f *testing.F) {
 		if err != nil {
 			t.Fatalf("scanEntry accepted %q, encoding/json rejects it: %v", data, err)
 		}
-		if got.seq != want.Seq || string(got.prevHash) != want.PrevHash || (len(got.hash) == 0) != (want.Hash == "") {
-			t.Fatalf("scanEntry(%q) = seq %d prev %q hash %q; encoding/json says %d %q %q",
-				data, got.seq, got.prevHash, got.hash, want.Seq, want.PrevHash, want.Hash)
+		if got.seq != want.Seq || string(got.prevHash) != want.PrevHash || !sameFields(got.fields, want) {
+			t.Fatalf("scanEntry(%q) = seq %d prev %q fields %+v; encoding/json says %+v",
+				data, got.seq, got.prevHash, got.fields, want)
 		}
 	})
 }
@@ -143,7 +162,7 @@ func FuzzScanEntryMarshal(f *testing.F) {
 	f.Add(uint64(1<<63), "", "", "\xff\x00", strings.Repeat("é", 10), 0)
 	f.Fuzz(func(t *testing.T, seq uint64, a, b, c, d string, status int) {
 		e := Entry{
-			Seq: seq, RequestID: a, Decision: b, Error: c, Subject: d, Status: status,
+			Seq: seq, RequestID: a, Decision: b, Error: c, Subject: d, Status: status, Override: status%2 == 0, Purpose: c,
 			PrevHash: fmt.Sprintf("%064x", seq),
 			Kind:     Kind(a), Reasons: []string{b, c}, Categories: []string{d},
 			Time: time.Unix(int64(seq%(1<<35)), int64(status)%1e9),
@@ -157,7 +176,7 @@ func FuzzScanEntryMarshal(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.seq != seq || string(got.prevHash) != want.PrevHash {
+		if got.seq != seq || string(got.prevHash) != want.PrevHash || !sameFields(got.fields, want) {
 			t.Fatalf("scanEntry(%s) = seq %d prev %q", data, got.seq, got.prevHash)
 		}
 	})

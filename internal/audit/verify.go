@@ -1,44 +1,94 @@
 package audit
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"hash/maphash"
+	"slices"
+	"time"
 
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/transparency-dev/merkle/compact"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Report describes a log that passed Verify.
-type Report struct {
-	Entries uint64 // number of entries, which is also the head seq
-	Head    string // hash of the last entry; GenesisHash for an empty log
+// VerifyOptions configure VerifyFile.
+type VerifyOptions struct {
+	// OpenTimeout bounds the wait for a writer's lock; zero means
+	// DefaultOpenTimeout.
+	OpenTimeout time.Duration
+	// Keys are the public keys trusted to sign checkpoints: the Trust's
+	// copy of the gateway's /.well-known/jwks.json. Nil means signatures
+	// are not checked (Report.SignaturesChecked is false).
+	Keys jwk.Set
+	// Checkpoints are checkpoints kept outside the gateway, each checked
+	// against the log: the log must hold at least their size, with the
+	// same root and head at that size.
+	Checkpoints []ExternalCheckpoint
 }
 
-// Verify checks the whole log file at path offline. It opens the file
-// read-only (waiting up to opts.OpenTimeout for a writer's lock, then
-// failing with ErrBusy: verify a Snapshot of a running log instead) and
-// streams every entry in one read transaction, checking that:
+// ExternalCheckpoint is a checkpoint from outside the log file.
+type ExternalCheckpoint struct {
+	Name string // where it came from, for messages (a file name)
+	JWS  []byte // the compact JWS
+}
+
+// Report describes a log that passed verification.
+type Report struct {
+	Entries           uint64        // number of entries, which is also the head seq
+	Head              string        // chain hash of the last entry; GenesisHash for an empty log
+	Root              string        // Merkle root over all entries, hex
+	Checkpoints       int           // stored checkpoints checked
+	Latest            *Checkpoint   // the latest stored checkpoint, nil if none
+	External          []*Checkpoint // the external checkpoints, all consistent with the log
+	SignaturesChecked bool          // whether checkpoint signatures were checked against VerifyOptions.Keys
+	Postings          uint64        // index postings checked
+}
+
+// Verify checks the whole log file at path offline, without checking
+// checkpoint signatures or external checkpoints: VerifyFile with only
+// the open timeout of opts.
+func Verify(ctx context.Context, path string, opts Options) (*Report, error) {
+	return VerifyFile(ctx, path, VerifyOptions{OpenTimeout: opts.OpenTimeout})
+}
+
+// VerifyFile checks the whole log file at path offline. It opens the
+// file read-only (waiting up to OpenTimeout for a writer's lock, then
+// failing with ErrBusy: verify a snapshot of a running log instead) and
+// streams every entry in one read transaction, checking:
 //
 //   - the keys run 1, 2, 3, ... with no gap (a gap is a deleted entry);
-//   - each value decodes as exactly one entry with no unknown fields, an
-//     empty hash field, and a seq equal to its key (a swapped or moved
-//     entry fails here);
-//   - each entry's prev_hash is the recomputed hash of the entry before
-//     it, GenesisHash for entry 1;
+//   - each value decodes as exactly one entry with no unknown fields and
+//     a seq equal to its key (a swapped or moved entry fails here);
+//   - each entry's prev_hash is the recomputed chain hash of the entry
+//     before it, GenesisHash for entry 1;
 //   - the head seq and hash recorded in meta are those of the last entry
 //     (a mismatch is a truncated tail, an altered last entry, or edited
-//     meta).
+//     meta);
+//   - every stored checkpoint and every external checkpoint: its
+//     signature (with Keys), and that the Merkle root and chain head
+//     recomputed at its size are the ones it states; a checkpoint whose
+//     size is beyond the log means the tail was cut off;
+//   - the stored Merkle state (the compact range in meta and the stored
+//     nodes) and the query index (posting lists and time blocks) are
+//     exactly those the entries imply, so proofs and queries served from
+//     them are right.
 //
 // The first failure is returned as a *TamperError naming the damaged
 // entry. When a link between entries k-1 and k is broken, Verify looks one
 // entry further to tell which side was altered: if entry k still links to
 // entry k+1 (or to the recorded head), entry k-1's bytes changed after k
-// was chained; otherwise entry k changed.
-//
-// A hash chain cannot detect a consistent rewrite of the log from some
-// entry to the head, with meta updated to match; see the package
-// documentation.
-func Verify(ctx context.Context, path string, opts Options) (*Report, error) {
-	opts = opts.withDefaults()
+// was chained; otherwise entry k changed. A rewrite that recomputed the
+// chain cannot be pinned to one entry: it is caught by the first
+// checkpoint whose root no longer matches, and the error names the
+// entries after the last checkpoint that still matches (Seq..Last).
+// A checkpoint that fails its signature check is a *TamperError (stored
+// in the file) or an error wrapping ErrBadCheckpoint (external).
+func VerifyFile(ctx context.Context, path string, o VerifyOptions) (*Report, error) {
+	opts := Options{OpenTimeout: o.OpenTimeout}.withDefaults()
 	db, err := openBolt(path, opts, true)
 	if err != nil {
 		return nil, fmt.Errorf("audit: verify %s: %w", path, err)
@@ -46,8 +96,9 @@ func Verify(ctx context.Context, path string, opts Options) (*Report, error) {
 	defer func() { _ = db.Close() }() // read-only: nothing to flush
 	var rep *Report
 	err = db.View(func(tx *bolt.Tx) error {
+		v := &verifier{ctx: ctx, tx: tx, o: o}
 		var err error
-		rep, err = verifyTx(ctx, tx)
+		rep, err = v.run()
 		return err
 	})
 	if err != nil {
@@ -56,17 +107,86 @@ func Verify(ctx context.Context, path string, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-func verifyTx(ctx context.Context, tx *bolt.Tx) (*Report, error) {
-	entries, meta := tx.Bucket(bucketEntries), tx.Bucket(bucketMeta)
-	if entries == nil {
-		return nil, tampered(0, "bucket %q is missing", bucketEntries)
+// expectation is a checkpoint to compare with the recomputed log.
+type expectation struct {
+	cp     *Checkpoint
+	source string // "stored checkpoint" or the external name
+}
+
+type verifier struct {
+	ctx context.Context
+	tx  *bolt.Tx
+	o   VerifyOptions
+
+	expect   map[uint64][]expectation
+	sizes    []uint64 // sorted keys of expect
+	lastGood uint64   // the largest checkpoint size found consistent so far
+
+	nodeErr  error // the first stored Merkle node found wrong (reported after the entries)
+	nodesSaw int
+
+	seed     maphash.Seed
+	expected map[byte]*digest
+}
+
+// digest is an order-independent summary of a set of postings.
+type digest struct {
+	count uint64
+	sum   uint64
+}
+
+func (d *digest) add(seed maphash.Seed, lk listKey, seq uint64) {
+	var b [17]byte
+	copy(b[:], lk[:])
+	binary.BigEndian.PutUint64(b[9:], seq)
+	d.count++
+	d.sum += maphash.Bytes(seed, b[:])
+}
+
+func (v *verifier) run() (*Report, error) {
+	tx := v.tx
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return nil, tampered(0, "bucket %q is missing", name)
+		}
 	}
-	if meta == nil {
-		return nil, tampered(0, "bucket %q is missing", bucketMeta)
-	}
-	recorded, err := readMeta(meta)
+	recorded, err := readMeta(tx.Bucket(bucketMeta))
 	if err != nil {
 		return nil, err
+	}
+	rep := &Report{SignaturesChecked: v.o.Keys != nil}
+	if err := v.loadCheckpoints(rep); err != nil {
+		return nil, err
+	}
+	v.seed = maphash.MakeSeed()
+	v.expected = map[byte]*digest{}
+	for _, d := range indexedDims {
+		v.expected[d] = &digest{}
+	}
+
+	rng := rangeFactory.NewEmptyRange(0)
+	nodes := tx.Bucket(bucketTree)
+	visit := func(id compact.NodeID, h []byte) {
+		if !storedLevel(id.Level) {
+			return
+		}
+		v.nodesSaw++
+		if got := nodes.Get(nodeKey(id)); !bytes.Equal(got, h) && v.nodeErr == nil {
+			first, end := id.Coverage()
+			v.nodeErr = tampered(0, "stored Merkle node (level %d, index %d) over entries %d to %d does not match them (proofs served from it would fail)",
+				id.Level, id.Index, first+1, end)
+		}
+	}
+	var times timeAcc
+	var lists []listKey
+	chains := chainState{}
+	var dumpSeq uint64
+	var dumpWant []byte
+	if k, _ := tx.Bucket(bucketHeads).Cursor().Last(); k != nil {
+		var ok bool
+		if dumpSeq, ok = keySeq(k); !ok || dumpSeq == 0 {
+			return nil, tampered(0, "malformed key %x in bucket %q", k, bucketHeads)
+		}
 	}
 
 	last := head{seq: 0, hash: GenesisHash} // the previous entry, hash recomputed
@@ -79,15 +199,21 @@ func verifyTx(ctx context.Context, tx *bolt.Tx) (*Report, error) {
 		}
 		return tampered(broken, "prev_hash does not match entry %d", broken-1)
 	}
+	// pending is a checkpoint size reached but not yet compared: the
+	// comparison waits one entry, so that the chain, which can name the
+	// exact entry, speaks first.
+	var pending uint64
+	var pendingRoot []byte
+	var pendingHead string
 
-	c := entries.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+	c := tx.Bucket(bucketEntries).Cursor()
+	for k, val := c.First(); k != nil; k, val = c.Next() {
 		seq, ok := keySeq(k)
 		if !ok {
 			return nil, tampered(last.seq+1, "malformed key %x where entry %d should be", k, last.seq+1)
 		}
 		if seq&0xfff == 0 {
-			if err := ctx.Err(); err != nil {
+			if err := v.ctx.Err(); err != nil {
 				return nil, err
 			}
 		}
@@ -97,12 +223,10 @@ func verifyTx(ctx context.Context, tx *bolt.Tx) (*Report, error) {
 			}
 			return nil, tampered(last.seq+1, "missing (the next stored entry is %d)", seq)
 		}
-		f, err := scanEntry(v)
+		f, err := scanEntry(val)
 		switch {
 		case err == nil && f.seq != seq:
 			err = tampered(seq, "seq field is %d but the entry is stored at seq %d", f.seq, seq)
-		case err == nil && len(f.hash) != 0:
-			err = tampered(seq, "stored value has a non-empty hash field")
 		case err != nil:
 			err = tampered(seq, "stored value is not a valid entry: %v", err)
 		}
@@ -118,7 +242,37 @@ func verifyTx(ctx context.Context, tx *bolt.Tx) (*Report, error) {
 		if string(f.prevHash) != last.hash {
 			broken = seq
 		}
-		last = head{seq: seq, hash: hashHex(v)}
+		if pending != 0 && broken == 0 {
+			if err := v.compare(pending, pendingRoot, pendingHead); err != nil {
+				return nil, err
+			}
+			pending = 0
+		}
+		last = head{seq: seq, hash: hashHex(val)}
+
+		if err := rng.Append(leafHash(val), visit); err != nil {
+			return nil, err
+		}
+		if _, ok := v.expect[seq]; ok {
+			pending, pendingHead = seq, last.hash
+			if pendingRoot, err = rng.GetRootHash(nil); err != nil {
+				return nil, err
+			}
+		}
+		if p := chains.step(chainSubject, f.fields.subject, seq); p != f.prevSubject {
+			return nil, tampered(seq, "prev_subject is %d but the previous entry about the same child is %d (a broken chain: an entry was removed, moved or rewritten)", f.prevSubject, p)
+		}
+		if p := chains.step(chainPractitioner, f.fields.practitioner, seq); p != f.prevPractitioner {
+			return nil, tampered(seq, "prev_practitioner is %d but the previous entry by the same practitioner is %d (a broken chain: an entry was removed, moved or rewritten)", f.prevPractitioner, p)
+		}
+		if seq == dumpSeq {
+			dumpWant = chains.dump()
+		}
+		times.add(seq, f.fields.at.Unix())
+		lists = f.fields.lists(lists[:0])
+		for _, lk := range lists {
+			v.expected[lk[0]].add(v.seed, lk, seq)
+		}
 	}
 	if broken != 0 {
 		return nil, blame(recorded.hash)
@@ -126,5 +280,252 @@ func verifyTx(ctx context.Context, tx *bolt.Tx) (*Report, error) {
 	if err := checkHead(recorded, last.seq, last.hash); err != nil {
 		return nil, err
 	}
-	return &Report{Entries: last.seq, Head: last.hash}, nil
+	if pending != 0 {
+		if err := v.compare(pending, pendingRoot, pendingHead); err != nil {
+			return nil, err
+		}
+	}
+	if err := v.checkBeyond(last.seq); err != nil {
+		return nil, err
+	}
+
+	// The derived state: Merkle range and nodes, time blocks, postings.
+	if got, want := tx.Bucket(bucketMeta).Get(metaTreeRange), bytes.Join(rng.Hashes(), nil); !bytes.Equal(got, want) && (len(got) != 0 || len(want) != 0) {
+		return nil, tampered(0, "the tree range recorded in meta is not the one the entries give (the root served as current would be wrong)")
+	}
+	if v.nodeErr != nil {
+		return nil, v.nodeErr
+	}
+	if n := nodes.Stats().KeyN; n != v.nodesSaw {
+		return nil, tampered(0, "bucket %q holds %d Merkle nodes; the entries give %d", bucketTree, n, v.nodesSaw)
+	}
+	if dumpSeq != 0 && !bytes.Equal(dumpWant, tx.Bucket(bucketHeads).Get(seqKey(dumpSeq))) {
+		return nil, tampered(0, "the chain heads dump as of entry %d does not match the entries (queries by subject or practitioner could miss entries)", dumpSeq)
+	}
+	if err := v.checkTimes(times, last.seq); err != nil {
+		return nil, err
+	}
+	postings, err := v.checkPostings(last.seq)
+	if err != nil {
+		return nil, err
+	}
+
+	root := hasher.EmptyRoot()
+	if last.seq > 0 {
+		if root, err = rng.GetRootHash(nil); err != nil {
+			return nil, err
+		}
+	}
+	rep.Entries, rep.Head, rep.Root, rep.Postings = last.seq, last.hash, hex.EncodeToString(root), postings
+	return rep, nil
+}
+
+// loadCheckpoints reads the stored checkpoints and the external ones,
+// checking signatures if keys were given.
+func (v *verifier) loadCheckpoints(rep *Report) error {
+	v.expect = map[uint64][]expectation{}
+	c := v.tx.Bucket(bucketCheckpoints).Cursor()
+	for k, val := c.First(); k != nil; k, val = c.Next() {
+		size, ok := keySeq(k)
+		if !ok {
+			return tampered(0, "malformed key %x in bucket %q", k, bucketCheckpoints)
+		}
+		cp, err := ParseCheckpoint(val, v.o.Keys)
+		if err != nil {
+			return &TamperError{Checkpoint: size, Reason: fmt.Sprintf("stored checkpoint at size %d: %v (forged or altered)", size, err)}
+		}
+		if cp.Size != size {
+			return &TamperError{Checkpoint: size, Reason: fmt.Sprintf("stored checkpoint at key %d states size %d (moved)", size, cp.Size)}
+		}
+		v.expect[size] = append(v.expect[size], expectation{cp: cp, source: "stored checkpoint"})
+		rep.Checkpoints++
+		rep.Latest = cp
+	}
+	for _, x := range v.o.Checkpoints {
+		cp, err := ParseCheckpoint(x.JWS, v.o.Keys)
+		if err != nil {
+			return fmt.Errorf("external checkpoint %s: %w", x.Name, err)
+		}
+		v.expect[cp.Size] = append(v.expect[cp.Size], expectation{cp: cp, source: "external checkpoint " + x.Name})
+		rep.External = append(rep.External, cp)
+	}
+	for s := range v.expect {
+		v.sizes = append(v.sizes, s)
+	}
+	slices.Sort(v.sizes)
+	return nil
+}
+
+// compare checks every checkpoint of size n against the recomputed root
+// and head at n.
+func (v *verifier) compare(n uint64, root []byte, headHash string) error {
+	for _, x := range v.expect[n] {
+		if x.cp.Root != hex.EncodeToString(root) || x.cp.Head != headHash {
+			return &TamperError{Seq: v.lastGood + 1, Last: n, Checkpoint: n, Reason: fmt.Sprintf(
+				"the Merkle root over entries 1 to %d is not the one in the %s signed at %s: entries after %d were rewritten, removed or reordered (and the chain recomputed to hide it)",
+				n, x.source, x.cp.Time.Format(time.RFC3339), v.lastGood)}
+		}
+	}
+	v.lastGood = n
+	return nil
+}
+
+// checkBeyond reports a checkpoint that covers more entries than the log
+// holds: the tail was cut off.
+func (v *verifier) checkBeyond(n uint64) error {
+	for _, s := range v.sizes {
+		if s > n {
+			x := v.expect[s][0]
+			return &TamperError{Seq: n + 1, Last: s, Checkpoint: s, Reason: fmt.Sprintf(
+				"missing: the %s signed at %s covers %d entries but the log ends at %d (truncated tail)",
+				x.source, x.cp.Time.Format(time.RFC3339), s, n)}
+		}
+	}
+	return nil
+}
+
+// checkTimes compares the stored time blocks with the entries' times.
+func (v *verifier) checkTimes(acc timeAcc, n uint64) error {
+	var want []timeSummary
+	if acc.started {
+		want = append(acc.done, acc.cur)
+	}
+	c := v.tx.Bucket(bucketTimes).Cursor()
+	i := 0
+	for k, val := c.First(); k != nil; k, val = c.Next() {
+		s, ok := parseTimeSummary(k, val)
+		if !ok || i >= len(want) || s != want[i] {
+			block := uint64(i)
+			if ok {
+				block = s.block
+			}
+			return tampered(0, "time index block %d (entries %d to %d) does not match the entries' times (queries by time could miss entries)",
+				block, block*timeBlock+1, min((block+1)*timeBlock, max(n, 1)))
+		}
+		i++
+	}
+	if i != len(want) {
+		return tampered(0, "the time index has %d blocks; the entries give %d", i, len(want))
+	}
+	tail := v.tx.Bucket(bucketMeta).Get(metaTimeTail)
+	if (len(want) == 0 && tail != nil) || (len(want) > 0 && !bytes.Equal(tail, want[len(want)-1].key())) {
+		return tampered(0, "meta %q does not name the last time block", metaTimeTail)
+	}
+	return nil
+}
+
+// checkPostings walks every posting chunk, checks its shape and compares
+// the postings, dim by dim, with those the entries give. It returns the
+// number of postings.
+func (v *verifier) checkPostings(n uint64) (uint64, error) {
+	stored := map[byte]*digest{}
+	for _, d := range indexedDims {
+		stored[d] = &digest{}
+	}
+	var (
+		total   uint64
+		prevKey listKey
+		prevEnd uint64
+		seqs    []uint64
+	)
+	c := v.tx.Bucket(bucketPostings).Cursor()
+	for k, val := c.First(); k != nil; k, val = c.Next() {
+		if len(k) != 17 || stored[k[0]] == nil {
+			return 0, tampered(0, "malformed posting key %x", k)
+		}
+		var lk listKey
+		copy(lk[:], k[:9])
+		first := binary.BigEndian.Uint64(k[9:])
+		var ok bool
+		seqs, ok = decodeChunk(seqs[:0], first, val)
+		if !ok || len(seqs) > chunkCap || first == 0 || seqs[len(seqs)-1] > n {
+			return 0, tampered(0, "posting chunk %x is malformed or names entries beyond the log", k)
+		}
+		if lk == prevKey && first <= prevEnd {
+			return 0, tampered(first, "posting chunk %x overlaps the chunk before it", k)
+		}
+		prevKey, prevEnd = lk, seqs[len(seqs)-1]
+		for _, s := range seqs {
+			stored[lk[0]].add(v.seed, lk, s)
+		}
+		total += uint64(len(seqs))
+	}
+	for _, d := range indexedDims {
+		if *stored[d] != *v.expected[d] {
+			return 0, v.locatePostingDamage(d, n)
+		}
+	}
+	return total, nil
+}
+
+// locatePostingDamage finds the first entry whose posting in dim d is
+// wrong (missing, extra or in the wrong list). It is the slow path, run
+// only once the digests differ.
+func (v *verifier) locatePostingDamage(d byte, n uint64) error {
+	name := map[byte]string{dimRequester: "requester", dimProvider: "provider", dimPurpose: "purpose", dimKind: "kind", dimDecision: "decision", dimOverride: "override", dimProtocol: "protocol", dimReview: "review"}[d]
+	storedBy := map[uint64][]listKey{}
+	c := v.tx.Bucket(bucketPostings).Cursor()
+	var seqs []uint64
+	for k, val := c.Seek([]byte{d}); k != nil && k[0] == d; k, val = c.Next() {
+		var lk listKey
+		copy(lk[:], k[:9])
+		seqs, _ = decodeChunk(seqs[:0], binary.BigEndian.Uint64(k[9:]), val)
+		for _, s := range seqs {
+			storedBy[s] = append(storedBy[s], lk)
+		}
+	}
+	var lists []listKey
+	ec := v.tx.Bucket(bucketEntries).Cursor()
+	for k, val := ec.First(); k != nil; k, val = ec.Next() {
+		seq, _ := keySeq(k)
+		f, err := scanEntry(val)
+		if err != nil {
+			return tampered(seq, "stored value is not a valid entry: %v", err)
+		}
+		var want []listKey
+		lists = f.fields.lists(lists[:0])
+		for _, lk := range lists {
+			if lk[0] == d {
+				want = append(want, lk)
+			}
+		}
+		if !slices.Equal(want, storedBy[seq]) {
+			return tampered(0, "the %s index is wrong for entry %d (queries by %s would miss or misreport it)", name, seq, name)
+		}
+		delete(storedBy, seq)
+	}
+	for s := range storedBy {
+		return tampered(0, "the %s index lists entry %d, which is not in the log", name, s)
+	}
+	return tampered(0, "the %s index does not match the entries", name)
+}
+
+// chainState follows the chains while Verify streams the entries,
+// allocating only for new values.
+type chainState map[string]*uint64
+
+// step records seq as the newest entry with value v in chain dim and
+// returns the previous one (0 for none or an empty value).
+func (c chainState) step(dim byte, v []byte, seq uint64) uint64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var buf [80]byte
+	k := append(append(buf[:0], dim), v...)
+	if p := c[string(k)]; p != nil {
+		prev := *p
+		*p = seq
+		return prev
+	}
+	s := seq
+	c[string(k)] = &s
+	return 0
+}
+
+func (c chainState) dump() []byte {
+	h := make(heads, len(c))
+	for k, p := range c {
+		h[k] = *p
+	}
+	return h.dump()
 }

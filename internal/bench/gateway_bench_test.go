@@ -135,7 +135,7 @@ func TestBenchDecisionsVsOPA(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	cmd := exec.Command(opaBinary(t), append([]string{"run", "--server", "--addr", addr, "--log-level", "error", "--skip-version-check", dataPath}, args...)...)
+	cmd := exec.Command(opaBinary(t), append([]string{"run", "--server", "--addr", addr, "--log-level", "error", "--skip-version-check", "--optimize-store-for-read-speed", dataPath}, args...)...)
 	logf, err := os.Create(filepath.Join(work, "opa.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -62,6 +64,11 @@ type Config struct {
 	Keys   Keys   `yaml:"keys"`
 	Policy Policy `yaml:"policy"`
 	Log    Log    `yaml:"log"`
+
+	// Providers and Notifications tune record fetches and access
+	// notifications (sharing.go, docs/providers.md).
+	Providers     Providers     `yaml:"providers"`
+	Notifications Notifications `yaml:"notifications"`
 }
 
 // TLS names the server certificate and key files (certs/README.md).
@@ -93,29 +100,85 @@ type HTTP struct {
 type Audit struct {
 	OpenTimeout Duration `yaml:"open_timeout"`
 	MaxBatch    int      `yaml:"max_batch"`
+
+	// Signed checkpoints of the audit log (docs/auditing.md): one every
+	// CheckpointEvery entries or CheckpointInterval (if the log grew), and
+	// at shutdown. Each is also written to CheckpointDir and POSTed to
+	// CheckpointWebhook (https, or http to loopback), if set, so that a
+	// copy lives outside the gateway's control.
+	CheckpointEvery    int      `yaml:"checkpoint_every"`
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+	CheckpointDir      string   `yaml:"checkpoint_dir"`
+	CheckpointWebhook  string   `yaml:"checkpoint_webhook"`
+	WebhookTimeout     Duration `yaml:"webhook_timeout"`
+	// SnapshotTimeout bounds streaming a copy of the log to an auditor.
+	SnapshotTimeout Duration `yaml:"snapshot_timeout"`
 }
 
 // Keys selects the key store.
 type Keys struct {
-	// Backend is "local" (the default: files under data_dir/keys).
+	// Backend is "local" (the default: files under data_dir/keys) or
+	// "vault" (HashiCorp Vault transit, see docs/operations.md).
 	Backend string `yaml:"backend"`
 	// LocalDir overrides data_dir/keys for the local backend.
-	LocalDir string        `yaml:"local_dir"`
-	Timeout  Duration      `yaml:"timeout"`
-	Vault    *VaultOptions `yaml:"vault,omitempty"`
+	LocalDir string `yaml:"local_dir"`
+	// Timeout bounds every key operation (and every call to Vault).
+	Timeout Duration     `yaml:"timeout"`
+	Vault   VaultOptions `yaml:"vault"`
 }
 
 // VaultOptions configures the Vault transit backend (see docs/operations.md).
+// The Vault server, its CA and namespace come from the environment the way
+// every Vault client reads them (VAULT_ADDR, VAULT_CACERT, VAULT_NAMESPACE,
+// ...); secrets (the token, the AppRole secret id) are read from files or
+// the environment at login time, never from this file.
 type VaultOptions struct {
-	Mount        string `yaml:"mount"`
-	SigningKey   string `yaml:"signing_key"`
+	// Address overrides VAULT_ADDR (empty: the environment decides).
+	Address string `yaml:"address"`
+	// Mount is the transit secrets engine's mount path.
+	Mount string `yaml:"mount"`
+	// SigningKey is the transit key the gateway signs with
+	// (ecdsa-p256 or ed25519).
+	SigningKey string `yaml:"signing_key"`
+	// PseudonymKey is the transit key pseudonyms are HMACs under.
 	PseudonymKey string `yaml:"pseudonym_key"`
+	// PseudonymKeyVersion pins the version of PseudonymKey every
+	// pseudonym is computed with, so pseudonyms survive a rotation.
+	PseudonymKeyVersion int `yaml:"pseudonym_key_version"`
+	// AuthMethod is "approle" (role_id here, secret id from
+	// secret_id_file at each login) or "token" (token_file, else
+	// VAULT_TOKEN).
 	AuthMethod   string `yaml:"auth_method"`
 	RoleID       string `yaml:"role_id"`
 	SecretIDFile string `yaml:"secret_id_file"`
 	TokenFile    string `yaml:"token_file"`
 	AppRoleMount string `yaml:"approle_mount"`
-	PseudonymPin int    `yaml:"pseudonym_key_version"`
+	// BatchWindow is how long a sign or HMAC request waits for others to
+	// share one transit call; BatchMax caps the items in one call.
+	BatchWindow Duration `yaml:"batch_window"`
+	BatchMax    int      `yaml:"batch_max"`
+	// PseudonymCacheSize bounds the in-memory pseudonym cache (entries);
+	// 0 disables it.
+	PseudonymCacheSize int `yaml:"pseudonym_cache_size"`
+	// CheckInterval is how often the store probes Vault in the background
+	// (health, key versions after a rotation).
+	CheckInterval Duration `yaml:"check_interval"`
+}
+
+// DefaultVault returns the defaults of the Vault section.
+func DefaultVault() VaultOptions {
+	return VaultOptions{
+		Mount:               "transit",
+		SigningKey:          "trustgate-signing",
+		PseudonymKey:        "trustgate-pseudonym",
+		PseudonymKeyVersion: 1,
+		AuthMethod:          "approle",
+		AppRoleMount:        "approle",
+		BatchWindow:         Duration{time.Millisecond},
+		BatchMax:            64,
+		PseudonymCacheSize:  100_000,
+		CheckInterval:       Duration{2 * time.Second},
+	}
 }
 
 // Policy tunes decisions.
@@ -123,6 +186,15 @@ type Policy struct {
 	EvalTimeout        Duration `yaml:"eval_timeout"`
 	OverrideReviewDays int      `yaml:"override_review_days"`
 	MinJustification   int      `yaml:"min_justification_chars"`
+	// Watch reloads the revision when a file in the policies or protocols
+	// directory changes (SIGHUP and POST /v1/admin/reload always do);
+	// WatchDebounce is how long a burst of changes must be quiet first.
+	// RecheckRecent is how many recently recorded decisions every
+	// candidate revision re-evaluates before it is activated (0: none).
+	// See docs/ig-guide.md.
+	Watch         bool     `yaml:"watch"`
+	WatchDebounce Duration `yaml:"watch_debounce"`
+	RecheckRecent int      `yaml:"recheck_recent"`
 }
 
 // Log tunes logging.
@@ -152,10 +224,15 @@ func Default() Config {
 			MaxBodyBytes:      64 << 10,
 			ShutdownTimeout:   Duration{10 * time.Second},
 		},
-		Audit:  Audit{OpenTimeout: Duration{time.Second}, MaxBatch: 512},
-		Keys:   Keys{Backend: "local", Timeout: Duration{2 * time.Second}},
-		Policy: Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40},
+		Audit: Audit{OpenTimeout: Duration{time.Second}, MaxBatch: 512,
+			CheckpointEvery: 1000, CheckpointInterval: Duration{time.Minute},
+			WebhookTimeout: Duration{5 * time.Second}, SnapshotTimeout: Duration{10 * time.Minute}},
+		Keys:   Keys{Backend: "local", Timeout: Duration{2 * time.Second}, Vault: DefaultVault()},
+		Policy: Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200},
 		Log:    Log{Level: "info", Format: "text"},
+
+		Providers:     defaultProviders(),
+		Notifications: defaultNotifications(),
 	}
 }
 
@@ -176,7 +253,7 @@ func Load(path string) (Config, error) {
 		return c, fmt.Errorf("config %s: %w: %v", path, ErrInvalid, err)
 	}
 	base := filepath.Dir(path)
-	for _, p := range []*string{&c.DataDir, &c.Registry, &c.ProtocolsDir, &c.PoliciesDir, &c.TLS.CertFile, &c.TLS.KeyFile, &c.Keys.LocalDir} {
+	for _, p := range []*string{&c.DataDir, &c.Registry, &c.ProtocolsDir, &c.PoliciesDir, &c.TLS.CertFile, &c.TLS.KeyFile, &c.Keys.LocalDir, &c.Audit.CheckpointDir, &c.Keys.Vault.SecretIDFile, &c.Keys.Vault.TokenFile, &c.Providers.CAFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -236,20 +313,44 @@ func (c *Config) Validate() error {
 	if c.Audit.MaxBatch < 1 {
 		bad("audit.max_batch", "must be at least 1")
 	}
+	if c.Audit.CheckpointEvery < 1 || c.Audit.CheckpointEvery > 10_000_000 {
+		bad("audit.checkpoint_every", "must be between 1 and 10000000 entries")
+	}
+	if d := c.Audit.CheckpointInterval.Duration; d < time.Second || d > 24*time.Hour {
+		bad("audit.checkpoint_interval", "must be between 1s and 24h")
+	}
+	if d := c.Audit.WebhookTimeout.Duration; d <= 0 || d > time.Minute {
+		bad("audit.webhook_timeout", "must be between 1ms and 1m")
+	}
+	if d := c.Audit.SnapshotTimeout.Duration; d < time.Second || d > 24*time.Hour {
+		bad("audit.snapshot_timeout", "must be between 1s and 24h")
+	}
+	if w := c.Audit.CheckpointWebhook; w != "" {
+		if why := webhookProblem(w); why != "" {
+			bad("audit.checkpoint_webhook", "%s", why)
+		}
+	}
 	switch c.Keys.Backend {
 	case "local":
 	case "vault":
-		if c.Keys.Vault == nil {
-			bad("keys.vault", "required when keys.backend is vault")
+		for _, e := range c.Keys.Vault.validate() {
+			bad("keys.vault."+e[0], "%s", e[1])
 		}
 	default:
 		bad("keys.backend", "%q is not one of local, vault", c.Keys.Backend)
 	}
+	c.validateSharing(bad)
 	if c.Policy.OverrideReviewDays < 1 || c.Policy.OverrideReviewDays > 90 {
 		bad("policy.override_review_days", "must be between 1 and 90")
 	}
 	if c.Policy.MinJustification < 10 {
 		bad("policy.min_justification_chars", "must be at least 10")
+	}
+	if d := c.Policy.WatchDebounce.Duration; d < 10*time.Millisecond || d > time.Minute {
+		bad("policy.watch_debounce", "must be between 10ms and 1m")
+	}
+	if n := c.Policy.RecheckRecent; n < 0 || n > 10000 {
+		bad("policy.recheck_recent", "must be between 0 and 10000")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -274,4 +375,92 @@ func IsLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// validate checks the Vault section; each problem is {field, reason}.
+func (v *VaultOptions) validate() [][2]string {
+	var errs [][2]string
+	bad := func(field, format string, a ...any) { errs = append(errs, [2]string{field, fmt.Sprintf(format, a...)}) }
+	for field, name := range map[string]string{"mount": v.Mount, "approle_mount": v.AppRoleMount} {
+		if !vaultName(name) {
+			bad(field, "%q is not a Vault mount path (letters, digits, '-', '_', '.', '/' between segments)", name)
+		}
+	}
+	for field, name := range map[string]string{"signing_key": v.SigningKey, "pseudonym_key": v.PseudonymKey} {
+		if !vaultName(name) || strings.Contains(name, "/") {
+			bad(field, "%q is not a transit key name (letters, digits, '-', '_', '.')", name)
+		}
+	}
+	if v.SigningKey == v.PseudonymKey {
+		bad("pseudonym_key", "must differ from signing_key")
+	}
+	if v.PseudonymKeyVersion < 1 {
+		bad("pseudonym_key_version", "must be at least 1 (the version every pseudonym is computed with)")
+	}
+	switch v.AuthMethod {
+	case "approle":
+		if v.RoleID == "" {
+			bad("role_id", "required with auth_method approle")
+		}
+		if v.SecretIDFile == "" {
+			bad("secret_id_file", "required with auth_method approle (the secret id is read from it at each login)")
+		}
+	case "token":
+		if v.RoleID != "" || v.SecretIDFile != "" {
+			bad("auth_method", "role_id and secret_id_file are for approle, not token")
+		}
+	default:
+		bad("auth_method", "%q is not one of approle, token", v.AuthMethod)
+	}
+	if v.BatchWindow.Duration <= 0 || v.BatchWindow.Duration > 50*time.Millisecond {
+		bad("batch_window", "must be between 1ns and 50ms")
+	}
+	if v.BatchMax < 1 || v.BatchMax > 1000 {
+		bad("batch_max", "must be between 1 and 1000")
+	}
+	if v.PseudonymCacheSize < 0 || v.PseudonymCacheSize > 10_000_000 {
+		bad("pseudonym_cache_size", "must be between 0 (off) and 10000000")
+	}
+	if v.CheckInterval.Duration < 100*time.Millisecond || v.CheckInterval.Duration > time.Minute {
+		bad("check_interval", "must be between 100ms and 1m")
+	}
+	return errs
+}
+
+// vaultName reports whether s is a plausible Vault mount or key name.
+func vaultName(s string) bool {
+	if s == "" || len(s) > 128 || s[0] == '/' || s[len(s)-1] == '/' {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.', r == '/':
+		default:
+			return false
+		}
+	}
+	return !strings.Contains(s, "//") && !strings.Contains(s, "..")
+}
+
+// webhookProblem says why u cannot receive checkpoints, or "": it must be
+// an absolute https URL, or http to a loopback host, without credentials
+// in it (a secret never lives in the config).
+func webhookProblem(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return fmt.Sprintf("%q is not an absolute URL", u)
+	}
+	if p.User != nil {
+		return "must not hold credentials"
+	}
+	switch p.Scheme {
+	case "https":
+	case "http":
+		if !IsLoopback(p.Hostname()) {
+			return "plain http is only allowed to a loopback host; use https"
+		}
+	default:
+		return fmt.Sprintf("scheme %q is not https", p.Scheme)
+	}
+	return ""
 }

@@ -12,6 +12,7 @@
 //	DIR/protocols/keys/<partner>.jwks.json  each agency's public key set
 //	DIR/protocols/<protocol>.yaml      the demo protocols
 //	DIR/protocols/<protocol>.yaml.jws  their signatures (JWS JSON, detached)
+//	DIR/records/<partner>.json         the demo providers' synthetic records
 //	DIR/data/                          the gateway's data (audit log, keys)
 package demo
 
@@ -133,6 +134,9 @@ func Init(dir string, o Options) error {
 				return fmt.Errorf("demo: sign %s as %s: %w", n, s, err)
 			}
 		}
+	}
+	if err := writeRecords(RecordsDir(dir)); err != nil {
+		return err
 	}
 	cfg := fmt.Sprintf(`# trustgate demo configuration, written by 'trustgate demo init'.
 # Paths are relative to this file. See docs/architecture.md.

@@ -9,28 +9,38 @@ func Hint(bin, dir, listen string) string {
 		return fmt.Sprintf("$(%s token mint --key %s/keys/%s.jwk --sub %s --role %s)", bin, dir, partner, sub, role)
 	}
 	return fmt.Sprintf(`
-The demo Trust is ready. In another terminal, once the gateway says it is listening:
+The demo Trust is ready: the gateway and a reference provider for each demo
+agency start in this terminal. In another terminal, once it says it is listening:
 
-# 1. Exley social care asks the police for child concern notifications
-#    (the safeguarding protocol allows it: expect "allow": true)
-curl -s -X POST http://%[1]s/v1/decisions \
+# 1. Exley social care asks the police for a child's concern notifications.
+#    The safeguarding protocol allows it, so the gateway fetches the record
+#    from the police's provider and answers with only what the rule allows:
+#    police_concerns without officer_in_case or intelligence_notes, household
+#    without address_history. The police are notified of the access (watch
+#    this terminal: "access notification" from provider=exley-police).
+curl -s -X POST http://%[1]s/v1/share-requests \
   -H "Authorization: Bearer %[2]s" \
   -H 'Content-Type: application/json' \
   -d '{"subject":"9990000018","provider":"exley-police","purpose":"safeguarding","categories":["police_concerns","household"]}'
 
-# 2. A teacher at Exley Academy asks Riverside GP for a health summary
-#    (no protocol lets a school receive it: expect "allow": false with reasons)
-curl -s -X POST http://%[1]s/v1/decisions \
+# 2. A teacher at Exley Academy asks Riverside GP for a health summary.
+#    No protocol lets a school receive it: 403 with the decision and its
+#    reasons; nothing is fetched.
+curl -s -X POST http://%[1]s/v1/share-requests \
   -H "Authorization: Bearer %[3]s" \
   -H 'Content-Type: application/json' \
   -d '{"subject":"9990000018","provider":"riverside-gp","purpose":"safeguarding","categories":["health_summary"]}'
+
+# 3. The police read their access notifications (also pushed to their webhook):
+curl -s http://%[1]s/v1/notifications -H "Authorization: Bearer %[4]s"
 
 # Protocols in force, and why the others are not:
 curl -s http://%[1]s/v1/protocols -H "Authorization: Bearer %[2]s"
 
 # Each token is single-use and lives 2 minutes: re-run the command to mint a new one.
 # Verify the audit trail after stopping the gateway (Ctrl-C):
-#   %[4]s audit verify --db %[5]s/data/audit.db
+#   %[5]s audit verify --db %[6]s/data/audit.db
 
-`, listen, mint("exley-csc", "sw-0042", "social_worker"), mint("exley-academy", "t-0007", "teacher"), bin, dir)
+`, listen, mint("exley-csc", "sw-0042", "social_worker"), mint("exley-academy", "t-0007", "teacher"),
+		mint("exley-police", "ppu-0003", "police_officer"), bin, dir)
 }

@@ -148,3 +148,18 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	})
 }
+
+func TestOverrideDecisionDecodesObligations(t *testing.T) {
+	rev := demoRevision(t)
+	in := input("exley-csc", "local_authority", "team_manager", "exley-sexual-health", "health", "child_protection", "sexual_health")
+	in.Provider.Sensitive = true
+	in.Override = policy.Override{Ground: "risk_of_significant_harm", Justified: true}
+	d, err := rev.Policy.Decide(context.Background(), in)
+	if err != nil || !d.Allow || !d.Override {
+		t.Fatalf("%+v %v", d, err)
+	}
+	want := policy.Obligation{Type: "ig_review", WithinDays: 5}
+	if !slices.Contains(d.Obligations, want) {
+		t.Fatalf("obligations %+v lack %+v", d.Obligations, want)
+	}
+}

@@ -24,12 +24,18 @@
 //     protocol and version. Any standard JOSE library can verify them.
 //   - Evaluate and LoadDir decide "in force": the file parses, Lint finds no
 //     errors, every signatory has exactly one verifying signature, and
-//     effective_from <= now < expires. When it is not in force, Status.Reasons
-//     says exactly why. Time is always passed in; the package never reads the
-//     clock.
+//     effective_from <= now < expires, and no signatory has withdrawn. When
+//     it is not in force, Status.Reasons says exactly why and Status.Findings
+//     locates each reason (file, line, signature). Time is always passed in;
+//     the package never reads the clock.
+//   - A signatory withdraws with a signed withdrawal (Withdraw, WithdrawFile):
+//     a compact JWS over the protocol id, version, partner and effective
+//     time, kept beside the protocol in FILE.withdrawals.json. From its
+//     effective time the protocol is in force for no one (Status.Until); a
+//     withdrawal that does not verify keeps the protocol out of force.
 //
-// The package reads and writes files only in EvaluateFile, LoadDir, SignFile
-// and ReadPrivateKey; everything else is a pure function of its arguments.
+// The package reads and writes files only in EvaluateFile, ReadDocument,
+// LoadDir, SignFile, WithdrawFile and ReadPrivateKey; everything else is a pure function of its arguments.
 // It never logs and never exits. The file formats and the signing workflow
 // are described in docs/protocols.md.
 package protocol

@@ -2,6 +2,8 @@ package revision
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,41 +22,88 @@ import (
 // embedded defaults (the demo registry and protocols, unsigned, and the
 // embedded policies).
 type Sources struct {
-	Registry     string // registry file; default ProtocolsDir/trust.yaml
-	ProtocolsDir string
-	PoliciesDir  string
-	Settings     policy.Settings
+	Registry     string          `json:"registry,omitempty"` // registry file; default ProtocolsDir/trust.yaml
+	ProtocolsDir string          `json:"protocols_dir,omitempty"`
+	PoliciesDir  string          `json:"policies_dir,omitempty"`
+	Settings     policy.Settings `json:"settings"`
 }
 
 // ErrBuild classifies a revision that could not be built.
 var ErrBuild = errors.New("revision build failed")
 
 // Build loads, verifies and compiles a complete revision at now. It does not
-// publish it.
+// publish it, and it does not run the checks a reload applies (see Load).
+// Policy files that do not compile are a *policy.CompileError with located
+// diagnostics.
 func Build(ctx context.Context, src Sources, now time.Time, source string) (*Revision, error) {
-	reg, err := loadRegistry(ctx, src)
+	in, err := readInputs(ctx, src, now)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBuild, err)
 	}
-	statuses, err := loadProtocols(src, reg, now)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBuild, err)
-	}
-	var pol policy.Sources
+	return in.build(ctx, src, now, source, false)
+}
+
+// inputs are the files a revision is built from, read once.
+type inputs struct {
+	pol      policy.Sources
+	files    []File
+	samples  []Sample
+	reg      *registry.Registry
+	statuses []protocol.Status
+}
+
+func readInputs(ctx context.Context, src Sources, now time.Time) (*inputs, error) {
+	var in inputs
+	var err error
 	if src.PoliciesDir == "" {
-		pol, err = policy.LoadFS(policies.FS)
+		in.pol, err = policy.LoadFS(policies.FS)
 	} else {
-		pol, err = policy.LoadDir(src.PoliciesDir)
+		in.pol, err = policy.LoadDir(src.PoliciesDir)
 	}
+	if err != nil {
+		return nil, err
+	}
+	in.files = fileDigests(in.pol)
+	if in.samples, err = loadSamples(src); err != nil {
+		return nil, err
+	}
+	if in.reg, err = loadRegistry(ctx, src); err != nil {
+		return nil, err
+	}
+	if in.statuses, err = loadProtocols(src, in.reg, now); err != nil {
+		return nil, err
+	}
+	return &in, nil
+}
+
+func (in *inputs) build(ctx context.Context, src Sources, now time.Time, source string, checked bool) (*Revision, error) {
+	if !checked {
+		if err := policy.Check(in.pol); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBuild, err)
+		}
+	}
+	data := Data(in.reg, in.statuses, src, now)
+	pr, err := policy.Prepare(ctx, in.pol, data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBuild, err)
 	}
-	data := Data(reg, statuses, src, now)
-	pr, err := policy.Prepare(ctx, pol, data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBuild, err)
+	return &Revision{
+		Registry: in.reg, Protocols: in.statuses, Policy: pr, PolicyFiles: in.files, Samples: in.samples,
+		ActivatedAt: now, Source: source, policySrc: in.pol,
+	}, nil
+}
+
+func fileDigests(src policy.Sources) []File {
+	var out []File
+	for _, n := range src.Files() {
+		text, test := src.Modules[n], false
+		if t, ok := src.Tests[n]; ok {
+			text, test = t, true
+		}
+		sum := sha256.Sum256([]byte(text))
+		out = append(out, File{Name: n, SHA256: hex.EncodeToString(sum[:]), Test: test})
 	}
-	return &Revision{Registry: reg, Protocols: statuses, Policy: pr, ActivatedAt: now, Source: source}, nil
+	return out
 }
 
 func loadRegistry(ctx context.Context, src Sources) (*registry.Registry, error) {
@@ -99,6 +148,8 @@ func loadProtocols(src Sources, reg *registry.Registry, now time.Time) ([]protoc
 // obstacle is that its effective date has not come (it is re-evaluated as
 // of that date): the policy checks the dates at each decision, so a
 // protocol starts and stops being in force at the instant without a reload.
+// Its expires_ns is the first instant it is no longer in force: expires, or
+// the effective time of a signatory's withdrawal if that is earlier.
 func Data(reg *registry.Registry, statuses []protocol.Status, src Sources, now time.Time) policy.Data {
 	d := policy.Data{Partners: map[string]policy.PartnerData{}, Settings: src.Settings}
 	for _, p := range reg.Partners() {
@@ -110,25 +161,30 @@ func Data(reg *registry.Registry, statuses []protocol.Status, src Sources, now t
 			continue
 		}
 		usable := st.InForce
+		until := st.Until
 		if !usable && now.Before(p.EffectiveFrom.Time()) && src.ProtocolsDir != "" {
 			later, err := protocol.EvaluateFile(st.File, reg, p.EffectiveFrom.Time())
 			usable = err == nil && later.InForce && later.Digest == st.Digest
+			until = later.Until
 		}
 		if !usable {
 			continue
 		}
-		d.Protocols = append(d.Protocols, protocolData(p, st.Digest))
+		d.Protocols = append(d.Protocols, protocolData(p, st.Digest, until))
 	}
 	sort.Slice(d.Protocols, func(i, j int) bool { return d.Protocols[i].ID < d.Protocols[j].ID })
 	return d
 }
 
-func protocolData(p *protocol.Protocol, digest string) policy.ProtocolData {
+func protocolData(p *protocol.Protocol, digest string, until time.Time) policy.ProtocolData {
+	if until.IsZero() || p.Expires.Time().Before(until) {
+		until = p.Expires.Time()
+	}
 	pd := policy.ProtocolData{
 		ID: p.ID, Version: p.Version, Title: p.Title, Digest: digest,
 		Signatories:     p.Signatories,
 		EffectiveFromNS: p.EffectiveFrom.Time().UnixNano(),
-		ExpiresNS:       p.Expires.Time().UnixNano(),
+		ExpiresNS:       until.UnixNano(), // expires, or the first withdrawal
 		Purposes:        p.Purposes,
 	}
 	for _, r := range p.Rules {

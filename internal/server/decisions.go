@@ -214,11 +214,15 @@ func (s *Server) postDecision(x *exchange) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, map[string]any{
+	body := map[string]any{
 		"request_id":      x.id,
 		"decision":        d,
 		"policy_revision": x.rev.Hash(),
-	}, nil
+	}
+	if x.review != nil {
+		body["review"] = map[string]any{"id": x.review.ID, "due": x.review.Due, "status": x.review.Status(s.opts.Now())}
+	}
+	return http.StatusOK, body, nil
 }
 
 // decide decodes, validates and evaluates one decision request, filling
@@ -276,6 +280,14 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 		x.entry.Decision = "deny"
 		return nil, nil, err
 	}
+	if d.Allow && d.Override {
+		// Every override is reviewed: without its review item it is not
+		// answered (503, nothing disclosed).
+		if err := s.openOverrideReview(x, d, &req); err != nil {
+			x.entry.Kind, x.entry.Decision = audit.KindUnavailable, "deny"
+			return nil, nil, fmt.Errorf("open the override's IG review: %w", err)
+		}
+	}
 	x.entry.Kind = audit.KindDecision
 	recordDecision(&x.entry, d)
 	return d, &req, nil
@@ -289,6 +301,9 @@ func recordDecision(e *audit.Entry, d *policy.Decision) {
 	e.AllowedCategories = d.Categories
 	e.Reasons = d.Reasons
 	e.LawfulBasis = d.LawfulBasis
+	e.Override = d.Allow && d.Override
+	e.Consents = d.Consents
+	e.RefusalsOnRecord = d.RefusalsOnRecord
 	if d.Protocol != nil {
 		e.Protocol, e.ProtocolVersion, e.Rule = d.Protocol.ID, d.Protocol.Version, d.Protocol.Rule
 	}

@@ -14,4 +14,9 @@
 //     says which, and nothing is disclosed.
 //   - Handlers see one consistent revision (registry + policy + protocols)
 //     for the whole request.
+//   - A state change a handler makes (a consent recorded, a review item
+//     opened or closed) is undone when its audit entry cannot be written;
+//     a withdrawal of consent is kept, since it only ever stops sharing.
+//   - No NHS number reaches the audit log, not even in a request path
+//     (auditPath writes such a segment as {nhs}).
 package server

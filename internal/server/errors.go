@@ -6,8 +6,11 @@ import (
 	"net/http"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/consent"
+	"github.com/childrens-trust/trustgate/internal/fetch"
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/keys"
+	"github.com/childrens-trust/trustgate/internal/notify"
 	"github.com/childrens-trust/trustgate/internal/policy"
 )
 
@@ -53,6 +56,8 @@ type errorBody struct {
 func classify(err error) (int, errorBody, audit.Kind) {
 	var ae *apiError
 	var authErr *identity.AuthError
+	var ce *consent.Error
+	var fe *fetch.Error
 	switch {
 	case errors.As(err, &ae):
 		msg := ae.Reason
@@ -60,6 +65,26 @@ func classify(err error) (int, errorBody, audit.Kind) {
 			msg = ae.Field + ": " + ae.Reason
 		}
 		return ae.Status, errorBody{Code: ae.Code, Field: ae.Field, Reason: ae.Reason, Message: msg}, ae.Kind
+	case errors.As(err, &ce):
+		status, code := http.StatusBadRequest, "invalid_request"
+		if errors.Is(ce.Kind, consent.ErrNotFound) {
+			status, code = http.StatusNotFound, "not_found"
+		} else if errors.Is(ce.Kind, consent.ErrConflict) {
+			status, code = http.StatusConflict, "conflict"
+		}
+		msg := ce.Reason
+		if ce.Field != "" {
+			msg = ce.Field + ": " + ce.Reason
+		}
+		return status, errorBody{Code: code, Field: ce.Field, Reason: ce.Reason, Message: msg}, audit.KindRejected
+	case errors.Is(err, consent.ErrUnavailable), errors.Is(err, errStateUnavailable):
+		return http.StatusServiceUnavailable, errorBody{Code: "state_unavailable", Message: "the consent and review store is unavailable; nothing was disclosed or recorded"}, audit.KindUnavailable
+	case errors.As(err, &fe):
+		return providerFailure(fe)
+	case errors.Is(err, notify.ErrUnavailable):
+		return http.StatusServiceUnavailable, errorBody{Code: "notifications_unavailable", Message: "the notification store is unavailable; nothing was disclosed"}, audit.KindUnavailable
+	case errors.Is(err, errSharingOff):
+		return http.StatusServiceUnavailable, errorBody{Code: "sharing_unavailable", Message: "record sharing is not configured on this gateway; nothing was disclosed"}, audit.KindUnavailable
 	case errors.Is(err, identity.ErrReplayCacheFull):
 		return http.StatusServiceUnavailable, errorBody{Code: "replay_cache_full", Message: "the gateway cannot record more token ids right now; retry shortly"}, audit.KindAuthFailure
 	case errors.As(err, &authErr):
@@ -80,6 +105,28 @@ func classify(err error) (int, errorBody, audit.Kind) {
 }
 
 var errNoRevision = errors.New("no policy revision loaded")
+
+// providerFailure maps a failed fetch from a provider: 504 when it did not
+// answer in time, 503 when the gateway is holding back (circuit open, too
+// many fetches in flight), 404 when it holds no record for the child, and
+// 502 for everything else it did wrong. Reason is the fetch.Reason.
+func providerFailure(fe *fetch.Error) (int, errorBody, audit.Kind) {
+	msg := "provider " + fe.Provider + ": " + fe.Detail + "; nothing was disclosed"
+	body := errorBody{Code: "provider_error", Reason: string(fe.Reason), Message: msg}
+	switch fe.Reason {
+	case fetch.NoRecord:
+		body.Code = "no_record"
+		return http.StatusNotFound, body, audit.KindDecision
+	case fetch.Timeout:
+		body.Code = "provider_timeout"
+		return http.StatusGatewayTimeout, body, audit.KindUnavailable
+	case fetch.CircuitOpen, fetch.Busy:
+		body.Code = "provider_unavailable"
+		return http.StatusServiceUnavailable, body, audit.KindUnavailable
+	default:
+		return http.StatusBadGateway, body, audit.KindUnavailable
+	}
+}
 
 // auditUnavailable is the answer when the audit entry could not be written.
 var auditUnavailable = errorBody{Code: "audit_unavailable", Message: "the audit trail could not be written; nothing was disclosed"}

@@ -21,6 +21,8 @@ type protocolView struct {
 	Expires       string   `json:"expires,omitempty"`
 	Reasons       []string `json:"reasons"`
 	Warnings      []string `json:"warnings"`
+	// Withdrawals are the signatories' verified withdrawals (who, from when).
+	Withdrawals []protocolWithdrawalView `json:"withdrawals"`
 }
 
 // listProtocols handles GET /v1/protocols: every protocol the gateway
@@ -29,7 +31,7 @@ func (s *Server) listProtocols(x *exchange) (int, any, error) {
 	x.entry.Kind = audit.KindAccess
 	out := make([]protocolView, 0, len(x.rev.Protocols))
 	for _, st := range x.rev.Protocols {
-		v := protocolView{File: baseName(st.File), Digest: st.Digest, InForce: st.InForce, Reasons: st.Reasons, Warnings: st.Warnings}
+		v := protocolView{File: baseName(st.File), Digest: st.Digest, InForce: st.InForce, Reasons: st.Reasons, Warnings: st.Warnings, Withdrawals: protocolWithdrawals(st)}
 		if p := st.Protocol; p != nil {
 			v.ID, v.Version, v.Title, v.Signatories, v.Purposes = p.ID, p.Version, p.Title, p.Signatories, p.Purposes
 			v.EffectiveFrom, v.ReviewBy, v.Expires = p.EffectiveFrom.String(), p.ReviewBy.String(), p.Expires.String()

@@ -14,6 +14,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/consent"
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/revision"
@@ -60,8 +61,13 @@ type Options struct {
 	KeyTimeout       time.Duration
 	EvalTimeout      time.Duration
 	MinJustification int
-	Now              func() time.Time
-	Logger           *slog.Logger
+	GatewayID        string // the issuer named in consent receipts
+	// SnapshotTimeout bounds streaming a copy of the audit log (audit.go);
+	// ReviewWithin is how soon an override must be reviewed (audit stats).
+	SnapshotTimeout time.Duration
+	ReviewWithin    time.Duration
+	Now             func() time.Time
+	Logger          *slog.Logger
 }
 
 // Deps are the parts the server is wired to.
@@ -72,6 +78,25 @@ type Deps struct {
 	Revisions Revisions
 	Consents  ConsentSource // may be nil
 	Ready     []Check
+
+	// Consent broker (consents.go, reviews.go). When nil, the consent and
+	// review endpoints answer 503, and so does an overriding decision.
+	Signer       Signer
+	ConsentStore ConsentStore
+	Reviews      ReviewStore
+
+	// Record mediation (share.go). When nil, share requests, notification
+	// reads and lead professional updates answer 503.
+	Records RecordFetcher
+	Notices Notices
+
+	// Auditors' endpoints (audit.go). When nil, they are not served.
+	AuditQuery  AuditQuery
+	Checkpoints Checkpointer
+
+	// Policy lifecycle (lifecycle.go): GET /v1/policies, reload, status,
+	// what-if. When nil, the admin endpoints answer 503.
+	Lifecycle Lifecycle
 }
 
 // Server serves the gateway's HTTP API.
@@ -101,6 +126,12 @@ func New(opts Options, deps Deps) *Server {
 	if opts.MinJustification <= 0 {
 		opts.MinJustification = 40
 	}
+	if opts.SnapshotTimeout <= 0 {
+		opts.SnapshotTimeout = 10 * time.Minute
+	}
+	if opts.ReviewWithin <= 0 {
+		opts.ReviewWithin = 5 * 24 * time.Hour
+	}
 	return &Server{opts: opts, deps: deps, log: opts.Logger}
 }
 
@@ -114,6 +145,16 @@ func (s *Server) Handler() http.Handler {
 	v1 := r.PathPrefix("/v1").Subrouter()
 	v1.Handle("/decisions", s.audited(s.postDecision)).Methods(http.MethodPost)
 	v1.Handle("/protocols", s.audited(s.listProtocols)).Methods(http.MethodGet)
+	v1.Handle("/consents", s.audited(s.postConsent)).Methods(http.MethodPost)
+	v1.Handle("/consents/{id}/withdraw", s.audited(s.postWithdrawal)).Methods(http.MethodPost)
+	v1.Handle("/subjects/{nhs}/consents", s.audited(s.listConsents)).Methods(http.MethodGet)
+	v1.Handle("/reviews", s.audited(s.listReviews)).Methods(http.MethodGet)
+	v1.Handle("/reviews/summary", s.audited(s.reviewSummary)).Methods(http.MethodGet)
+	v1.Handle("/reviews/{id}", s.audited(s.getReview)).Methods(http.MethodGet)
+	v1.Handle("/reviews/{id}", s.audited(s.postReview)).Methods(http.MethodPost)
+	s.shareRoutes(v1)
+	s.auditRoutes(v1)
+	s.lifecycleRoutes(v1)
 	v1.NotFoundHandler = s.audited(func(x *exchange) (int, any, error) {
 		return 0, nil, notFound("no such endpoint: " + x.r.Method + " " + x.r.URL.Path)
 	})
@@ -135,7 +176,22 @@ type exchange struct {
 	rev    *revision.Revision
 	entry  audit.Entry
 	log    *slog.Logger
+	// undo reverses, newest first, state changes made by the handler when
+	// the audit entry cannot be written (the caller gets 503).
+	undo []func(context.Context) error
+	// after run, in order, once the audit entry is durable and before the
+	// answer is written (share.go releases held notifications).
+	after []func(context.Context)
+	// review is the IG review item an overriding decision opened.
+	review *consent.Review
 }
+
+// onAuditFailure registers f to undo a state change if the request's audit
+// entry cannot be written.
+func (x *exchange) onAuditFailure(f func(context.Context) error) { x.undo = append(x.undo, f) }
+
+// afterAudit registers f to run once the request's audit entry is durable.
+func (x *exchange) afterAudit(f func(context.Context)) { x.after = append(x.after, f) }
 
 // handlerFunc handles an authenticated /v1 request. It returns the status
 // and body of a successful answer, or an error that classify maps.
@@ -148,7 +204,7 @@ func (s *Server) audited(h handlerFunc) http.Handler {
 		start := s.opts.Now()
 		id := newRequestID()
 		x := &exchange{r: r, ctx: r.Context(), id: id, log: s.log.With("request_id", id)}
-		x.entry = audit.Entry{Time: start.UTC(), RequestID: id, Method: r.Method, Path: r.URL.Path}
+		x.entry = audit.Entry{Time: start.UTC(), RequestID: id, Method: r.Method, Path: auditPath(r.URL.Path)}
 		w.Header().Set("X-Request-Id", id)
 
 		status, body, err := s.run(x, h)
@@ -171,8 +227,12 @@ func (s *Server) audited(h handlerFunc) http.Handler {
 		cancel()
 		if aerr != nil {
 			x.log.Error("audit append failed; answering 503", "err", aerr)
+			s.undo(r.Context(), x)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"request_id": id, "error": auditUnavailable})
 			return
+		}
+		for _, f := range x.after {
+			f(context.WithoutCancel(r.Context()))
 		}
 		if m, ok := body.(map[string]any); ok && status < 300 {
 			m["audit_seq"] = seq
@@ -220,6 +280,10 @@ func newRequestID() string {
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
+	if sb, ok := body.(streamBody); ok { // audit.go: a snapshot
+		sb(w, status)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

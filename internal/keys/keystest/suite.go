@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -120,6 +121,98 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store, reopen func(t *testin
 		}
 	})
 
+	t.Run("SignConcurrentAllVerify", func(t *testing.T) {
+		s := open(t)
+		set, err := s.PublicKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 64
+		toks := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				toks[i], errs[i] = s.Sign(ctx, []byte(fmt.Sprintf(`{"n":%d}`, i)), "")
+			}()
+		}
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("sign %d: %v", i, errs[i])
+			}
+			got, err := jws.Verify([]byte(toks[i]), jws.WithKeySet(set, jws.WithRequireKid(true)))
+			if err != nil || string(got) != fmt.Sprintf(`{"n":%d}`, i) {
+				t.Fatalf("signature %d: payload %q, err %v", i, got, err)
+			}
+		}
+	})
+
+	t.Run("PublicKeysNameTheirAlgorithmAndKid", func(t *testing.T) {
+		s := open(t)
+		set, err := s.PublicKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if set.Len() == 0 {
+			t.Fatal("no public keys")
+		}
+		tok, err := s.Sign(ctx, nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := jws.Parse([]byte(tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := msg.Signatures()[0].ProtectedHeaders()
+		k, ok := set.LookupKeyID(h.KeyID())
+		if !ok {
+			t.Fatalf("kid %q is not among the public keys", h.KeyID())
+		}
+		if k.Algorithm().String() != h.Algorithm().String() {
+			t.Fatalf("header alg %s, key alg %s", h.Algorithm(), k.Algorithm())
+		}
+		if a := h.Algorithm().String(); a != "ES256" && a != "EdDSA" {
+			t.Fatalf("alg %s is not ES256 or EdDSA", a)
+		}
+	})
+
+	t.Run("PseudonymsOfManySubjectsConcurrently", func(t *testing.T) {
+		s := open(t)
+		const n = 200
+		got := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], errs[i] = s.Pseudonym(ctx, fmt.Sprintf("999%07d", i))
+			}()
+		}
+		wg.Wait()
+		seen := map[string]bool{}
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("pseudonym %d: %v", i, errs[i])
+			}
+			if seen[got[i]] {
+				t.Fatalf("two subjects share pseudonym %s", got[i])
+			}
+			seen[got[i]] = true
+		}
+		// Each answer is the subject's own: asked again, one at a time.
+		for _, i := range []int{0, 17, 199} {
+			again, err := s.Pseudonym(ctx, fmt.Sprintf("999%07d", i))
+			if err != nil || again != got[i] {
+				t.Fatalf("subject %d: concurrent %s, alone %s (%v)", i, got[i], again, err)
+			}
+		}
+	})
+
 	t.Run("CancelledContextFailsClosed", func(t *testing.T) {
 		s := open(t)
 		cctx, cancel := context.WithCancel(ctx)
@@ -129,6 +222,12 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store, reopen func(t *testin
 		}
 		if _, err := s.Sign(cctx, []byte("x"), ""); err == nil {
 			t.Fatal("sign with a cancelled context succeeded")
+		}
+		if _, err := s.Pseudonym(cctx, "9990000018"); !errors.Is(err, keys.ErrUnavailable) {
+			t.Fatalf("pseudonym with a cancelled context: %v, want keys.ErrUnavailable", err)
+		}
+		if _, err := s.Sign(cctx, []byte("x"), ""); !errors.Is(err, keys.ErrUnavailable) {
+			t.Fatalf("sign with a cancelled context: %v, want keys.ErrUnavailable", err)
 		}
 	})
 

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/protocol"
+	"github.com/childrens-trust/trustgate/internal/registry"
+	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/policies"
+)
+
+// Tools for information governance leads (docs/ig-guide.md): run the
+// policies' tests, check a revision the way a reload does, lint a
+// protocol, withdraw from one. Each exits non-zero when it finds a
+// problem, so that it fits a review pipeline.
+
+func policyCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Test and check policies; replay decisions against a proposed revision"}
+	cmd.AddCommand(policyTestCommand(), policyCheckCommand())
+	return cmd
+}
+
+func loadPolicies(dir string) (policy.Sources, string, error) {
+	if dir == "" {
+		src, err := policy.LoadFS(policies.FS)
+		return src, "the embedded policies", err
+	}
+	src, err := policy.LoadDir(dir)
+	return src, dir, err
+}
+
+func policyTestCommand() *cobra.Command {
+	var asJSON, quiet bool
+	cmd := &cobra.Command{
+		Use:   "test [DIR]",
+		Short: "Run the Rego tests of a policies directory (default: the embedded policies) and report coverage",
+		Long: `Run every test_ rule of the *_test.rego files in DIR with OPA's tester, as
+'opa test' does, and print one line per test (PASS, FAIL, ERROR) with its
+file and line, then how much of each policy file the tests reach. Exits 1
+when a test fails or the policies do not compile.`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, name, err := loadPolicies(argOr(args, 0))
+			if err != nil {
+				return err
+			}
+			rep, err := policy.RunTests(cmd.Context(), src, policy.TestOptions{Coverage: true})
+			out := cmd.OutOrStdout()
+			if err != nil {
+				if ce, ok := err.(*policy.CompileError); ok {
+					for _, d := range ce.Diagnostics {
+						fmt.Fprintln(out, d)
+					}
+					return fmt.Errorf("%w: %s do not compile", errFound, name)
+				}
+				return err
+			}
+			if asJSON {
+				if err := printJSON(out, rep); err != nil {
+					return err
+				}
+			} else {
+				printTests(out, rep, quiet)
+			}
+			if !rep.OK() {
+				return fmt.Errorf("%w: %d failed, %d errors, %d passed in %s", errFound, rep.Failed, rep.Errors, rep.Passed, name)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only failures and the summary")
+	return cmd
+}
+
+func printTests(w io.Writer, rep *policy.TestReport, quiet bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rep.Results {
+		if quiet && r.Passed() {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s:%d\t%s.%s\t(%s)\n", r.Outcome, r.File, r.Row, r.Package, r.Name, r.Duration.Round(10*time.Microsecond))
+		if r.Error != "" {
+			fmt.Fprintf(tw, "\t\t  %s\t\n", strings.ReplaceAll(r.Error, "\n", " "))
+		}
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\n%d tests: %d passed, %d failed, %d errors, %d skipped\n", rep.Passed+rep.Failed+rep.Errors+rep.Skipped, rep.Passed, rep.Failed, rep.Errors, rep.Skipped)
+	if len(rep.Coverage) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "coverage: %.1f%% of the policy lines are reached by the tests\n", rep.CoveragePercent)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range rep.Coverage {
+		missed := ""
+		if len(c.Missed) > 0 {
+			missed = "not reached: lines " + strings.Join(c.Missed, ", ")
+		}
+		fmt.Fprintf(tw, "  %s\t%.1f%%\t(%d of %d lines)\t%s\n", c.File, c.Percent, c.Covered, c.Covered+c.NotCovered, missed)
+	}
+	_ = tw.Flush()
+}
+
+func policyCheckCommand() *cobra.Command {
+	var protocolsDir, registryPath, at string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "check [DIR]",
+		Short: "Check a policies directory with a protocols directory exactly as a reload does",
+		Long: `Load the policies in DIR (default: the embedded policies) with the protocols
+in --protocols (default: the embedded demo protocols, unsigned) and apply
+every check a reload applies before it activates a revision: a strict
+compile, the Rego tests, every protocol parsed and linted, every signature
+and withdrawal verified, the sample decisions (DIR/samples.yaml), and a
+probe of every rule of every protocol in force. Every problem is printed
+with its file and line, or its signature. Exits 1 on any problem.`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			now, err := parseInstant(at, time.Now())
+			if err != nil {
+				return &usageError{fmt.Errorf("--at: %w", err)}
+			}
+			src := revision.Sources{PoliciesDir: argOr(args, 0), ProtocolsDir: protocolsDir, Registry: registryPath, Settings: policy.Settings{OverrideReviewDays: 5}}
+			_, rep := revision.Load(cmd.Context(), src, now, "policy check", revision.Options{})
+			out := cmd.OutOrStdout()
+			if asJSON {
+				if err := printJSON(out, rep); err != nil {
+					return err
+				}
+			} else {
+				printRevisionReport(out, rep)
+			}
+			if !rep.OK {
+				return fmt.Errorf("%w: %d problem(s)", errFound, len(rep.Problems))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&protocolsDir, "protocols", "", "protocols directory (with trust.yaml); default: the embedded demo protocols")
+	cmd.Flags().StringVar(&registryPath, "registry", "", "registry file; default: PROTOCOLS/trust.yaml")
+	cmd.Flags().StringVar(&at, "at", "now", "check as of this time (YYYY-MM-DD or RFC 3339)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+// printRevisionReport prints a revision check: one line per check, then every
+// problem, then the samples.
+func printRevisionReport(w io.Writer, rep *revision.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range rep.Steps {
+		mark := "ok"
+		if !s.OK {
+			mark = "FAILED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Check, mark, s.Detail)
+	}
+	_ = tw.Flush()
+	if len(rep.Problems) > 0 {
+		fmt.Fprintf(w, "\n%d problem(s):\n", len(rep.Problems))
+		for _, p := range rep.Problems {
+			fmt.Fprintf(w, "  %s\n", p)
+			if p.Partner != "" || p.KeyID != "" {
+				fmt.Fprintf(w, "      signatory %s, key %s\n", cmp.Or(p.Partner, "?"), cmp.Or(p.KeyID, "?"))
+			}
+		}
+	}
+	if len(rep.Samples) > 0 {
+		fmt.Fprintln(w, "\nsamples:")
+		for _, s := range rep.Samples {
+			line := fmt.Sprintf("  %-7s %s (line %d)", strings.ToUpper(s.Outcome), s.Name, s.Line)
+			if s.Detail != "" {
+				line += ": " + s.Detail
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if rep.OK {
+		fmt.Fprintf(w, "\nrevision %s passes every check\n", rep.Revision)
+	}
+}
+
+func protocolLintCommand() *cobra.Command {
+	var regPath, at string
+	cmd := &cobra.Command{
+		Use:   "lint FILE",
+		Short: "Check a protocol against the registry: unknown partners, purposes, categories and roles, rules no one can satisfy, dates out of order",
+		Long: `Parse FILE strictly and check it against the partner registry (default:
+trust.yaml beside FILE), without looking at signatures. Every problem is
+printed with its line and field path. Exits 1 when there is an error;
+warnings (a review date passed, a type no signatory has) do not fail.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			now, err := parseInstant(at, time.Now())
+			if err != nil {
+				return &usageError{fmt.Errorf("--at: %w", err)}
+			}
+			path := args[0]
+			rp := cmp.Or(regPath, filepath.Join(filepath.Dir(path), protocol.RegistryFile))
+			reg, err := registry.Load(cmd.Context(), rp)
+			if err != nil {
+				return err
+			}
+			doc, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			p, err := protocol.Parse(doc)
+			if err != nil {
+				st := protocol.Evaluate(path, doc, nil, reg, now)
+				for _, f := range st.Findings {
+					if f.Kind == protocol.FindingInvalid {
+						fmt.Fprintf(out, "error: %s\n", f)
+					}
+				}
+				return fmt.Errorf("%w: %s is not a valid protocol", errFound, path)
+			}
+			problems := protocol.Lint(p, reg, now)
+			errs := 0
+			for _, pr := range problems {
+				loc := path
+				if line := protocol.Locate(doc, pr.Field); line > 0 {
+					loc = fmt.Sprintf("%s:%d", path, line)
+				}
+				fmt.Fprintf(out, "%s: %s: %s (%s)\n", pr.Severity, loc, pr.Message, pr.Field)
+				if pr.Severity == protocol.SeverityError {
+					errs++
+				}
+			}
+			if errs > 0 {
+				return fmt.Errorf("%w: %s: %d error(s)", errFound, path, errs)
+			}
+			fmt.Fprintf(out, "%s (%s version %s): no errors, %d warning(s)\n", path, p.ID, p.Version, len(problems))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&regPath, "registry", "", "registry file; default: trust.yaml beside FILE")
+	cmd.Flags().StringVar(&at, "at", "now", "lint as of this time (review dates)")
+	return cmd
+}
+
+func protocolWithdrawCommand() *cobra.Command {
+	var keyPath, partner, effective string
+	cmd := &cobra.Command{
+		Use:   "withdraw --key KEY --effective TIME FILE",
+		Short: "Withdraw a signatory from a protocol with a signed withdrawal (FILE.withdrawals.json)",
+		Long: `Sign, with the signatory's private key, a withdrawal from the protocol in
+FILE (its id and version) from TIME (YYYY-MM-DD, RFC 3339 or "now"), and
+add it to FILE.withdrawals.json beside the protocol. Once the gateway has
+loaded it, the protocol is in force for no one from TIME. See
+docs/protocols.md.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyPath == "" || effective == "" {
+				return &usageError{fmt.Errorf("--key and --effective are required")}
+			}
+			now := time.Now()
+			at, err := parseInstant(effective, now)
+			if err != nil {
+				return &usageError{fmt.Errorf("--effective: %w", err)}
+			}
+			key, kidPartner, err := protocol.ReadPrivateKey(keyPath)
+			if err != nil {
+				return err
+			}
+			who := cmp.Or(partner, kidPartner)
+			if err := protocol.WithdrawFile(args[0], key, who, at, now); err != nil {
+				if errors.Is(err, protocol.ErrNotSignatory) || errors.Is(err, protocol.ErrInvalid) || errors.Is(err, protocol.ErrWithdrawalFile) {
+					return fmt.Errorf("%w: %w", errFound, err)
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s withdraws from %s from %s (%s%s)\nthe protocol is in force for no one from then, once the gateway has reloaded\n",
+				who, args[0], at.UTC().Format(time.RFC3339), args[0], protocol.WithdrawalSuffix)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&keyPath, "key", "", "the signatory's private JWK (required)")
+	cmd.Flags().StringVar(&partner, "partner", "", "partner id; default: from the key's kid")
+	cmd.Flags().StringVar(&effective, "effective", "", `when the withdrawal takes effect: YYYY-MM-DD, RFC 3339 or "now" (required)`)
+	return cmd
+}
+
+// parseInstant reads "now", a date (midnight UTC) or an RFC 3339 time.
+func parseInstant(s string, now time.Time) (time.Time, error) {
+	switch s {
+	case "", "now":
+		return now, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not now, YYYY-MM-DD or RFC 3339", s)
+}
+
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.MaximumNArgs(n)(cmd, args); err != nil {
+			return &usageError{err}
+		}
+		return nil
+	}
+}
+
+func argOr(args []string, i int) string {
+	if i < len(args) {
+		return args[i]
+	}
+	return ""
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

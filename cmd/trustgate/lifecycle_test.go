@@ -1,0 +1,115 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/childrens-trust/trustgate/policies"
+)
+
+// TestPolicyTools runs the IG lead's tools as a review pipeline would:
+// each exits 0 on a clean input and 1, naming the file and line, on a
+// broken one.
+func TestPolicyTools(t *testing.T) {
+	dir := t.TempDir()
+	if code, out := runCLI(t, "demo", "init", "--dir", dir); code != 0 {
+		t.Fatalf("demo init: %d %s", code, out)
+	}
+	pols := filepath.Join(dir, "policies")
+	if err := os.CopyFS(pols, policies.FS); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(pols, 0o755)
+	protocols := filepath.Join(dir, "protocols")
+
+	code, out := runCLI(t, "policy", "test", pols)
+	if code != 0 || !strings.Contains(out, "PASS  sharing_test.rego:") || !strings.Contains(out, "coverage: ") || !strings.Contains(out, "0 failed") {
+		t.Fatalf("policy test: %d\n%s", code, out)
+	}
+	code, out = runCLI(t, "policy", "check", pols, "--protocols", protocols, "--at", "2026-11-22")
+	if code != 0 || !strings.Contains(out, "passes every check") || !strings.Contains(out, "PASS    police concerns to the social worker") {
+		t.Fatalf("policy check: %d\n%s", code, out)
+	}
+
+	// A failing test: exit 1, the test named with its file and line.
+	test := filepath.Join(pols, "extra_test.rego")
+	writeText(t, test, "package trustgate.extra_test\n\nimport rego.v1\n\ntest_never if {\n\t1 == 2\n}\n")
+	code, out = runCLI(t, "policy", "test", "-q", pols)
+	if code != exitFailure || !strings.Contains(out, "FAIL  extra_test.rego:5  trustgate.extra_test.test_never") {
+		t.Fatalf("policy test with a failing test: %d\n%s", code, out)
+	}
+	code, out = runCLI(t, "policy", "check", pols, "--protocols", protocols, "--at", "2026-11-22")
+	if code != exitFailure || !strings.Contains(out, "tests: extra_test.rego:5: trustgate.extra_test.test_never: FAIL") {
+		t.Fatalf("policy check with a failing test: %d\n%s", code, out)
+	}
+	os.Remove(test)
+
+	// A syntax error: exit 1 with file:line.
+	writeText(t, filepath.Join(pols, "extra.rego"), "package trustgate.extra\n\nimport rego.v1\n\nx := {\n")
+	code, out = runCLI(t, "policy", "test", pols)
+	if code != exitFailure || !strings.Contains(out, "extra.rego:") {
+		t.Fatalf("policy test with a syntax error: %d\n%s", code, out)
+	}
+	code, out = runCLI(t, "policy", "check", pols, "--protocols", protocols)
+	if code != exitFailure || !strings.Contains(out, "compile: extra.rego:") {
+		t.Fatalf("policy check with a syntax error: %d\n%s", code, out)
+	}
+}
+
+func TestProtocolLintAndWithdraw(t *testing.T) {
+	dir := t.TempDir()
+	if code, out := runCLI(t, "demo", "init", "--dir", dir); code != 0 {
+		t.Fatalf("demo init: %d %s", code, out)
+	}
+	protocols := filepath.Join(dir, "protocols")
+	sg := filepath.Join(protocols, "safeguarding.yaml")
+	if code, out := runCLI(t, "protocol", "lint", sg, "--at", "2026-11-22"); code != 0 || !strings.Contains(out, "no errors") {
+		t.Fatalf("lint: %d\n%s", code, out)
+	}
+	doc, err := os.ReadFile(sg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	draft := filepath.Join(protocols, "draft.yml")
+	bad := strings.Replace(string(doc), "purposes: [safeguarding, child_protection]\n", "purposes: [safeguarding, child_protection, burglary]\n", 1)
+	writeText(t, draft, bad)
+	code, out := runCLI(t, "protocol", "lint", draft)
+	if code != exitFailure || !strings.Contains(out, `error: `+draft+`:`) || !strings.Contains(out, `unknown purpose "burglary" (purposes[2])`) {
+		t.Fatalf("lint an unknown purpose: %d\n%s", code, out)
+	}
+	writeText(t, draft, strings.Replace(string(doc), "expires: 2028-01-01", "expires: 2025-01-01", 1))
+	code, out = runCLI(t, "protocol", "lint", draft)
+	if code != exitFailure || !strings.Contains(out, "expires: 2025-01-01 is not after effective_from") {
+		t.Fatalf("lint dates out of order: %d\n%s", code, out)
+	}
+	os.Remove(draft)
+
+	// A signatory withdraws with effect now: the protocol is no longer in force.
+	code, out = runCLI(t, "protocol", "withdraw", "--key", filepath.Join(dir, "keys", "exley-police.jwk"), "--effective", "now", sg)
+	if code != 0 || !strings.Contains(out, "exley-police withdraws from") {
+		t.Fatalf("withdraw: %d\n%s", code, out)
+	}
+	if _, err := os.Stat(sg + ".withdrawals.json"); err != nil {
+		t.Fatal(err)
+	}
+	code, out = runCLI(t, "protocol", "verify", sg)
+	if code != exitFailure || !strings.Contains(out, "not in force: withdrawn by exley-police from") {
+		t.Fatalf("verify after the withdrawal: %d\n%s", code, out)
+	}
+	code, out = runCLI(t, "protocol", "withdraw", "--key", filepath.Join(dir, "keys", "exley-jcp.jwk"), "--effective", "2027-01-01", sg)
+	if code != exitFailure || !strings.Contains(out, "not a signatory") {
+		t.Fatalf("withdraw by a non-signatory: %d\n%s", code, out)
+	}
+	if code, _ := runCLI(t, "protocol", "withdraw", "--key", filepath.Join(dir, "keys", "exley-csc.jwk"), sg); code != exitUsage {
+		t.Fatalf("withdraw without --effective: %d", code)
+	}
+}
+
+func writeText(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
