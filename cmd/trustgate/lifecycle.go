@@ -14,10 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/registry"
 	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/internal/whatif"
 	"github.com/childrens-trust/trustgate/policies"
 )
 
@@ -28,7 +30,7 @@ import (
 
 func policyCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "Test and check policies; replay decisions against a proposed revision"}
-	cmd.AddCommand(policyTestCommand(), policyCheckCommand())
+	cmd.AddCommand(policyTestCommand(), policyCheckCommand(), policyWhatIfCommand())
 	return cmd
 }
 
@@ -328,4 +330,120 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func policyWhatIfCommand() *cobra.Command {
+	var policiesDir, protocolsDir, registryPath, since, from, to, db string
+	var assumeSigned, asJSON bool
+	var examples int
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "whatif --policies DIR --protocols DIR --since 30d --db FILE",
+		Short: "Replay the recorded decisions of a period against a proposed revision; report what would change",
+		Long: `Build the revision in --policies (default: the embedded policies) and
+--protocols (default: the embedded demo protocols), replay against it every
+decision recorded in the audit log --db during the period (--since, or
+--from and --to), and report the decisions whose outcome would change:
+allow to deny, deny to allow, categories widened or narrowed, another rule,
+or a failure to evaluate; grouped by change, protocol rule and purpose,
+with counts and example audit sequence numbers.
+
+With --assume-signed (the default) a protocol that lacks signatures, or
+whose signatures no longer verify because it was edited, is replayed as if
+signed: run the what-if before collecting signatures. The audit log is
+opened read-only; a running gateway holds it, so run this on a snapshot
+(GET /v1/audit/snapshot) or ask the gateway (POST /v1/admin/whatif).`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if db == "" {
+				return &usageError{fmt.Errorf("--db is required")}
+			}
+			now := time.Now()
+			p := whatif.Proposal{To: now, AssumeSigned: assumeSigned, Examples: examples}
+			var err error
+			if to != "" {
+				if p.To, err = parseInstant(to, now); err != nil {
+					return &usageError{fmt.Errorf("--to: %w", err)}
+				}
+			}
+			switch {
+			case from != "" && cmd.Flags().Changed("since"):
+				return &usageError{fmt.Errorf("give --since or --from, not both")}
+			case from != "":
+				if p.From, err = parseInstant(from, now); err != nil {
+					return &usageError{fmt.Errorf("--from: %w", err)}
+				}
+			default:
+				d, err := whatif.ParseSince(since)
+				if err != nil {
+					return &usageError{fmt.Errorf("--since: %w", err)}
+				}
+				p.From = p.To.Add(-d)
+			}
+			l, err := audit.Open(db, audit.Options{ReadOnly: true, OpenTimeout: timeout})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			src := revision.Sources{PoliciesDir: policiesDir, ProtocolsDir: protocolsDir, Registry: registryPath, Settings: policy.Settings{OverrideReviewDays: 5}}
+			res, err := whatif.Run(cmd.Context(), whatif.AuditSource(l), src, now, p)
+			if err != nil {
+				var ce *policy.CompileError
+				if errors.As(err, &ce) {
+					for _, d := range ce.Diagnostics {
+						fmt.Fprintln(cmd.OutOrStdout(), d)
+					}
+					return fmt.Errorf("%w: the proposed policies do not compile", errFound)
+				}
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			printWhatIf(cmd.OutOrStdout(), res)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&policiesDir, "policies", "", "proposed policies directory; default: the embedded policies")
+	cmd.Flags().StringVar(&protocolsDir, "protocols", "", "proposed protocols directory (with trust.yaml); default: the embedded demo protocols")
+	cmd.Flags().StringVar(&registryPath, "registry", "", "registry file; default: PROTOCOLS/trust.yaml")
+	cmd.Flags().StringVar(&since, "since", "30d", "the period: the last N hours (h), days (d) or weeks (w) before --to")
+	cmd.Flags().StringVar(&from, "from", "", "the period's start (YYYY-MM-DD or RFC 3339), instead of --since")
+	cmd.Flags().StringVar(&to, "to", "", "the period's end (default: now)")
+	cmd.Flags().StringVar(&db, "db", "", "the audit log (a snapshot, or the log of a stopped gateway)")
+	cmd.Flags().BoolVar(&assumeSigned, "assume-signed", true, "replay protocols that lack signatures as if signed")
+	cmd.Flags().IntVar(&examples, "examples", 5, "example audit sequence numbers per group")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the audit log's file lock")
+	return cmd
+}
+
+func printWhatIf(w io.Writer, res *whatif.Result) {
+	fmt.Fprintln(w, res.Summary())
+	fmt.Fprintf(w, "%s (%d policy evaluations, %s)\n", res.Method, res.Evaluations, res.Duration.Round(time.Millisecond))
+	if len(res.Groups) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CHANGE\tRULE\tPURPOSE\tCOUNT\tEXAMPLES (audit seq)")
+		for _, g := range res.Groups {
+			ex := make([]string, len(g.Examples))
+			for i, s := range g.Examples {
+				ex[i] = fmt.Sprint(s)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", g.Change, g.Rule, g.Purpose, g.Count, strings.Join(ex, ", "))
+		}
+		_ = tw.Flush()
+	}
+	fmt.Fprintln(w, "\nprotocols of the proposal:")
+	for _, n := range res.Protocols {
+		id := cmp.Or(n.ID, "?")
+		switch {
+		case n.Assumed:
+			fmt.Fprintf(w, "  %s v%s (%s): replayed as if signed (%s)\n", id, n.Version, n.File, strings.Join(n.Reasons, "; "))
+		case n.Included:
+			fmt.Fprintf(w, "  %s v%s (%s): replayed\n", id, n.Version, n.File)
+		default:
+			fmt.Fprintf(w, "  %s (%s): NOT replayed: %s\n", id, n.File, strings.Join(n.Reasons, "; "))
+		}
+	}
 }

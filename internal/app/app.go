@@ -142,7 +142,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Reviews:      a.state,
 		Records:      a.share.fetch,
 		Notices:      a.share.notes,
-		Lifecycle:    a.loader, // reload.go
+		Lifecycle:    a.loader,   // reload.go
+		WhatIf:       a.whatIf(), // reload.go
 		AuditQuery:   a.audit,
 		Checkpoints:  a.ckpt.cp,
 		Ready: []server.Check{

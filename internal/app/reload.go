@@ -2,8 +2,10 @@ package app
 
 import (
 	"context"
+	"time"
 
 	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/internal/whatif"
 )
 
 // startRevisions creates the revision loader and publishes the first
@@ -12,8 +14,9 @@ import (
 // get the wrong answer.
 func (a *App) startRevisions(ctx context.Context) error {
 	a.loader = revision.NewLoader(a.holder, a.sources(), revision.LoaderOptions{
-		Now: a.now,
-		Log: a.log,
+		Now:    a.now,
+		Log:    a.log,
+		Recent: whatif.RecentInputs(a.audit, a.cfg.Policy.RecheckRecent),
 	})
 	_, err := a.loader.Start(ctx)
 	return err
@@ -29,6 +32,14 @@ func (a *App) Reload(ctx context.Context, source string) (*revision.Revision, er
 		return nil, err
 	}
 	return a.holder.Current(), nil
+}
+
+// whatIf replays recorded decisions against proposals made over the
+// serving sources (POST /v1/admin/whatif). A run must answer before the
+// HTTP write timeout.
+func (a *App) whatIf() *whatif.Runner {
+	return &whatif.Runner{Log: a.audit, Sources: a.sources(), Now: a.now,
+		Timeout: max(a.cfg.HTTP.WriteTimeout.Duration-5*time.Second, 5*time.Second)}
 }
 
 // Loader gives the revision loader (tests, admin).

@@ -1,6 +1,9 @@
 package audit
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Kind classifies an audit entry.
 type Kind string
@@ -62,6 +65,12 @@ type Entry struct {
 	LawfulBasis       string   `json:"lawful_basis,omitempty"`
 	OverrideGround    string   `json:"override_ground,omitempty"`
 	PolicyRevision    string   `json:"policy_revision,omitempty"`
+	// Input is, for a decision, the minimised input the policy decided on
+	// (a policy.Input: who asked, from whom, for what, the consent records
+	// that bore on it, the time; never the NHS number or any record
+	// content), so that decisions can be replayed against a proposed
+	// revision (internal/whatif).
+	Input json.RawMessage `json:"input,omitempty"`
 
 	// Override marks a decision allowed on a safeguarding override (so an
 	// auditor can filter overrides); ReviewID names the IG review item it

@@ -115,6 +115,8 @@ func csvRow(e *Entry) []string {
 			}
 		case bool:
 			s = strconv.FormatBool(x)
+		case json.RawMessage:
+			s = string(x)
 		default:
 			switch f.Kind() {
 			case reflect.String:

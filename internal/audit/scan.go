@@ -23,8 +23,9 @@ import (
 // fields (chain.go) spelled exactly (no escapes, no case folding), each
 // at most once, with values of the field's type: a string; an array of
 // strings; true or false; an integer in range, without fraction or
-// exponent; or, for time.Time, a string that time.Time.UnmarshalJSON
-// accepts. Strings must be valid UTF-8 with valid escapes; the prev_hash
+// exponent; for time.Time, a string that time.Time.UnmarshalJSON
+// accepts; or, for json.RawMessage, any JSON value nested at most
+// maxDepth deep. Strings must be valid UTF-8 with valid escapes; the prev_hash
 // field must not be escaped.
 
 type fieldKind uint8
@@ -36,6 +37,7 @@ const (
 	kindUint
 	kindTime
 	kindBool
+	kindRaw
 )
 
 type fieldInfo struct {
@@ -72,6 +74,8 @@ var entryFields = func() map[string]fieldInfo {
 			k = kindUint
 		case f.Type.Kind() == reflect.Bool:
 			k = kindBool
+		case f.Type == reflect.TypeFor[json.RawMessage]():
+			k = kindRaw
 		default:
 			panic("audit: Entry field " + f.Name + " has a type scanEntry does not know: " + f.Type.String())
 		}
@@ -195,6 +199,10 @@ func scanEntry(val []byte) (scanned, error) {
 				return out, fmt.Errorf("field %s: %w", key, err)
 			}
 			out.fields.at = t
+		case kindRaw:
+			if err := s.value(0); err != nil {
+				return out, fmt.Errorf("field %s: %w", key, err)
+			}
 		}
 		s.ws()
 		if s.consume('}') {
@@ -325,6 +333,103 @@ func (s *entryScanner) strs() error {
 		}
 	}
 }
+
+// maxDepth bounds the nesting of a raw JSON value.
+const maxDepth = 64
+
+// value reads any one JSON value: an object (string keys), an array, a
+// string, a number, true, false or null.
+func (s *entryScanner) value(depth int) error {
+	if depth > maxDepth {
+		return s.fail("value nested too deep")
+	}
+	switch {
+	case s.consume('{'):
+		s.ws()
+		if s.consume('}') {
+			return nil
+		}
+		for {
+			s.ws()
+			if _, _, err := s.str(); err != nil {
+				return err
+			}
+			s.ws()
+			if !s.consume(':') {
+				return s.fail("expected ':'")
+			}
+			s.ws()
+			if err := s.value(depth + 1); err != nil {
+				return err
+			}
+			s.ws()
+			if s.consume('}') {
+				return nil
+			}
+			if !s.consume(',') {
+				return s.fail("expected ',' or '}'")
+			}
+		}
+	case s.consume('['):
+		s.ws()
+		if s.consume(']') {
+			return nil
+		}
+		for {
+			s.ws()
+			if err := s.value(depth + 1); err != nil {
+				return err
+			}
+			s.ws()
+			if s.consume(']') {
+				return nil
+			}
+			if !s.consume(',') {
+				return s.fail("expected ',' or ']'")
+			}
+		}
+	case s.i < len(s.b) && s.b[s.i] == '"':
+		_, _, err := s.str()
+		return err
+	case s.literal("true"), s.literal("false"), s.literal("null"):
+		return nil
+	default:
+		return s.number()
+	}
+}
+
+// number reads a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *entryScanner) number() error {
+	digits := func() bool {
+		start := s.i
+		for s.i < len(s.b) && isDigit(s.b[s.i]) {
+			s.i++
+		}
+		return s.i > start
+	}
+	s.consume('-')
+	switch {
+	case s.consume('0'):
+	case s.i < len(s.b) && s.b[s.i] >= '1' && s.b[s.i] <= '9':
+		digits()
+	default:
+		return s.fail("expected a value")
+	}
+	if s.consume('.') && !digits() {
+		return s.fail("expected a digit after '.'")
+	}
+	if s.consume('e') || s.consume('E') {
+		if !s.consume('+') {
+			s.consume('-')
+		}
+		if !digits() {
+			return s.fail("expected a digit in the exponent")
+		}
+	}
+	return nil
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // integer reads a JSON integer: -?(0|[1-9][0-9]*), not followed by a
 // fraction or exponent. It returns nil if there is none, which the

@@ -24,7 +24,7 @@ func syntheticSubjects(n int) []string {
 	for i := 0; len(out) < n; i++ {
 		nine := fmt.Sprintf("999%06d", i)
 		if d, ok := nhs.CheckDigit(nine); ok {
-			out = append(out, nine+string('0'+d))
+			out = append(out, nine+string(rune(d)))
 		}
 	}
 	return out

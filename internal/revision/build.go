@@ -203,3 +203,63 @@ func protocolData(p *protocol.Protocol, digest string, until time.Time) policy.P
 	}
 	return pd
 }
+
+// Proposal builds a revision to replay recorded decisions against (a
+// what-if), never to serve. Its data holds every protocol that parses,
+// lints cleanly and is signed by all its signatories - or, with
+// assumeSigned, that would be in force once signed - whatever its dates
+// and withdrawals: the policy compares each recorded decision's time with
+// the protocol's period (expires, or the first withdrawal), so the replay
+// sees each protocol in force exactly when it was or would have been.
+// The policies must compile; the checks of a reload are not run.
+func Proposal(ctx context.Context, src Sources, now time.Time, assumeSigned bool) (*Revision, error) {
+	in, err := readInputs(ctx, src, now)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBuild, err)
+	}
+	if err := policy.Check(in.pol); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBuild, err)
+	}
+	d := policy.Data{Partners: map[string]policy.PartnerData{}, Settings: src.Settings}
+	for _, p := range in.reg.Partners() {
+		d.Partners[p.ID] = policy.PartnerData{Type: string(p.Type), Sensitive: p.Sensitive}
+	}
+	for _, st := range in.statuses {
+		if ProposalIncludes(st, assumeSigned) {
+			d.Protocols = append(d.Protocols, protocolData(st.Protocol, st.Digest, st.Until))
+		}
+	}
+	sort.Slice(d.Protocols, func(i, j int) bool { return d.Protocols[i].ID < d.Protocols[j].ID })
+	pr, err := policy.Prepare(ctx, in.pol, d)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBuild, err)
+	}
+	return &Revision{
+		Registry: in.reg, Protocols: in.statuses, Policy: pr, PolicyFiles: in.files, Samples: in.samples,
+		ActivatedAt: now, Source: "proposal", policySrc: in.pol,
+	}, nil
+}
+
+// ProposalIncludes reports whether a proposal's data holds the protocol of
+// st: it parsed, and nothing but its dates, its withdrawals or (with
+// assumeSigned) its signatures keeps it out of force.
+func ProposalIncludes(st protocol.Status, assumeSigned bool) bool {
+	if st.Protocol == nil {
+		return false
+	}
+	for _, f := range st.Findings {
+		if f.Severity != protocol.SeverityError {
+			continue
+		}
+		switch f.Kind {
+		case protocol.FindingDate, protocol.FindingWithdrawn:
+		case protocol.FindingUnsigned, protocol.FindingSignature:
+			if !assumeSigned {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -272,6 +272,12 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 		Consents:   consents,
 		Override:   policy.Override{Ground: req.OverrideGround, Justified: req.OverrideGround != "" && s.weakJustification(req.Justification) == ""},
 	}
+	// The minimised input (no NHS number, no record content) is kept with
+	// the decision, so that it can be replayed against a proposed revision
+	// (POST /v1/admin/whatif).
+	if raw, err := json.Marshal(in); err == nil {
+		x.entry.Input = raw
+	}
 	ectx, cancel := context.WithTimeout(x.ctx, s.opts.EvalTimeout)
 	d, err := x.rev.Policy.Decide(ectx, in)
 	cancel()

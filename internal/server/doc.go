@@ -19,4 +19,11 @@
 //     a withdrawal of consent is kept, since it only ever stops sharing.
 //   - No NHS number reaches the audit log, not even in a request path
 //     (auditPath writes such a segment as {nhs}).
+//   - A share request (share.go) discloses only what the decision allows:
+//     the record fetched from the provider is cut down to the allowed
+//     categories and fields whatever the provider sent; a provider failure
+//     is a 502/503/504 with nothing partial. The audit entry names the
+//     categories, fields and the record's SHA-256, never a value. The
+//     access notifications it owes are queued durably before the answer,
+//     held until the audit entry is written, and taken back if it cannot be.
 package server

@@ -1,7 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -12,8 +16,10 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/internal/whatif"
 )
 
 // Lifecycle loads, checks and activates policy revisions
@@ -22,6 +28,12 @@ import (
 type Lifecycle interface {
 	Reload(ctx context.Context, source string) *revision.Report
 	Status() revision.Status
+}
+
+// WhatIfRunner replays recorded decisions against a proposed revision
+// (internal/whatif.Runner).
+type WhatIfRunner interface {
+	Run(ctx context.Context, p whatif.Proposal) (*whatif.Result, error)
 }
 
 // AdminRole is the role that may reload the gateway's revision, read its
@@ -36,6 +48,7 @@ func (s *Server) lifecycleRoutes(v1 *mux.Router) {
 	v1.Handle("/policies", s.audited(s.listPolicies)).Methods(http.MethodGet)
 	v1.Handle("/admin/reload", s.audited(s.postReload)).Methods(http.MethodPost)
 	v1.Handle("/admin/status", s.audited(s.adminStatus)).Methods(http.MethodGet)
+	v1.Handle("/admin/whatif", s.audited(s.postWhatIf)).Methods(http.MethodPost)
 }
 
 var errNoLifecycle = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Reason: "policy lifecycle management is not configured", Kind: audit.KindUnavailable}
@@ -260,4 +273,138 @@ func upcomingFor(st protocol.Status, now time.Time) []upcomingView {
 // days rounds d to whole days, up for the future and down for the past.
 func days(d time.Duration) int {
 	return int(math.Ceil(d.Hours() / 24))
+}
+
+// WhatIfRequest is the body of POST /v1/admin/whatif: a period (since, or
+// from and to) and a proposed revision as edits to the serving policies
+// and protocols (file name → new content; null removes the file).
+type WhatIfRequest struct {
+	Since        string             `json:"since,omitempty"`
+	From         string             `json:"from,omitempty"`
+	To           string             `json:"to,omitempty"`
+	Policies     map[string]*string `json:"policies,omitempty"`
+	Protocols    map[string]*string `json:"protocols,omitempty"`
+	AssumeSigned *bool              `json:"assume_signed,omitempty"` // default true
+	Examples     int                `json:"examples,omitempty"`
+}
+
+// maxWhatIfBody bounds a what-if request: whole policy and protocol files
+// travel in it.
+const maxWhatIfBody = 2 << 20
+
+// postWhatIf handles POST /v1/admin/whatif: replay the recorded decisions
+// of a period against the proposed revision and report which would
+// change, grouped by change, protocol rule and purpose. 422 when the
+// proposed policies do not compile (with the located problems).
+func (s *Server) postWhatIf(x *exchange) (int, any, error) {
+	if err := requireRole(x, "run a what-if replay", AdminRole); err != nil {
+		return 0, nil, err
+	}
+	if s.deps.WhatIf == nil {
+		return 0, nil, errNoLifecycle
+	}
+	x.entry.Kind = audit.KindRejected
+	var req WhatIfRequest
+	if err := s.decodeLimited(x, &req, maxWhatIfBody); err != nil {
+		return 0, nil, err
+	}
+	p, err := s.proposal(&req)
+	if err != nil {
+		return 0, nil, err
+	}
+	x.entry.Kind = audit.KindAccess
+	res, err := s.deps.WhatIf.Run(x.ctx, p)
+	var ce *policy.CompileError
+	switch {
+	case errors.As(err, &ce):
+		x.entry.Error = clip(ce.Error())
+		return http.StatusUnprocessableEntity, map[string]any{
+			"request_id":  x.id,
+			"error":       errorBody{Code: "proposal_rejected", Message: "the proposed policies do not compile"},
+			"diagnostics": ce.Diagnostics,
+		}, nil
+	case err != nil:
+		return 0, nil, err
+	}
+	x.entry.Reasons = []string{clip(res.Summary())}
+	return http.StatusOK, map[string]any{
+		"request_id":      x.id,
+		"policy_revision": x.rev.Hash(),
+		"whatif":          res,
+	}, nil
+}
+
+func (s *Server) proposal(req *WhatIfRequest) (whatif.Proposal, error) {
+	now := s.opts.Now()
+	p := whatif.Proposal{To: now, Policies: req.Policies, Protocols: req.Protocols, AssumeSigned: true, Examples: req.Examples}
+	if req.AssumeSigned != nil {
+		p.AssumeSigned = *req.AssumeSigned
+	}
+	if req.Examples < 0 || req.Examples > 50 {
+		return p, badRequest("examples", "must be between 0 and 50")
+	}
+	if req.To != "" {
+		t, err := time.Parse(time.RFC3339Nano, req.To)
+		if err != nil {
+			return p, badRequest("to", "not an RFC 3339 time")
+		}
+		p.To = t
+	}
+	switch {
+	case req.Since != "" && req.From != "":
+		return p, badRequest("since", "give since or from, not both")
+	case req.Since != "":
+		d, err := whatif.ParseSince(req.Since)
+		if err != nil {
+			return p, badRequest("since", err.Error())
+		}
+		p.From = p.To.Add(-d)
+	case req.From != "":
+		t, err := time.Parse(time.RFC3339Nano, req.From)
+		if err != nil {
+			return p, badRequest("from", "not an RFC 3339 time")
+		}
+		p.From = t
+	default:
+		return p, badRequest("since", "required (e.g. 30d), or from")
+	}
+	if !p.From.Before(p.To) {
+		return p, badRequest("from", "must be before to")
+	}
+	for dir, files := range map[string]map[string]*string{"policies": req.Policies, "protocols": req.Protocols} {
+		for name := range files {
+			if err := whatif.ValidName(dir, name); err != nil {
+				return p, badRequest(dir+"."+clip(name), err.Error())
+			}
+		}
+	}
+	return p, nil
+}
+
+// decodeLimited is decodeStrict with a body limit of its own.
+func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
+	r := http.MaxBytesReader(nil, x.r.Body, limit)
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return badRequest("body", fmt.Sprintf("larger than %d bytes", limit))
+		}
+		return badRequest("body", "could not be read")
+	}
+	if ct := x.r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return badRequest("Content-Type", "must be application/json")
+	}
+	if err := unknownField(raw, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("body", "must hold exactly one JSON object")
+	}
+	return nil
 }

@@ -97,6 +97,7 @@ type Deps struct {
 	// Policy lifecycle (lifecycle.go): GET /v1/policies, reload, status,
 	// what-if. When nil, the admin endpoints answer 503.
 	Lifecycle Lifecycle
+	WhatIf    WhatIfRunner
 }
 
 // Server serves the gateway's HTTP API.

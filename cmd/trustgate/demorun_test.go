@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/protocol"
+)
+
+// TestDemoRunSharesARecordEndToEnd is `make run` in one test: demo init,
+// then demo run (the gateway and a reference provider per demo agency on
+// the registry's ports 9101–9118), then the first printed request — a
+// share request that returns a minimised record and notifies the police.
+func TestDemoRunSharesARecordEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if code, out := runCLI(t, "demo", "init", "--dir", dir, "--listen", addr); code != 0 {
+		t.Fatalf("demo init: %d %s", code, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var out bytes.Buffer
+	go func() { done <- run(ctx, []string{"demo", "run", "--dir", dir}, &out, &out) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("demo run exited %d: %s", code, out.String())
+		}
+	}()
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo gateway never became ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	token := func(partner, sub, role string) string {
+		key, _, err := protocol.ReadPrivateKey(filepath.Join(dir, "keys", partner+".jwk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := identity.Mint(key, identity.MintClaims{Issuer: partner, Subject: sub, Role: role, IssuedAt: time.Now(), Lifetime: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	call := func(method, path, tok string, body []byte) (int, map[string]any) {
+		req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	status, body := call(http.MethodPost, "/v1/share-requests", token("exley-csc", "sw-0042", "social_worker"),
+		[]byte(`{"subject":"9990000018","provider":"exley-police","purpose":"safeguarding","categories":["police_concerns","household"]}`))
+	if status != 200 {
+		t.Fatalf("the first printed request: %d %v", status, body)
+	}
+	cats := body["record"].(map[string]any)["categories"].(map[string]any)
+	pc := cats["police_concerns"].(map[string]any)
+	if len(cats) != 2 || len(pc) != 4 || pc["intelligence_notes"] != nil {
+		t.Fatalf("record not minimised: %v", cats)
+	}
+	status, body = call(http.MethodGet, "/v1/notifications", token("exley-police", "ppu-0003", "police_officer"), nil)
+	if ns, _ := body["notifications"].([]any); status != 200 || len(ns) != 1 {
+		t.Fatalf("the police's notifications: %d %v", status, body)
+	}
+}

@@ -1,0 +1,242 @@
+package whatif
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/childrens-trust/trustgate/internal/demo"
+	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/registry"
+	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/policies"
+)
+
+// The test Trust is the demo Trust, copied so that a test can propose
+// edits to its protocols and policies.
+
+var (
+	demoOnce sync.Once
+	demoDir  string
+	demoErr  error
+)
+
+type trust struct {
+	dir string
+	src revision.Sources
+}
+
+func newTrust(t testing.TB) trust {
+	t.Helper()
+	demoOnce.Do(func() {
+		demoDir, demoErr = os.MkdirTemp("", "trustgate-whatif-demo-")
+		if demoErr == nil {
+			demoErr = demo.Init(demoDir, demo.Options{})
+		}
+	})
+	if demoErr != nil {
+		t.Fatal(demoErr)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "protocols"), os.DirFS(filepath.Join(demoDir, "protocols"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(dir, "policies"), policies.FS); err != nil {
+		t.Fatal(err)
+	}
+	if err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			err = os.Chmod(p, 0o755)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return trust{dir: dir, src: revision.Sources{
+		ProtocolsDir: filepath.Join(dir, "protocols"), PoliciesDir: filepath.Join(dir, "policies"),
+		Settings: policy.Settings{OverrideReviewDays: 5},
+	}}
+}
+
+func (tr trust) proposal(t testing.TB, now time.Time) *revision.Revision {
+	t.Helper()
+	rev, err := revision.Proposal(context.Background(), tr.src, now, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// generator makes plausible decision inputs for the demo Trust: requests
+// drawn from templates (a requester and role, a provider, a purpose and
+// categories that some protocol rule is about, or not), about children
+// drawn from a pool, each child with a fixed consent history, at times
+// spread over the period.
+type generator struct {
+	rng       *rand.Rand
+	templates []template
+	children  [][]policy.Consent
+	from, to  time.Time
+	practs    int
+}
+
+type template struct {
+	in policy.Input
+}
+
+func newGenerator(reg *registry.Registry, seed uint64, children int, from, to time.Time) *generator {
+	g := &generator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), from: from, to: to, practs: 400}
+	partner := func(id string) policy.Provider {
+		p, _ := reg.Partner(id)
+		return policy.Provider{Partner: p.ID, Type: string(p.Type), Sensitive: p.Sensitive}
+	}
+	type req struct{ partner, role string }
+	asks := []struct {
+		r          req
+		provider   string
+		purpose    string
+		categories [][]string
+	}{
+		{req{"exley-csc", "social_worker"}, "exley-police", "safeguarding", [][]string{{"police_concerns", "household"}, {"police_concerns"}, {"household", "offending"}}},
+		{req{"exley-csc", "team_manager"}, "exley-police", "child_protection", [][]string{{"police_concerns"}, {"household"}}},
+		{req{"exley-csc", "social_worker"}, "riverside-gp", "safeguarding", [][]string{{"health_summary"}, {"identity", "health_summary", "immunisations"}}},
+		{req{"exley-csc", "team_manager"}, "exley-community-health", "safeguarding", [][]string{{"health_summary"}, {"immunisations"}}},
+		{req{"exley-csc", "early_help_worker"}, "exley-community-health", "early_help", [][]string{{"immunisations"}, {"identity", "health_summary"}}},
+		{req{"exley-csc", "early_help_worker"}, "st-annes-primary", "early_help", [][]string{{"school_attendance", "sen"}, {"identity"}}},
+		{req{"exley-csc", "early_help_worker"}, "exley-district", "early_help", [][]string{{"household"}}},
+		{req{"safe-families", "support_worker"}, "exley-academy", "early_help", [][]string{{"school_attendance"}}},
+		{req{"st-annes-primary", "designated_safeguarding_lead"}, "exley-csc", "safeguarding", [][]string{{"cp_status", "involvement"}, {"cp_status"}}},
+		{req{"exley-academy", "teacher"}, "riverside-gp", "safeguarding", [][]string{{"health_summary"}}},
+		{req{"exley-yos", "yot_officer"}, "exley-police", "youth_justice", [][]string{{"offending"}, {"identity", "offending", "police_concerns"}}},
+		{req{"exley-yos", "yot_officer"}, "exley-education", "education_welfare", [][]string{{"school_attendance", "exclusions"}}},
+		{req{"exley-education", "education_welfare_officer"}, "st-annes-primary", "education_welfare", [][]string{{"school_attendance"}}},
+		{req{"exley-probation", "probation_officer"}, "exley-yos", "youth_justice", [][]string{{"offending"}}},
+		{req{"exley-csc", "team_manager"}, "exley-sexual-health", "child_protection", [][]string{{"sexual_health"}}},
+		{req{"exley-csc", "social_worker"}, "exley-camhs", "child_protection", [][]string{{"mental_health"}}},
+		{req{"exley-jcp", "connexions_adviser"}, "exley-csc", "safeguarding", [][]string{{"cp_status"}}},
+	}
+	for _, a := range asks {
+		rq, _ := reg.Partner(a.r.partner)
+		for _, cats := range a.categories {
+			g.templates = append(g.templates, template{in: policy.Input{
+				Requester:  policy.Requester{Partner: rq.ID, Type: string(rq.Type), Role: a.r.role},
+				Provider:   partner(a.provider),
+				Purpose:    a.purpose,
+				Categories: cats,
+			}})
+		}
+	}
+	span := to.Sub(from)
+	purposes := []string{"safeguarding", "early_help", "child_protection", "youth_justice", "education_welfare"}
+	cats := []string{"identity", "health_summary", "immunisations", "school_attendance", "sen", "household", "police_concerns", "offending", "cp_status", "involvement"}
+	for c := range children {
+		var cs []policy.Consent
+		if g.rng.IntN(10) < 3 { // three children in ten have a consent history
+			for i := range 1 + g.rng.IntN(2) {
+				from := from.Add(-time.Duration(g.rng.Int64N(int64(90 * 24 * time.Hour)))).Add(time.Duration(g.rng.Int64N(int64(span))))
+				c := policy.Consent{
+					ID:          fmt.Sprintf("cons-%06d-%d", c, i),
+					Outcome:     pick(g.rng, []string{"given", "given", "given", "refused"}),
+					GivenBy:     pick(g.rng, []string{"parent", "parent", "self", "carer"}),
+					Purposes:    pickSome(g.rng, purposes, 1+g.rng.IntN(2)),
+					Categories:  pickSome(g.rng, cats, 2+g.rng.IntN(4)),
+					Recipients:  policy.Recipients{Partners: []string{"exley-csc"}, Types: []string{}, Protocols: []string{}},
+					ValidFromNS: from.UnixNano(),
+				}
+				c.Competent = c.GivenBy == "self" && g.rng.IntN(2) == 0
+				if g.rng.IntN(3) == 0 {
+					c.ValidUntilNS = from.Add(time.Duration(g.rng.Int64N(int64(span)))).UnixNano()
+				}
+				if g.rng.IntN(8) == 0 {
+					c.WithdrawnNS = from.Add(time.Duration(g.rng.Int64N(int64(span)))).UnixNano()
+				}
+				if g.rng.IntN(3) == 0 {
+					c.Recipients = policy.Recipients{Partners: []string{}, Types: []string{"local_authority", "school"}, Protocols: []string{}}
+				}
+				cs = append(cs, c)
+			}
+		}
+		g.children = append(g.children, cs)
+	}
+	return g
+}
+
+func pick[T any](rng *rand.Rand, s []T) T { return s[rng.IntN(len(s))] }
+
+func pickSome(rng *rand.Rand, s []string, n int) []string {
+	out := slices.Clone(s)
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	out = out[:min(n, len(out))]
+	slices.Sort(out)
+	return out
+}
+
+// next returns a fresh input: a template, a child (skewed: a few children
+// are asked about often), a practitioner, a time; one in twenty invokes a
+// safeguarding override.
+func (g *generator) next() policy.Input {
+	in := g.templates[g.rng.IntN(len(g.templates))].in
+	n := len(g.children)
+	child := int(float64(n) * g.rng.Float64() * g.rng.Float64())
+	in.Consents = g.children[child]
+	if in.Consents == nil {
+		in.Consents = []policy.Consent{}
+	}
+	in.Requester.Practitioner = fmt.Sprintf("prac-%03d", g.rng.IntN(g.practs))
+	in.TimeNS = g.from.Add(time.Duration(g.rng.Int64N(int64(g.to.Sub(g.from))))).UnixNano()
+	if g.rng.IntN(20) == 0 {
+		in.Override = policy.Override{Ground: "risk_of_significant_harm", Justified: g.rng.IntN(4) != 0}
+		in.Requester.Role = "team_manager"
+	}
+	return in
+}
+
+// records makes n recorded decisions, decided by rev (the outcome each
+// was recorded with), with seqs 1..n.
+func records(t testing.TB, rev *policy.Revision, g *generator, n int) []Record {
+	t.Helper()
+	out := make([]Record, n)
+	for i := range out {
+		in := g.next()
+		d, err := rev.Decide(context.Background(), &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = Record{Seq: uint64(i + 1), Input: raw, Was: OutcomeOf(d)}
+	}
+	return out
+}
+
+// memorySource serves records in order, filtered by time.
+func memorySource(recs []Record) Source {
+	return func(ctx context.Context, from, to time.Time, fn func(Record) error) error {
+		for _, r := range recs {
+			if len(r.Input) > 0 {
+				var in policy.Input
+				if err := json.Unmarshal(r.Input, &in); err != nil {
+					return err
+				}
+				t := time.Unix(0, in.TimeNS)
+				if t.Before(from) || !t.Before(to) {
+					continue
+				}
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,555 @@
+package whatif
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/childrens-trust/trustgate/internal/policy"
+)
+
+// Record is one recorded decision: its audit sequence number, the
+// minimised input it was decided on (no NHS number, no payload) and what
+// was decided.
+type Record struct {
+	Seq   uint64
+	Input json.RawMessage // a policy.Input; nil when the entry predates recording
+	Was   Outcome
+}
+
+// Outcome is what a decision came to, as far as the what-if compares
+// them: allowed or not, which categories, under which protocol rule.
+type Outcome struct {
+	Allow      bool     `json:"allow"`
+	Categories []string `json:"categories,omitempty"` // sorted
+	Protocol   string   `json:"protocol,omitempty"`
+	Version    string   `json:"version,omitempty"`
+	Rule       string   `json:"rule,omitempty"`
+	// Error: the evaluation failed (the gateway would answer 503).
+	Error bool `json:"error,omitempty"`
+}
+
+// OutcomeOf is the outcome of a decision.
+func OutcomeOf(d *policy.Decision) Outcome {
+	o := Outcome{Allow: d.Allow}
+	if d.Allow {
+		o.Categories = sortedCopy(d.Categories)
+		if d.Protocol != nil {
+			o.Protocol, o.Version, o.Rule = d.Protocol.ID, d.Protocol.Version, d.Protocol.Rule
+		}
+	}
+	return o
+}
+
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+// The kinds of change.
+const (
+	AllowToDeny = "allow_to_deny" // allowed then, denied now
+	DenyToAllow = "deny_to_allow" // denied then, allowed now
+	Widened     = "widened"       // allowed both times, more categories now
+	Narrowed    = "narrowed"      // allowed both times, fewer categories now
+	Recomposed  = "recomposed"    // allowed both times, some categories gained and some lost
+	RuleChanged = "rule_changed"  // allowed both times, the same categories, under another rule
+	Fails       = "fails"         // the proposed policy cannot evaluate it (503, nothing disclosed)
+)
+
+// Change classifies was → now; "" when nothing that matters changed. The
+// rule is the protocol rule the change is about: the rule that allows now
+// (or, for allow → deny and failures, the rule that allowed then).
+func Change(was, now Outcome) (kind, rule string) {
+	ruleOf := func(o Outcome) string {
+		if !o.Allow {
+			return "(none)"
+		}
+		return o.Protocol + " v" + o.Version + " " + o.Rule
+	}
+	switch {
+	case now.Error:
+		return Fails, ruleOf(was)
+	case was.Allow && !now.Allow:
+		return AllowToDeny, ruleOf(was)
+	case !was.Allow && now.Allow:
+		return DenyToAllow, ruleOf(now)
+	case !was.Allow:
+		return "", ""
+	}
+	gained, lost := false, false
+	for _, c := range now.Categories {
+		if !slices.Contains(was.Categories, c) {
+			gained = true
+		}
+	}
+	for _, c := range was.Categories {
+		if !slices.Contains(now.Categories, c) {
+			lost = true
+		}
+	}
+	switch {
+	case gained && lost:
+		return Recomposed, ruleOf(now)
+	case gained:
+		return Widened, ruleOf(now)
+	case lost:
+		return Narrowed, ruleOf(now)
+	case ruleOf(was) != ruleOf(now):
+		return RuleChanged, ruleOf(was) + " → " + ruleOf(now)
+	}
+	return "", ""
+}
+
+// Source yields the recorded decisions of [from, to), in any order. It
+// returns fn's error, or its own.
+type Source func(ctx context.Context, from, to time.Time, fn func(Record) error) error
+
+// Options tune Replay.
+type Options struct {
+	From, To time.Time
+	// Examples is how many audit sequence numbers each group lists (the
+	// smallest); default 5.
+	Examples int
+	// Workers evaluate in parallel; default GOMAXPROCS.
+	Workers int
+	// NoMemo evaluates every decision (the brute force the memo is
+	// checked against).
+	NoMemo bool
+	// MemoEntries bounds the memo (default 200,000 outcomes).
+	MemoEntries int
+	// Progress, when set, is called now and then with the records read.
+	Progress func(read int64)
+}
+
+// Group is the decisions that change the same way, under the same rule,
+// for the same purpose.
+type Group struct {
+	Change   string   `json:"change"`
+	Rule     string   `json:"rule"`
+	Purpose  string   `json:"purpose"`
+	Count    int      `json:"count"`
+	Examples []uint64 `json:"examples"` // audit sequence numbers, smallest first
+}
+
+// Report is the outcome of a replay.
+type Report struct {
+	From     time.Time `json:"from"`
+	To       time.Time `json:"to"`
+	Proposed string    `json:"proposed_revision"`
+	// Decisions replayed; Unrecorded decision entries had no input (they
+	// predate input recording) and were not replayed.
+	Decisions  int            `json:"decisions"`
+	Unrecorded int            `json:"unrecorded"`
+	Changed    int            `json:"changed"`
+	Unchanged  int            `json:"unchanged"`
+	ByChange   map[string]int `json:"by_change"`
+	Groups     []Group        `json:"groups"`
+	// Evaluations is how many times the policy ran (memo misses, plus the
+	// memo's spot checks).
+	Evaluations int64         `json:"evaluations"`
+	Method      string        `json:"method"`
+	Duration    time.Duration `json:"duration_ns"`
+}
+
+// ErrMemoUnsound: a spot check found a memoised outcome that differs from
+// a direct evaluation (the replay then runs again without the memo).
+var errMemoUnsound = errors.New("memoised outcome differs from a direct evaluation")
+
+// Replay re-evaluates every recorded decision of [o.From, o.To) from src
+// against the proposed revision rev and reports the ones whose outcome
+// would change, grouped by change, protocol rule and purpose.
+//
+// Memory is bounded: records stream from src in batches, the memo is
+// capped, and only the groups (few) and their examples are kept. Unless
+// o.NoMemo, outcomes are memoised when the policy allows it (see analyze):
+// on the input without its time and without the fields the policy does
+// not read, plus the time's place among the policy's date breakpoints and
+// the input's consent dates. One memo hit in 64 is checked against a
+// direct evaluation; a difference makes the replay run again without the
+// memo (Report.Method says so).
+func Replay(ctx context.Context, rev *policy.Revision, src policy.Sources, source Source, o Options) (*Report, error) {
+	start := time.Now()
+	a := analyze(src)
+	if o.NoMemo {
+		a.memo, a.reason = false, "the memo was turned off"
+	}
+	rep, err := replay(ctx, rev, a, source, o)
+	if errors.Is(err, errMemoUnsound) {
+		a.memo, a.reason = false, err.Error()
+		rep, err = replay(ctx, rev, a, source, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep.Method = a.String()
+	rep.Duration = time.Since(start)
+	return rep, nil
+}
+
+const batchSize = 256
+
+func replay(ctx context.Context, rev *policy.Revision, a analysis, source Source, o Options) (*Report, error) {
+	if o.Examples <= 0 {
+		o.Examples = 5
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.MemoEntries <= 0 {
+		o.MemoEntries = 200_000
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	r := &replayer{rev: rev, a: a, breaks: breakpoints(rev, a), examples: o.Examples}
+	if a.memo {
+		r.memo = newMemo(o.MemoEntries)
+	}
+	batches := make(chan []Record, 2*o.Workers)
+	aggs := make([]*aggregate, o.Workers)
+	var wg sync.WaitGroup
+	for i := range aggs {
+		aggs[i] = newAggregate()
+		agg := aggs[i]
+		wg.Go(func() {
+			for b := range batches {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				for _, rec := range b {
+					if err := r.one(ctx, rec, agg); err != nil {
+						cancel(err)
+						break
+					}
+				}
+			}
+		})
+	}
+	var read atomic.Int64
+	batch := make([]Record, 0, batchSize)
+	err := source(ctx, o.From, o.To, func(rec Record) error {
+		if err := context.Cause(ctx); ctx.Err() != nil {
+			return err
+		}
+		batch = append(batch, rec)
+		if len(batch) == batchSize {
+			select {
+			case batches <- batch:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+			batch = make([]Record, 0, batchSize)
+			if n := read.Add(batchSize); o.Progress != nil && n%(64*batchSize) == 0 {
+				o.Progress(n)
+			}
+		}
+		return nil
+	})
+	if err == nil && len(batch) > 0 {
+		batches <- batch
+	}
+	close(batches)
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return nil, cause
+	}
+	if err != nil {
+		return nil, fmt.Errorf("what-if: read the recorded decisions: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	total := newAggregate()
+	for _, g := range aggs {
+		total.merge(g, o.Examples)
+	}
+	rep := &Report{From: o.From, To: o.To, Proposed: rev.Hash(), ByChange: map[string]int{}, Groups: []Group{},
+		Decisions: total.decisions, Unrecorded: total.unrecorded, Changed: total.changed,
+		Unchanged: total.decisions - total.changed, Evaluations: r.evals.Load()}
+	for k, g := range total.groups {
+		g.Change, g.Rule, g.Purpose = k.change, k.rule, k.purpose
+		rep.ByChange[k.change] += g.Count
+		rep.Groups = append(rep.Groups, *g)
+	}
+	slices.SortFunc(rep.Groups, func(x, y Group) int {
+		return cmp.Or(cmp.Compare(y.Count, x.Count), cmp.Compare(x.Change, y.Change), cmp.Compare(x.Rule, y.Rule), cmp.Compare(x.Purpose, y.Purpose))
+	})
+	return rep, nil
+}
+
+type replayer struct {
+	rev      *policy.Revision
+	a        analysis
+	breaks   []int64 // sorted, unique
+	memo     *memo
+	examples int
+	evals    atomic.Int64
+}
+
+func (r *replayer) one(ctx context.Context, rec Record, agg *aggregate) error {
+	if len(rec.Input) == 0 {
+		agg.unrecorded++
+		return nil
+	}
+	var in policy.Input
+	if err := json.Unmarshal(rec.Input, &in); err != nil {
+		return fmt.Errorf("what-if: audit seq %d: the recorded input does not decode: %w", rec.Seq, err)
+	}
+	agg.decisions++
+	var now Outcome
+	if r.memo == nil {
+		now = r.eval(ctx, &in)
+	} else {
+		key := r.key(&in)
+		if hit, ok := r.memo.get(key); ok {
+			now = hit
+			if rec.Seq%64 == 0 { // spot check
+				if direct := r.eval(ctx, &in); !sameOutcome(direct, hit) {
+					return fmt.Errorf("%w (audit seq %d)", errMemoUnsound, rec.Seq)
+				}
+			}
+		} else {
+			now = r.eval(ctx, &in)
+			r.memo.put(key, now)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	kind, rule := Change(rec.Was, now)
+	if kind == "" {
+		return nil
+	}
+	agg.changed++
+	agg.add(groupKey{change: kind, rule: rule, purpose: in.Purpose}, rec.Seq, r.examples)
+	return nil
+}
+
+func (r *replayer) eval(ctx context.Context, in *policy.Input) Outcome {
+	r.evals.Add(1)
+	d, err := r.rev.Decide(ctx, in)
+	if err != nil {
+		return Outcome{Error: true}
+	}
+	return OutcomeOf(d)
+}
+
+func sameOutcome(a, b Outcome) bool {
+	return a.Allow == b.Allow && a.Error == b.Error && a.Protocol == b.Protocol && a.Version == b.Version &&
+		a.Rule == b.Rule && slices.Equal(a.Categories, b.Categories)
+}
+
+// breakpoints are the instants a decision's time is compared with in the
+// policy's data (protocol periods) and literally in the policy.
+func breakpoints(rev *policy.Revision, a analysis) []int64 {
+	var b []int64
+	for _, p := range rev.Data().Protocols {
+		b = append(b, p.EffectiveFromNS, p.ExpiresNS)
+	}
+	b = append(b, a.literals...)
+	slices.Sort(b)
+	return slices.Compact(b)
+}
+
+// place says where t falls among the sorted instants b: how many are
+// before it and how many equal it. It fixes the outcome of every
+// comparison of t with any of them.
+func place(b []int64, t int64) (lo, eq int) {
+	lo = sort.Search(len(b), func(i int) bool { return b[i] >= t })
+	eq = sort.Search(len(b)-lo, func(i int) bool { return b[lo+i] > t })
+	return lo, eq
+}
+
+// key is the memo key of in: every field the policy may read except the
+// time, and the time's place among the revision's breakpoints and the
+// input's consent dates (which are part of the key themselves).
+func (r *replayer) key(in *policy.Input) string {
+	var b keyBuilder
+	lo, eq := place(r.breaks, in.TimeNS)
+	b.int(int64(lo))
+	b.int(int64(eq))
+	var cb []int64
+	for _, c := range in.Consents {
+		cb = append(cb, c.ValidFromNS, c.ValidUntilNS, c.WithdrawnNS)
+	}
+	slices.Sort(cb)
+	lo, eq = place(slices.Compact(cb), in.TimeNS)
+	b.int(int64(lo))
+	b.int(int64(eq))
+	b.str(in.Requester.Partner)
+	b.str(in.Requester.Type)
+	b.str(in.Requester.Role)
+	if r.a.practitioner {
+		b.str(in.Requester.Practitioner)
+	}
+	b.str(in.Provider.Partner)
+	b.str(in.Provider.Type)
+	b.bool(in.Provider.Sensitive)
+	b.str(in.Purpose)
+	b.strs(in.Categories)
+	b.str(in.Override.Ground)
+	b.bool(in.Override.Justified)
+	b.int(int64(len(in.Consents)))
+	for _, c := range in.Consents {
+		b.str(c.ID)
+		b.str(c.Outcome)
+		b.str(c.GivenBy)
+		b.bool(c.Competent)
+		b.strs(c.Purposes)
+		b.strs(c.Categories)
+		b.strs(c.Recipients.Partners)
+		b.strs(c.Recipients.Types)
+		b.strs(c.Recipients.Protocols)
+		b.int(c.ValidFromNS)
+		b.int(c.ValidUntilNS)
+		b.int(c.WithdrawnNS)
+	}
+	return string(b.buf)
+}
+
+type keyBuilder struct{ buf []byte }
+
+func (b *keyBuilder) int(v int64) { b.buf = binary.AppendVarint(b.buf, v) }
+func (b *keyBuilder) str(s string) {
+	b.buf = binary.AppendUvarint(b.buf, uint64(len(s)))
+	b.buf = append(b.buf, s...)
+}
+func (b *keyBuilder) bool(v bool) {
+	if v {
+		b.buf = append(b.buf, 1)
+	} else {
+		b.buf = append(b.buf, 0)
+	}
+}
+func (b *keyBuilder) strs(v []string) {
+	b.buf = binary.AppendUvarint(b.buf, uint64(len(v)))
+	for _, s := range v {
+		b.str(s)
+	}
+}
+
+// memo is a sharded, bounded map of outcomes. A full shard is emptied:
+// the memo never grows past its bound, and recent keys refill it.
+type memo struct {
+	seed   maphash.Seed
+	shards [64]memoShard
+	limit  int // per shard
+}
+
+type memoShard struct {
+	mu sync.RWMutex
+	m  map[string]Outcome
+}
+
+func newMemo(entries int) *memo {
+	m := &memo{seed: maphash.MakeSeed(), limit: max(entries/64, 16)}
+	for i := range m.shards {
+		m.shards[i].m = map[string]Outcome{}
+	}
+	return m
+}
+
+func (m *memo) shard(key string) *memoShard {
+	return &m.shards[maphash.String(m.seed, key)%uint64(len(m.shards))]
+}
+
+func (m *memo) get(key string) (Outcome, bool) {
+	s := m.shard(key)
+	s.mu.RLock()
+	o, ok := s.m[key]
+	s.mu.RUnlock()
+	return o, ok
+}
+
+func (m *memo) put(key string, o Outcome) {
+	s := m.shard(key)
+	s.mu.Lock()
+	if len(s.m) >= m.limit {
+		clear(s.m)
+	}
+	s.m[key] = o
+	s.mu.Unlock()
+}
+
+type groupKey struct{ change, rule, purpose string }
+
+// aggregate is one worker's tally.
+type aggregate struct {
+	decisions, unrecorded, changed int
+	groups                         map[groupKey]*Group
+}
+
+func newAggregate() *aggregate { return &aggregate{groups: map[groupKey]*Group{}} }
+
+func (a *aggregate) add(k groupKey, seq uint64, examples int) {
+	g := a.groups[k]
+	if g == nil {
+		g = &Group{}
+		a.groups[k] = g
+	}
+	g.Count++
+	g.Examples = keepSmallest(g.Examples, examples, seq)
+}
+
+func (a *aggregate) merge(b *aggregate, examples int) {
+	a.decisions += b.decisions
+	a.unrecorded += b.unrecorded
+	a.changed += b.changed
+	for k, g := range b.groups {
+		mine := a.groups[k]
+		if mine == nil {
+			mine = &Group{}
+			a.groups[k] = mine
+		}
+		mine.Count += g.Count
+		for _, s := range g.Examples {
+			mine.Examples = keepSmallest(mine.Examples, examples, s)
+		}
+	}
+}
+
+// keepSmallest inserts seq into the sorted list s, keeping at most n.
+func keepSmallest(s []uint64, n int, seq uint64) []uint64 {
+	i, found := slices.BinarySearch(s, seq)
+	if found || (i >= n) {
+		return s
+	}
+	s = slices.Insert(s, i, seq)
+	if len(s) > n {
+		s = s[:n]
+	}
+	return s
+}
+
+// Summary is the report in a few lines of text.
+func (r *Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d decisions replayed from %s to %s against revision %.12s: %d would change, %d would not",
+		r.Decisions, r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339), r.Proposed, r.Changed, r.Unchanged)
+	if r.Unrecorded > 0 {
+		fmt.Fprintf(&b, " (%d older decisions have no recorded input)", r.Unrecorded)
+	}
+	kinds := make([]string, 0, len(r.ByChange))
+	for k := range r.ByChange {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		b.WriteString("; " + k + " " + strconv.Itoa(r.ByChange[k]))
+	}
+	return b.String()
+}
