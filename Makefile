@@ -38,8 +38,7 @@ lint:
 	$(OPA) check --strict policies
 
 test-rego:
-	$(OPA) test --v1-compatible -v policies | tail -n 3
-	@$(OPA) test policies >/dev/null
+	$(OPA) test policies
 
 test-go: $(VAULT_BIN)
 	TRUSTGATE_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 ./...
@@ -56,6 +55,8 @@ $(VAULT_BIN):
 bench: build $(VAULT_BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/audit/ ./internal/identity/
 	TRUSTGATE_VAULT_BIN=$(VAULT_BIN) $(GO) test -tags bench -count=1 -run 'TestBench' -v -timeout 20m ./internal/bench/
+	$(GO) test -tags bench -count=1 -run 'TestBenchWhatIf' -v -timeout 30m ./internal/whatif/
+	$(GO) test -tags bench -count=1 -run 'TestBenchAudit' -v -timeout 30m ./internal/audit/
 
 # A development CA and server certificate under certs/dev (never committed).
 certs: build

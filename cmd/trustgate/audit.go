@@ -20,6 +20,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/protocol"
 )
 
 // auditCommand is `trustgate audit`: verify, snapshot, report, export
@@ -33,6 +35,7 @@ func auditCommand() *cobra.Command {
 // gatewayFlags are the flags of a command that calls the gateway.
 type gatewayFlags struct {
 	url, token, tokenFile, ca string
+	key, sub, role, aud       string
 	timeout                   time.Duration
 }
 
@@ -40,12 +43,25 @@ func (g *gatewayFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&g.url, "gateway", "http://127.0.0.1:8080", "the gateway's base URL")
 	cmd.Flags().StringVar(&g.token, "token", "", "an auditor's bearer token (prefer --token-file or TRUSTGATE_TOKEN)")
 	cmd.Flags().StringVar(&g.tokenFile, "token-file", "", "a file holding the bearer token")
+	cmd.Flags().StringVar(&g.key, "key", "", "instead of a token: the agency's private JWK, to mint a fresh single-use token")
+	cmd.Flags().StringVar(&g.sub, "sub", "", "with --key: the practitioner id (token subject)")
+	cmd.Flags().StringVar(&g.role, "role", "auditor", "with --key: the role")
+	cmd.Flags().StringVar(&g.aud, "aud", "trustgate", "with --key: the audience (the gateway id)")
 	cmd.Flags().StringVar(&g.ca, "ca", "", "CA certificate (PEM) for an https gateway with a private CA")
 	cmd.Flags().DurationVar(&g.timeout, "http-timeout", 10*time.Minute, "bound on the whole call")
 }
 
 func (g *gatewayFlags) bearer() (string, error) {
 	switch {
+	case g.key != "":
+		if g.sub == "" {
+			return "", &usageError{errors.New("--key needs --sub: the practitioner id")}
+		}
+		key, partner, err := protocol.ReadPrivateKey(g.key)
+		if err != nil {
+			return "", err
+		}
+		return identity.Mint(key, identity.MintClaims{Issuer: partner, Subject: g.sub, Role: g.role, Audience: g.aud, IssuedAt: time.Now(), Lifetime: time.Minute})
 	case g.token != "":
 		return g.token, nil
 	case g.tokenFile != "":
@@ -57,7 +73,7 @@ func (g *gatewayFlags) bearer() (string, error) {
 	case os.Getenv("TRUSTGATE_TOKEN") != "":
 		return os.Getenv("TRUSTGATE_TOKEN"), nil
 	}
-	return "", &usageError{errors.New("a token is required: --token-file, --token or TRUSTGATE_TOKEN (mint one with `trustgate token mint --role auditor`)")}
+	return "", &usageError{errors.New("a token is required (tokens are single-use): --key and --sub to mint one per call, or --token-file, --token or TRUSTGATE_TOKEN (mint one with `trustgate token mint --role auditor`)")}
 }
 
 func (g *gatewayFlags) client() (*http.Client, error) {

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,7 +34,7 @@ import (
 
 func policyCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "Test and check policies; replay decisions against a proposed revision"}
-	cmd.AddCommand(policyTestCommand(), policyCheckCommand(), policyWhatIfCommand())
+	cmd.AddCommand(policyTestCommand(), policyCheckCommand(), policyWhatIfCommand(), policyExportCommand())
 	return cmd
 }
 
@@ -41,6 +45,47 @@ func loadPolicies(dir string) (policy.Sources, string, error) {
 	}
 	src, err := policy.LoadDir(dir)
 	return src, dir, err
+}
+
+func policyExportCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "export DIR",
+		Short: "Write the embedded policies (Rego, tests, sample decisions) into DIR, to edit them",
+		Long: `Write the policies built into this binary - the Rego modules, their tests
+and samples.yaml - into DIR (created if needed), so that an IG lead can edit
+them and point the gateway's policies_dir at them. Refuses to overwrite a
+file.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			names, err := fs.Glob(policies.FS, "*")
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				b, err := fs.ReadFile(policies.FS, n)
+				if err != nil {
+					return err
+				}
+				f, err := os.OpenFile(filepath.Join(dir, n), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if err != nil {
+					return err
+				}
+				if _, err := f.Write(b); err != nil {
+					f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", filepath.Join(dir, n))
+			}
+			return nil
+		},
+	}
 }
 
 func policyTestCommand() *cobra.Command {
@@ -117,7 +162,7 @@ func printTests(w io.Writer, rep *policy.TestReport, quiet bool) {
 
 func policyCheckCommand() *cobra.Command {
 	var protocolsDir, registryPath, at string
-	var asJSON bool
+	var asJSON, assumeSigned bool
 	cmd := &cobra.Command{
 		Use:   "check [DIR]",
 		Short: "Check a policies directory with a protocols directory exactly as a reload does",
@@ -135,7 +180,7 @@ with its file and line, or its signature. Exits 1 on any problem.`,
 				return &usageError{fmt.Errorf("--at: %w", err)}
 			}
 			src := revision.Sources{PoliciesDir: argOr(args, 0), ProtocolsDir: protocolsDir, Registry: registryPath, Settings: policy.Settings{OverrideReviewDays: 5}}
-			_, rep := revision.Load(cmd.Context(), src, now, "policy check", revision.Options{})
+			_, rep := revision.Load(cmd.Context(), src, now, "policy check", revision.Options{AssumeSigned: assumeSigned})
 			out := cmd.OutOrStdout()
 			if asJSON {
 				if err := printJSON(out, rep); err != nil {
@@ -154,6 +199,7 @@ with its file and line, or its signature. Exits 1 on any problem.`,
 	cmd.Flags().StringVar(&registryPath, "registry", "", "registry file; default: PROTOCOLS/trust.yaml")
 	cmd.Flags().StringVar(&at, "at", "now", "check as of this time (YYYY-MM-DD or RFC 3339)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&assumeSigned, "assume-signed", false, "check a draft as if its signatories had signed it (unsigned or edited protocols count as in force)")
 	return cmd
 }
 
@@ -333,12 +379,12 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func policyWhatIfCommand() *cobra.Command {
-	var policiesDir, protocolsDir, registryPath, since, from, to, db string
+	var policiesDir, protocolsDir, registryPath, since, from, to, db, gateway, token string
 	var assumeSigned, asJSON bool
 	var examples int
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "whatif --policies DIR --protocols DIR --since 30d --db FILE",
+		Use:   "whatif --policies DIR --protocols DIR --since 30d (--db FILE | --gateway URL)",
 		Short: "Replay the recorded decisions of a period against a proposed revision; report what would change",
 		Long: `Build the revision in --policies (default: the embedded policies) and
 --protocols (default: the embedded demo protocols), replay against it every
@@ -352,12 +398,11 @@ With --assume-signed (the default) a protocol that lacks signatures, or
 whose signatures no longer verify because it was edited, is replayed as if
 signed: run the what-if before collecting signatures. The audit log is
 opened read-only; a running gateway holds it, so run this on a snapshot
-(GET /v1/audit/snapshot) or ask the gateway (POST /v1/admin/whatif).`,
+(GET /v1/audit/snapshot), or give --gateway and an ig_lead's --token: the
+files of --policies and --protocols are then sent to the gateway
+(POST /v1/admin/whatif), which replays its own log against them.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if db == "" {
-				return &usageError{fmt.Errorf("--db is required")}
-			}
 			now := time.Now()
 			p := whatif.Proposal{To: now, AssumeSigned: assumeSigned, Examples: examples}
 			var err error
@@ -379,6 +424,12 @@ opened read-only; a running gateway holds it, so run this on a snapshot
 					return &usageError{fmt.Errorf("--since: %w", err)}
 				}
 				p.From = p.To.Add(-d)
+			}
+			if gateway != "" {
+				return whatIfViaGateway(cmd, gateway, token, policiesDir, protocolsDir, p, asJSON)
+			}
+			if db == "" {
+				return &usageError{fmt.Errorf("--db or --gateway is required")}
 			}
 			l, err := audit.Open(db, audit.Options{ReadOnly: true, OpenTimeout: timeout})
 			if err != nil {
@@ -415,7 +466,109 @@ opened read-only; a running gateway holds it, so run this on a snapshot
 	cmd.Flags().IntVar(&examples, "examples", 5, "example audit sequence numbers per group")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the audit log's file lock")
+	cmd.Flags().StringVar(&gateway, "gateway", "", "ask a running gateway instead (its URL): the proposal's files are sent to POST /v1/admin/whatif")
+	cmd.Flags().StringVar(&token, "token", "", "with --gateway: an ig_lead's agency token (default: $TRUSTGATE_TOKEN)")
 	return cmd
+}
+
+// whatIfViaGateway sends the files of the proposal's directories to a
+// running gateway, which replays its own audit log against them.
+func whatIfViaGateway(cmd *cobra.Command, gateway, token, policiesDir, protocolsDir string, p whatif.Proposal, asJSON bool) error {
+	token = cmp.Or(token, os.Getenv("TRUSTGATE_TOKEN"))
+	if token == "" {
+		return &usageError{fmt.Errorf("--gateway needs --token (or $TRUSTGATE_TOKEN): an ig_lead's agency token")}
+	}
+	req := map[string]any{"from": p.From.UTC().Format(time.RFC3339Nano), "to": p.To.UTC().Format(time.RFC3339Nano),
+		"assume_signed": p.AssumeSigned, "examples": p.Examples}
+	for key, dir := range map[string]string{"policies": policiesDir, "protocols": protocolsDir} {
+		if dir == "" {
+			continue
+		}
+		files, err := proposalFiles(key, dir)
+		if err != nil {
+			return err
+		}
+		req[key] = files
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(gateway, "/")+"/v1/admin/whatif", bytes.NewReader(body))
+	if err != nil {
+		return &usageError{err}
+	}
+	hreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("what-if: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("what-if: %w", err)
+	}
+	var answer struct {
+		WhatIf      *whatif.Result      `json:"whatif"`
+		Diagnostics []policy.Diagnostic `json:"diagnostics"`
+		Error       struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		return fmt.Errorf("what-if: the gateway answered %s: %s", resp.Status, raw)
+	}
+	out := cmd.OutOrStdout()
+	switch {
+	case resp.StatusCode == http.StatusUnprocessableEntity:
+		for _, d := range answer.Diagnostics {
+			fmt.Fprintln(out, d)
+		}
+		return fmt.Errorf("%w: %s", errFound, answer.Error.Message)
+	case resp.StatusCode != http.StatusOK || answer.WhatIf == nil:
+		return fmt.Errorf("what-if: the gateway answered %s: %s", resp.Status, answer.Error.Message)
+	case asJSON:
+		return printJSON(out, answer.WhatIf)
+	}
+	printWhatIf(out, answer.WhatIf)
+	return nil
+}
+
+// proposalFiles reads the files of dir a proposal may carry. A protocol
+// without a signature or withdrawals file beside it is sent with that
+// file removed (null), so the proposal is the directory as it is.
+func proposalFiles(kind, dir string) (map[string]*string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]*string{}
+	for _, e := range entries {
+		if e.IsDir() || whatif.ValidName(kind, e.Name()) != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		text := string(b)
+		files[e.Name()] = &text
+	}
+	if kind == "protocols" {
+		for name := range files {
+			if ext := filepath.Ext(name); (ext == ".yaml" || ext == ".yml") && name != protocol.RegistryFile {
+				for _, suffix := range []string{protocol.SignatureSuffix, protocol.WithdrawalSuffix} {
+					if _, ok := files[name+suffix]; !ok {
+						files[name+suffix] = nil
+					}
+				}
+			}
+		}
+	}
+	return files, nil
 }
 
 func printWhatIf(w io.Writer, res *whatif.Result) {

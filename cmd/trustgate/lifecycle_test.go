@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/childrens-trust/trustgate/policies"
+	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/revision"
 )
 
 // TestPolicyTools runs the IG lead's tools as a review pipeline would:
@@ -18,10 +23,12 @@ func TestPolicyTools(t *testing.T) {
 		t.Fatalf("demo init: %d %s", code, out)
 	}
 	pols := filepath.Join(dir, "policies")
-	if err := os.CopyFS(pols, policies.FS); err != nil {
-		t.Fatal(err)
+	if code, out := runCLI(t, "policy", "export", pols); code != 0 || !strings.Contains(out, "samples.yaml") {
+		t.Fatalf("policy export: %d %s", code, out)
 	}
-	os.Chmod(pols, 0o755)
+	if code, _ := runCLI(t, "policy", "export", pols); code == 0 {
+		t.Fatal("policy export overwrote the policies")
+	}
 	protocols := filepath.Join(dir, "protocols")
 
 	code, out := runCLI(t, "policy", "test", pols)
@@ -111,5 +118,66 @@ func writeText(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPolicyWhatIf replays a recorded log against an edited protocol.
+func TestPolicyWhatIf(t *testing.T) {
+	dir := t.TempDir()
+	if code, out := runCLI(t, "demo", "init", "--dir", dir); code != 0 {
+		t.Fatalf("demo init: %d %s", code, out)
+	}
+	protocols := filepath.Join(dir, "protocols")
+	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	rev, err := revision.Build(context.Background(), revision.Sources{ProtocolsDir: protocols, Settings: policy.Settings{OverrideReviewDays: 5}}, at, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "audit.db")
+	l, err := audit.Open(db, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		in := policy.Input{
+			TimeNS:     at.Add(time.Duration(i) * time.Hour).UnixNano(),
+			Requester:  policy.Requester{Partner: "exley-csc", Type: "local_authority", Practitioner: "p1", Role: "social_worker"},
+			Provider:   policy.Provider{Partner: "exley-police", Type: "police"},
+			Purpose:    "safeguarding",
+			Categories: []string{"police_concerns", "household"},
+			Consents:   []policy.Consent{},
+		}
+		d, err := rev.Policy.Decide(context.Background(), &in)
+		if err != nil || !d.Allow {
+			t.Fatalf("decide: %v %+v", err, d)
+		}
+		raw, _ := json.Marshal(in)
+		e := &audit.Entry{Time: time.Unix(0, in.TimeNS).UTC(), Kind: audit.KindDecision, Decision: "allow", AllowedCategories: d.Categories,
+			Protocol: d.Protocol.ID, ProtocolVersion: d.Protocol.Version, Rule: d.Protocol.Rule, Purpose: in.Purpose, Input: raw}
+		if _, _, err := l.Append(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sg := filepath.Join(protocols, "safeguarding.yaml")
+	doc, _ := os.ReadFile(sg)
+	edited := strings.Replace(strings.Replace(string(doc), "categories: [police_concerns, household]", "categories: [police_concerns]", 1), "      household: [members, risks]\n", "", 1)
+	writeText(t, sg, edited)
+
+	code, out := runCLI(t, "policy", "whatif", "--protocols", protocols, "--db", db, "--from", "2026-11-19", "--to", "2026-11-21")
+	if code != 0 || !strings.Contains(out, "6 decisions replayed") || !strings.Contains(out, "narrowed 6") ||
+		!strings.Contains(out, "narrowed  isp-safeguarding v3 police-to-social-care  safeguarding  6      1, 2, 3, 4, 5") ||
+		!strings.Contains(out, "isp-safeguarding v3 (safeguarding.yaml): replayed as if signed") {
+		t.Fatalf("whatif: %d\n%s", code, out)
+	}
+	code, out = runCLI(t, "policy", "whatif", "--protocols", protocols, "--db", db, "--since", "30 days")
+	if code != exitUsage {
+		t.Fatalf("whatif with a bad period: %d\n%s", code, out)
+	}
+	code, out = runCLI(t, "policy", "whatif", "--protocols", protocols, "--db", db, "--assume-signed=false", "--from", "2026-11-19", "--to", "2026-11-21")
+	if code != 0 || !strings.Contains(out, "allow_to_deny 6") || !strings.Contains(out, "NOT replayed: bad signature from") {
+		t.Fatalf("whatif without assuming signatures: %d\n%s", code, out)
 	}
 }

@@ -64,6 +64,11 @@ func (a *App) closeCheckpoints() error {
 		a.ckpt.stop()
 		a.ckpt.wg.Wait()
 	}
+	if err := a.audit.Err(); err != nil {
+		// Failed closed already: nothing more can be committed to it.
+		a.log.Error("no shutdown checkpoint: the audit log is unavailable", "err", err)
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(a.cfg.HTTP.ShutdownTimeout.Duration, time.Second))
 	defer cancel()
 	if err := a.ckpt.cp.Close(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/internal/whatif"
 	"github.com/childrens-trust/trustgate/policies"
 )
 
@@ -110,7 +112,14 @@ func (g *gateway) serving() string {
 // revision the answer names.
 func TestReloadUnderLoad(t *testing.T) {
 	_, pols, mutate := editableTrust(t)
-	g := startGateway(t, mutate)
+	g := startGateway(t, func(c *config.Config) {
+		mutate(c)
+		// A reload competes with hundreds of requests for two cores (and,
+		// under the race detector, takes far longer): let it take its time.
+		c.HTTP.WriteTimeout = config.Duration{Duration: 5 * time.Minute}
+		c.Policy.ReloadTimeout = config.Duration{Duration: 5 * time.Minute}
+		c.Policy.RecheckRecent = 20
+	})
 	activated := map[string]bool{g.serving(): true}
 
 	// 200 workers keep requests in flight until the reloads are done; each
@@ -125,7 +134,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		reloadTokens[i] = g.token("exley-csc", "ig_lead")
 	}
 	body := mustJSON(policeShare())
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	client := &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
 	post := func(path, token string, body []byte) (int, map[string]any, error) {
 		req, err := http.NewRequest(http.MethodPost, g.base+path, bytes.NewReader(body))
 		if err != nil {
@@ -599,5 +608,133 @@ func pollUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWhatIfOverTheRecordedLog records decisions through the gateway, then
+// asks what a proposed edit would have changed, and checks the answer
+// against evaluating every recorded input against the proposal.
+func TestWhatIfOverTheRecordedLog(t *testing.T) {
+	protocols, _, mutate := editableTrust(t)
+	g := startGateway(t, mutate)
+	asks := []struct {
+		partner, role string
+		body          map[string]any
+	}{
+		{"exley-csc", "social_worker", policeShare()},
+		{"exley-csc", "social_worker", map[string]any{"subject": child, "provider": "exley-police", "purpose": "safeguarding", "categories": []string{"household"}}},
+		{"exley-csc", "early_help_worker", map[string]any{"subject": child, "provider": "exley-community-health", "purpose": "early_help", "categories": []string{"immunisations"}}},
+		{"exley-yos", "yot_officer", map[string]any{"subject": child, "provider": "exley-police", "purpose": "youth_justice", "categories": []string{"offending"}}},
+		{"exley-academy", "teacher", map[string]any{"subject": child, "provider": "riverside-gp", "purpose": "safeguarding", "categories": []string{"health_summary"}}},
+	}
+	for day := range 4 {
+		g.clock.Set(testNow.Add(time.Duration(day) * 24 * time.Hour))
+		for _, a := range asks {
+			decisionOf(t, g.decide(a.partner, a.role, a.body))
+		}
+	}
+	g.clock.Set(testNow.Add(4 * 24 * time.Hour))
+
+	// The proposal: household is no longer shared by the police rule.
+	doc, err := os.ReadFile(filepath.Join(protocols, "safeguarding.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proposed := strings.Replace(strings.Replace(string(doc), "categories: [police_concerns, household]", "categories: [police_concerns]", 1), "      household: [members, risks]\n", "", 1)
+	if proposed == string(doc) {
+		t.Fatal("the edit did not apply")
+	}
+	body := mustJSON(map[string]any{"since": "7d", "protocols": map[string]string{"safeguarding.yaml": proposed}})
+	r := g.do(http.MethodPost, "/v1/admin/whatif", g.token("exley-csc", "ig_lead"), body)
+	if r.Status != 200 {
+		t.Fatalf("what-if: %d %s", r.Status, r.Raw)
+	}
+	var answer struct {
+		WhatIf whatif.Result `json:"whatif"`
+	}
+	if err := json.Unmarshal(r.Raw, &answer); err != nil {
+		t.Fatal(err)
+	}
+	got := answer.WhatIf
+
+	// Brute force: the proposal written out, every recorded decision
+	// evaluated against it.
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(protocols)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "safeguarding.yaml"), []byte(proposed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prop, err := revision.Proposal(context.Background(), revision.Sources{ProtocolsDir: dir, PoliciesDir: g.cfg.PoliciesDir, Settings: policy.Settings{OverrideReviewDays: 5}}, g.clock.Now(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]uint64{}
+	decisions := 0
+	head, _ := g.app.Audit().Head()
+	for seq := uint64(1); seq <= head; seq++ {
+		e, err := g.app.Audit().Get(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Kind != "decision" {
+			continue
+		}
+		decisions++
+		var in policy.Input
+		if err := json.Unmarshal(e.Input, &in); err != nil {
+			t.Fatalf("seq %d: no recorded input: %v", seq, err)
+		}
+		if strings.Contains(string(e.Input), child) {
+			t.Fatalf("the recorded input holds the NHS number: %s", e.Input)
+		}
+		d, err := prop.Policy.Decide(context.Background(), &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		was := whatif.Outcome{Allow: e.Decision == "allow", Protocol: e.Protocol, Version: e.ProtocolVersion, Rule: e.Rule}
+		if was.Allow {
+			was.Categories = slices.Sorted(slices.Values(e.AllowedCategories))
+		}
+		if kind, rule := whatif.Change(was, whatif.OutcomeOf(d)); kind != "" {
+			k := kind + "|" + rule + "|" + in.Purpose
+			want[k] = append(want[k], seq)
+		}
+	}
+	gotGroups := map[string][]uint64{}
+	for _, grp := range got.Groups {
+		if len(grp.Examples) != min(grp.Count, 5) {
+			t.Fatalf("group %+v", grp)
+		}
+		gotGroups[grp.Change+"|"+grp.Rule+"|"+grp.Purpose] = grp.Examples
+	}
+	for k, seqs := range want {
+		if len(seqs) > 5 {
+			want[k] = seqs[:5]
+		}
+	}
+	if got.Decisions != decisions || decisions != 4*len(asks) || !reflect.DeepEqual(gotGroups, want) {
+		t.Fatalf("what-if: %d decisions, groups %v; brute force: %d decisions, groups %v", got.Decisions, gotGroups, decisions, want)
+	}
+	if got.ByChange[whatif.Narrowed] != 4 || got.ByChange[whatif.AllowToDeny] != 4 {
+		t.Fatalf("what-if: %s", got.Summary())
+	}
+
+	// Bad proposals are refused, and the role is checked.
+	r = g.do(http.MethodPost, "/v1/admin/whatif", g.token("exley-csc", "ig_lead"), mustJSON(map[string]any{"since": "7d", "policies": map[string]string{"../evil.rego": "x"}}))
+	if r.Status != 400 || errorOf(t, r)["field"] != "policies.../evil.rego" {
+		t.Fatalf("a path in a file name: %d %s", r.Status, r.Raw)
+	}
+	r = g.do(http.MethodPost, "/v1/admin/whatif", g.token("exley-csc", "ig_lead"), mustJSON(map[string]any{"since": "7d", "policies": map[string]string{"extra.rego": "package x\n\nx := \n"}}))
+	if r.Status != 422 || !strings.Contains(string(r.Raw), `"file":"extra.rego"`) {
+		t.Fatalf("a proposal that does not compile: %d %s", r.Status, r.Raw)
+	}
+	r = g.do(http.MethodPost, "/v1/admin/whatif", g.token("exley-csc", "ig_lead"), mustJSON(map[string]any{"since": "7 days"}))
+	if r.Status != 400 || errorOf(t, r)["field"] != "since" {
+		t.Fatalf("a bad period: %d %s", r.Status, r.Raw)
+	}
+	if r := g.do(http.MethodPost, "/v1/admin/whatif", g.token("exley-csc", "social_worker"), body); r.Status != 403 {
+		t.Fatalf("a social worker's what-if: %d", r.Status)
 	}
 }

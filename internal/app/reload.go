@@ -14,9 +14,10 @@ import (
 // get the wrong answer.
 func (a *App) startRevisions(ctx context.Context) error {
 	a.loader = revision.NewLoader(a.holder, a.sources(), revision.LoaderOptions{
-		Now:    a.now,
-		Log:    a.log,
-		Recent: whatif.RecentInputs(a.audit, a.cfg.Policy.RecheckRecent),
+		Now:     a.now,
+		Log:     a.log,
+		Recent:  whatif.RecentInputs(a.audit, a.cfg.Policy.RecheckRecent),
+		Timeout: a.cfg.Policy.ReloadTimeout.Duration,
 	})
 	_, err := a.loader.Start(ctx)
 	return err

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,11 @@ import (
 )
 
 var verifyEntries = flag.Int("audit.verify-entries", 100_000, "entries in the log BenchmarkVerify checks")
+
+// appenders is the number of concurrent appenders in the append
+// benchmarks: requests in flight at a busy gateway (TestBenchAudit uses
+// the same; docs/performance.md).
+const appenders = 256
 
 // reportRate reports entries/s over the timed part of the benchmark.
 func reportRate(b *testing.B, entries int64, elapsed time.Duration) {
@@ -42,7 +48,7 @@ func BenchmarkAppendGroupCommit(b *testing.B) {
 		b.Fatal(err)
 	}
 	var n atomic.Int64
-	b.SetParallelism(32)
+	b.SetParallelism(appenders / runtime.GOMAXPROCS(0))
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -88,7 +94,7 @@ func BenchmarkAppendOneFsyncPerEntry(b *testing.B) {
 		prev = audit.GenesisHash
 	)
 	var n atomic.Int64
-	b.SetParallelism(32)
+	b.SetParallelism(appenders / runtime.GOMAXPROCS(0))
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {

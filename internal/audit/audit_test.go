@@ -171,8 +171,10 @@ func decodeStored(t *testing.T, v []byte) audit.Entry {
 	return e
 }
 
+// sha256Hex is the documented entry hash: hex SHA-256(0x00 || E), the
+// Merkle leaf hash, computed independently of the package.
 func sha256Hex(b []byte) string {
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(append([]byte{0}, b...))
 	return hex.EncodeToString(sum[:])
 }
 
@@ -307,7 +309,7 @@ func TestAppendFormat(t *testing.T) {
 		if got.Seq != seq || got.PrevHash != wantPrev || got.Hash != want {
 			t.Fatalf("entry %d: seq %d prev %s hash %s, want %d %s %s", seq, got.Seq, got.PrevHash, got.Hash, seq, wantPrev, want)
 		}
-		// The documented format: hash = hex SHA-256(stored bytes).
+		// The documented format: hash = hex SHA-256(0x00 || stored bytes).
 		if h := sha256Hex(canonical(t, *got)); h != want {
 			t.Fatalf("entry %d: hash of the canonical bytes = %s, Append returned %s", seq, h, want)
 		}

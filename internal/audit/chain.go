@@ -2,13 +2,14 @@ package audit
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
@@ -35,7 +36,7 @@ var (
 
 	metaVersion   = []byte("version")    // big-endian uint64
 	metaHeadSeq   = []byte("head_seq")   // big-endian uint64; 0 for an empty log
-	metaHeadHash  = []byte("head_hash")  // lowercase hex SHA-256 of the head entry's stored bytes
+	metaHeadHash  = []byte("head_hash")  // the head entry's hash (hashHex)
 	metaTreeRange = []byte("tree_range") // the compact range [0, head_seq): popcount(head_seq) 32-byte hashes
 	metaTimeTail  = []byte("time_tail")  // the key of the last time block (index.go)
 )
@@ -57,10 +58,11 @@ func keySeq(k []byte) (seq uint64, ok bool) {
 	return binary.BigEndian.Uint64(k), true
 }
 
-// hashHex returns the chain hash of stored bytes: lowercase hex SHA-256.
+// hashHex returns the entry hash of stored bytes E, which is also what
+// the next entry's prev_hash holds: lowercase hex of the Merkle leaf hash
+// SHA-256(0x00 || E). One hash serves the chain and the tree.
 func hashHex(stored []byte) string {
-	sum := sha256.Sum256(stored)
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(leafHash(stored))
 }
 
 // --- the stored encoding -------------------------------------------------
@@ -181,11 +183,84 @@ func marshalStored(e *Entry) ([]byte, error) {
 	return json.Marshal(asStored(e))
 }
 
+// Splicing. The committer must not spend its time in encoding/json: it
+// holds the one write transaction every request waits on. So Append
+// encodes the entry in the caller's goroutine as a template, with Seq,
+// PrevSubject, PrevPractitioner and PrevHash zero, and the committer only
+// splices in the values it assigns. That gives exactly the bytes
+// encoding/json would, because Seq is the first stored field and
+// PrevSubject, PrevPractitioner (both omitempty) and PrevHash the last
+// three; canSplice checks this once, and without it the committer encodes
+// in full.
+
+const (
+	tmplHead = `{"n":0,`
+	tmplTail = `"h":""}`
+)
+
+var canSplice = func() bool {
+	var names []string
+	for i := range storedType.NumField() {
+		name := storedType.Field(i).Tag.Get("json")
+		if name != "-" {
+			names = append(names, name)
+		}
+	}
+	n := len(names)
+	if n < 5 || names[0] != "n" || names[n-3] != "ps,omitempty" || names[n-2] != "pp,omitempty" || names[n-1] != "h" {
+		return false
+	}
+	e := Entry{Time: time.Unix(1, 0).UTC(), RequestID: "r", Kind: KindDecision, Subject: "s", Practitioner: "p"}
+	tmpl, err := marshalTemplate(e)
+	if err != nil {
+		return false
+	}
+	e.Seq, e.PrevSubject, e.PrevPractitioner, e.PrevHash = 12, 3, 4, GenesisHash
+	full, err := marshalStored(&e)
+	return err == nil && bytes.Equal(full, splice(tmpl, 12, 3, 4, GenesisHash))
+}()
+
+// marshalTemplate encodes e with the fields the committer assigns left
+// zero.
+func marshalTemplate(e Entry) ([]byte, error) {
+	e.Seq, e.PrevSubject, e.PrevPractitioner, e.PrevHash, e.Hash = 0, 0, 0, "", ""
+	b, err := marshalStored(&e)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasPrefix(b, []byte(tmplHead)) || !bytes.HasSuffix(b, []byte(tmplTail)) {
+		return nil, fmt.Errorf("unexpected stored encoding %.40q", b)
+	}
+	return b, nil
+}
+
+// splice completes a template made by marshalTemplate.
+func splice(tmpl []byte, seq, prevSubject, prevPractitioner uint64, prevHash string) []byte {
+	b := make([]byte, 0, len(tmpl)+len(prevHash)+64)
+	b = append(b, `{"n":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, ',')
+	b = append(b, tmpl[len(tmplHead):len(tmpl)-len(tmplTail)]...)
+	if prevSubject != 0 {
+		b = append(b, `"ps":`...)
+		b = strconv.AppendUint(b, prevSubject, 10)
+		b = append(b, ',')
+	}
+	if prevPractitioner != 0 {
+		b = append(b, `"pp":`...)
+		b = strconv.AppendUint(b, prevPractitioner, 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"h":"`...)
+	b = append(b, prevHash...) // lowercase hex: nothing to escape
+	return append(b, `"}`...)
+}
+
 // record is one encoded entry, ready to Put.
 type record struct {
 	entry *Entry // the entry as encoded (Seq, PrevHash set)
 	val   []byte // stored bytes E
-	hash  string // hashHex(E): the chain hash
+	hash  string // hashHex(E): the entry (chain) hash, hex of leaf
 	leaf  []byte // SHA-256(0x00 || E): the Merkle leaf hash
 }
 
@@ -199,8 +274,9 @@ func encodeEntry(e Entry, seq uint64, prevHash string) (record, error) {
 	if err != nil {
 		return record{}, fmt.Errorf("encode entry %d: %w: %w", seq, ErrInvalidEntry, err)
 	}
-	e.Hash = hashHex(val)
-	return record{entry: &e, val: val, hash: e.Hash, leaf: leafHash(val)}, nil
+	leaf := leafHash(val)
+	e.Hash = hex.EncodeToString(leaf)
+	return record{entry: &e, val: val, hash: e.Hash, leaf: leaf}, nil
 }
 
 // decodeEntry strictly decodes the stored value of key seq: one JSON

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"maps"
 	"slices"
 
@@ -51,34 +52,45 @@ type linker struct {
 
 func newLinker(base heads) *linker { return &linker{base: base, overlay: map[string]uint64{}} }
 
-func (l *linker) newest(dim byte, v string) uint64 {
-	if v == "" {
-		return 0
-	}
-	k := chainKey(dim, v)
+func (l *linker) newestKey(k string) uint64 {
 	if s, ok := l.overlay[k]; ok {
 		return s
 	}
 	return l.base[k]
 }
 
-func (l *linker) set(dim byte, v string, seq uint64) {
-	if v != "" {
-		l.overlay[chainKey(dim, v)] = seq
+// encode links e into the chains as entry seq and encodes it, splicing
+// into tmpl (marshalTemplate's, or nil to encode in full); the links are
+// recorded only if it encodes.
+func (l *linker) encode(e Entry, tmpl []byte, seq uint64, prevHash string) (record, error) {
+	var ks, kp string // each chain key is built once
+	if e.Subject != "" {
+		ks = chainKey(chainSubject, e.Subject)
+		e.PrevSubject = l.newestKey(ks)
 	}
-}
-
-// encode links e into the chains as entry seq and encodes it; the links
-// are recorded only if it encodes.
-func (l *linker) encode(e Entry, seq uint64, prevHash string) (record, error) {
-	e.PrevSubject = l.newest(chainSubject, e.Subject)
-	e.PrevPractitioner = l.newest(chainPractitioner, e.Practitioner)
-	rec, err := encodeEntry(e, seq, prevHash)
-	if err != nil {
-		return rec, err
+	if e.Practitioner != "" {
+		kp = chainKey(chainPractitioner, e.Practitioner)
+		e.PrevPractitioner = l.newestKey(kp)
 	}
-	l.set(chainSubject, e.Subject, seq)
-	l.set(chainPractitioner, e.Practitioner, seq)
+	var rec record
+	if tmpl != nil {
+		e.Seq, e.PrevHash = seq, prevHash
+		val := splice(tmpl, seq, e.PrevSubject, e.PrevPractitioner, prevHash)
+		leaf := leafHash(val)
+		e.Hash = hex.EncodeToString(leaf)
+		rec = record{entry: &e, val: val, hash: e.Hash, leaf: leaf}
+	} else {
+		var err error
+		if rec, err = encodeEntry(e, seq, prevHash); err != nil {
+			return rec, err
+		}
+	}
+	if ks != "" {
+		l.overlay[ks] = seq
+	}
+	if kp != "" {
+		l.overlay[kp] = seq
+	}
 	return rec, nil
 }
 

@@ -141,11 +141,8 @@ func (l *Log) AddCheckpoint(ctx context.Context, compact string) (*Checkpoint, e
 	if err != nil {
 		return nil, fmt.Errorf("audit: add checkpoint: %w", err)
 	}
-	if l.readOnly {
-		return nil, fmt.Errorf("audit: add checkpoint: %w: %w", ErrUnavailable, ErrReadOnly)
-	}
-	if err := l.failure(); err != nil {
-		return nil, err
+	if err := l.Err(); err != nil { // closed, read-only or failed
+		return nil, fmt.Errorf("audit: add checkpoint: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("audit: add checkpoint: %w", err)

@@ -1,7 +1,9 @@
 // Package audit owns the gateway's audit log: an append-only,
 // tamper-evident record of every request that reaches the gateway
 // (allowed, denied, rejected, unauthenticated, unavailable), kept in one
-// bbolt file.
+// bbolt file, with a Merkle tree over it, signed checkpoints, indexes for
+// auditors' queries, access reports with proofs, export and figures.
+// docs/auditing.md is the auditor's guide; this comment is the contract.
 //
 // # Promises
 //
@@ -11,57 +13,90 @@
 // returns; if Append fails, the caller answers 503 (errors wrap
 // ErrUnavailable).
 //
+// One transaction. The entries of a commit, the Merkle tree state, the
+// query index (posting lists, time blocks) and, when due, the chain heads
+// dump are written in the same write transaction: none of them can
+// disagree with the entries after a crash.
+//
 // Group commit. One committer goroutine takes every queued append, up to
-// Options.MaxBatch, into a single write transaction, assigns seqs and
-// chains them in that order, and commits once: concurrent requests share
-// one fsync. If the commit fails, every append in the group fails, the
-// head does not advance, and the Log refuses further appends until it is
-// reopened (after a failed fsync the file's state is uncertain; failing
-// closed is the safe answer for an audit log).
+// Options.MaxBatch, into a single write transaction, assigns seqs, chains
+// and links them in that order, and commits once: concurrent requests
+// share one fsync. If the commit fails, every append in the group fails,
+// the head, the tree and the chain heads do not advance, and the Log
+// refuses further appends (and checkpoints) until it is reopened (after
+// a failed fsync the file's state is uncertain; failing closed is the
+// safe answer for an audit log).
 //
 // Append-only. No code path updates or deletes an entry: the only writes
-// are Puts of keys above the current last key, checked inside each write
-// transaction against the head recorded in meta, plus the update of that
-// head. Reads run in read transactions and copy values out before the
-// transaction ends.
+// to "entries" are Puts of keys above the current last key, checked inside
+// each write transaction against the head recorded in meta. Reads run in
+// read transactions and copy values out before the transaction ends.
 //
-// # Format (version 1)
+// # Format (version 2)
 //
 // Bucket "entries": key = seq as 8 bytes big-endian, starting at 1 (so
-// cursor order is log order); value = the canonical bytes E of the entry.
-// Bucket "meta": "version" (8-byte big-endian 1), "head_seq" (8-byte
-// big-endian seq of the last entry, 0 when empty), "head_hash" (hash of
-// the last entry, GenesisHash when empty).
+// cursor order is log order); value = the stored bytes E of the entry:
+// encoding/json of the Entry with Seq, PrevSubject, PrevPractitioner and
+// PrevHash set and Hash left out, under the short stored names of
+// storedNames in chain.go (a field added to Entry without a short name is
+// stored under its JSON name). The entry's hash is lowercase hex of its
+// Merkle leaf hash, SHA-256(0x00 || E): one hash serves the chain and the
+// tree. Entry 1 has PrevHash = GenesisHash (64 '0's); entry n has PrevHash
+// = the hash of entry n-1. Hash is never stored; reads fill it in.
 //
-// E is encoding/json.Marshal of the Entry with Seq set, PrevHash set and
-// Hash = "". The entry's hash is lowercase hex SHA-256(E). Entry 1 has
-// PrevHash = GenesisHash (64 '0's); entry n has PrevHash = hash of entry
-// n-1. Hash is never stored; reads fill it in from the recomputed digest.
-// A later Merkle tree over the log will use leaf = SHA-256(0x00 || E).
+// The Merkle tree (merkle.go) is RFC 9162's: leaf n-1 is entry n, its
+// hash SHA-256(0x00 || E); interior nodes SHA-256(0x01 || left || right).
+// Meta "tree_range" holds the compact range (the perfect subtrees' roots)
+// of the whole log; bucket "tree" holds every complete node on levels 4,
+// 8, 12, ...; other nodes are recomputed from the nearest stored level or
+// from the entries.
+//
+// Bucket "checkpoints" (checkpoint.go): key = tree size (8 bytes
+// big-endian), value = the checkpoint, a compact JWS signed with the
+// gateway's key (typ trustgate-checkpoint+json) over
+// {"log","size","root","head","time"}.
+//
+// The index: bucket "postings" (index.go) holds posting lists by
+// requester, provider, purpose, kind, decision, override, protocol and
+// review id; subjects and practitioners are chained instead (chains.go:
+// PrevSubject, PrevPractitioner, with bucket "heads" holding a periodic
+// dump of each chain's newest seq); bucket "times" summarises the times of
+// each block of 256 entries. Meta holds "version" (2), "head_seq",
+// "head_hash", "tree_range" and "time_tail".
 //
 // # What Verify detects, and what it cannot
 //
-// Verify walks the file offline and reports the first damage as a
+// VerifyFile walks the file offline and reports the first damage as a
 // *TamperError naming the entry: a deleted entry (a gap in the keys), an
 // altered entry (its hash no longer matches the next entry's prev_hash, or
 // the recorded head), a moved or swapped entry (its seq field differs from
-// its key), an unparseable entry or unknown field, and a truncated tail or
-// edited head (meta's head differs from the last entry). Open checks the
-// head against the last entry on every start.
+// its key), an unparseable entry or unknown field, a truncated tail or
+// edited head (meta's head differs from the last entry), and a broken
+// subject or practitioner chain. It recomputes the Merkle tree and
+// compares it with every stored checkpoint and every checkpoint given from
+// outside (their signatures checked against the keys given), so a
+// truncated tail or a rewrite with a fresh, self-consistent chain is
+// caught as soon as one checkpoint made before it is at hand: the error
+// then names the entries between the last checkpoint that still matches
+// and the first that does not (TamperError.Seq to Last), because a rewrite
+// that recomputed the chain leaves no per-entry trace. It also checks the
+// stored tree nodes, the chain heads dump, the time blocks and every
+// posting against the entries, so that proofs and queries served from
+// them are right.
 //
-// A hash chain alone cannot detect a consistent rewrite: someone with
-// write access to the file can rewrite entry k and every entry after it,
-// recompute the chain and update meta, and the result verifies (in the
-// limit, replace the whole log). Likewise the newest entry is protected
-// only by meta, which lives in the same file. Detecting that needs the
-// head to be committed to somewhere the attacker cannot rewrite: signed
-// Merkle checkpoints, published to the partners, are planned for that.
+// What it cannot: a rewrite of entries that no checkpoint covers yet
+// (made after the last checkpoint anyone kept) verifies, as does a whole
+// log forged by someone who holds the signing key. Checkpoints are
+// therefore made often (Every, Interval), at shutdown, and pushed outside
+// the gateway (a directory, a webhook) where the partners keep them.
 //
 // # Concurrency and processes
 //
 // A Log is safe for concurrent use. The file is locked by the process
 // that opens it; a second Open (or Verify) waits Options.OpenTimeout and
 // fails with ErrBusy. To read a running gateway's log, take a consistent
-// copy with Log.Snapshot or Log.SnapshotFile (the `trustgate audit
-// snapshot` command) and Verify the copy.
+// copy through the gateway (GET /v1/audit/snapshot, `trustgate audit
+// snapshot`, which stream Log.SnapshotStream from one read transaction)
+// and verify the copy. Options.ReadOnly opens a copy for reading (queries,
+// reports, export) without changing it.
 package audit

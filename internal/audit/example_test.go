@@ -57,7 +57,7 @@ func Example() {
 	}
 	fmt.Println("verified", rep.Entries, "entries, head", rep.Head == hash)
 	// Output:
-	// entry 1 12e0d580b1c576b22da35af94c28dab96ccf63a17e5466e9c4aa34af49b5dcf3
+	// entry 1 73e64e9b60fbcadf8b35a14035b066985d8fe521e4d8d5c9280feb002a90ce17
 	// verified 1 entries, head true
 }
 

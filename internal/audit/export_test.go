@@ -73,7 +73,14 @@ func TypicalEntry(i int) Entry {
 // large transactions without the committer. It returns the head hash.
 func BuildLog(tb testing.TB, path string, n int) string {
 	tb.Helper()
-	l, err := Open(path, Options{})
+	return BuildLogPageSize(tb, path, n, 0)
+}
+
+// BuildLogPageSize is BuildLog for a new file with the given page size
+// (0: the default).
+func BuildLogPageSize(tb testing.TB, path string, n, pageSize int) string {
+	tb.Helper()
+	l, err := Open(path, Options{PageSize: pageSize})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -89,7 +96,7 @@ func BuildLog(tb testing.TB, path string, n int) string {
 		recs = recs[:0]
 		from := h
 		for ; len(recs) < perTx && done < n; done++ {
-			rec, err := lk.encode(TypicalEntry(done), h.seq+1, h.hash)
+			rec, err := lk.encode(TypicalEntry(done), nil, h.seq+1, h.hash)
 			if err != nil {
 				tb.Fatal(err)
 			}

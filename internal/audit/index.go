@@ -234,6 +234,9 @@ func (b *indexBatch) write(tx *bolt.Tx) error {
 		return err
 	}
 	post := tx.Bucket(bucketPostings)
+	// Each list grows at its own end (its last chunk, then a new chunk
+	// keyed just above it): pack pages full rather than half.
+	post.FillPercent = 1.0
 	keys := make([]listKey, 0, len(b.lists))
 	for k := range b.lists {
 		keys = append(keys, k)

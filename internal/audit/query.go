@@ -166,20 +166,23 @@ func (l *Log) Query(ctx context.Context, q Query) (*Page, error) {
 }
 
 // viewAtHead runs fn in a read transaction with the log's size and the
-// chain heads of keys as of one commit: entries above size, committed
-// after the heads were read, are for fn to ignore.
+// chain heads of keys as of one commit. The heads and the size are read
+// together, before the transaction begins: the committer publishes them
+// only after its commit, so the transaction sees every entry up to size
+// (and perhaps later ones, which fn ignores). No lock is held while the
+// transaction begins, so a reader waiting on bbolt never holds up appends.
 func (l *Log) viewAtHead(ctx context.Context, keys []string, fn func(tx *bolt.Tx, size uint64, hd heads) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	l.headMu.Lock()
-	tx, err := l.db.Begin(false)
 	size := l.head.seq
 	hd := make(heads, len(keys))
 	for _, k := range keys {
 		hd[k] = l.heads[k]
 	}
 	l.headMu.Unlock()
+	tx, err := l.db.Begin(false)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}

@@ -29,9 +29,10 @@ type AccessReport struct {
 	Size       uint64 `json:"size"`
 	Root       string `json:"root"`
 	// PractitionersWithheld says the practitioners' identities were
-	// removed (the family's copy): each entry's Practitioner is empty and
-	// its stored bytes are left out, so its leaf hash is given but cannot
-	// be recomputed from the report.
+	// removed (the family's copy): each entry's practitioner fields (and
+	// the recorded policy input, which names the practitioner) are empty
+	// and its stored bytes are left out, so its leaf hash is given but
+	// cannot be recomputed from the report.
 	PractitionersWithheld bool           `json:"practitioners_withheld"`
 	Entries               []ReportEntry  `json:"entries"`
 	Chain                 ChainStatement `json:"chain"`
@@ -89,7 +90,7 @@ func (l *Log) AccessReport(ctx context.Context, subject string, cp *Checkpoint, 
 			}
 			re := ReportEntry{Entry: e, Proof: p}
 			if withhold {
-				e.Practitioner, e.PrevPractitioner = "", 0
+				withholdPractitioners(e)
 			} else {
 				re.Stored = append([]byte(nil), entries.Get(seqKey(e.Seq))...)
 			}
@@ -102,6 +103,15 @@ func (l *Log) AccessReport(ctx context.Context, subject string, cp *Checkpoint, 
 	}
 	rep.Chain = linkStatement(rep.Entries)
 	return rep, nil
+}
+
+// withholdPractitioners removes from e every field that can name a
+// practitioner: the practitioner, the link to the practitioner's previous
+// entry, a lead practitioner, and the recorded policy input (which names
+// the requesting practitioner). Recipients, providers, purposes, outcomes
+// and lawful bases stay.
+func withholdPractitioners(e *Entry) {
+	e.Practitioner, e.PrevPractitioner, e.LeadPractitioner, e.Input = "", 0, "", nil
 }
 
 func linkStatement(es []ReportEntry) ChainStatement {

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,6 +85,24 @@ var entryFields = func() map[string]fieldInfo {
 	return m
 }()
 
+// orderedFields are entryFields in struct order (the order encoding/json
+// writes them in).
+var orderedFields = func() (out []struct {
+	name string
+	info fieldInfo
+}) {
+	for i := range storedType.NumField() {
+		name, _, _ := strings.Cut(storedType.Field(i).Tag.Get("json"), ",")
+		if f, ok := entryFields[name]; ok {
+			out = append(out, struct {
+				name string
+				info fieldInfo
+			}{name, f})
+		}
+	}
+	return out
+}()
+
 // scanned is what Verify needs from an entry.
 type scanned struct {
 	seq      uint64
@@ -107,6 +126,7 @@ func scanEntry(val []byte) (scanned, error) {
 	s := entryScanner{b: val}
 	var out scanned
 	var seen uint64
+	hint := 0
 	s.ws()
 	if !s.consume('{') {
 		return out, s.fail("expected '{'")
@@ -121,7 +141,19 @@ func scanEntry(val []byte) (scanned, error) {
 		if err != nil {
 			return out, err
 		}
-		f, ok := entryFields[string(key)]
+		// encoding/json writes the fields in struct order: look ahead
+		// from the field after the last one before asking the map.
+		var f fieldInfo
+		ok := false
+		for i := hint; i < len(orderedFields); i++ {
+			if string(key) == orderedFields[i].name {
+				f, ok, hint = orderedFields[i].info, true, i+1
+				break
+			}
+		}
+		if !ok {
+			f, ok = entryFields[string(key)]
+		}
 		if !ok || esc {
 			return out, fmt.Errorf("unknown field %q", key)
 		}
@@ -261,8 +293,11 @@ func (s *entryScanner) str() (raw []byte, escaped bool, err error) {
 	start := s.i
 	ascii := true
 	for s.i < len(s.b) {
-		// Skip plain bytes fast; stop at a quote, backslash, control
-		// byte or non-ASCII byte.
+		// Skip plain bytes fast, eight at a time while none is special;
+		// stop at a quote, backslash, control byte or non-ASCII byte.
+		for s.i+8 <= len(s.b) && !special8(binary.LittleEndian.Uint64(s.b[s.i:])) {
+			s.i += 8
+		}
 		for s.i < len(s.b) && plain[s.b[s.i]] {
 			s.i++
 		}
@@ -460,6 +495,18 @@ var plain = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// special8 reports whether any of the eight bytes of w is not plain: a
+// control byte (< 0x20), '"', '\\' or a byte >= 0x80. (Bit tricks from
+// "Bit Twiddling Hacks": a byte is zero iff (x-0x01) & ^x & 0x80 is set;
+// with borrows only from a lower zero byte, so a false positive can only
+// follow a true one, which is all this needs.)
+func special8(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(x uint64) uint64 { return (x - ones) & ^x & highs }
+	lt20 := (w - ones*0x20) & ^w & highs // some byte < 0x20 (for bytes < 0x80)
+	return (w&highs)|lt20|hasZero(w^(ones*'"'))|hasZero(w^(ones*'\\')) != 0
+}
 
 func isHexDigit(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'

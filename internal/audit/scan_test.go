@@ -2,8 +2,10 @@ package audit
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -180,4 +182,66 @@ func FuzzScanEntryMarshal(f *testing.F) {
 			t.Fatalf("scanEntry(%s) = seq %d prev %q", data, got.seq, got.prevHash)
 		}
 	})
+}
+
+func TestSpecial8(t *testing.T) {
+	naive := func(b []byte) bool {
+		for _, c := range b {
+			if !plain[c] {
+				return true
+			}
+		}
+		return false
+	}
+	r := rand.New(rand.NewPCG(8, 8))
+	var b [8]byte
+	for i := range 2_000_000 {
+		for j := range b {
+			switch r.IntN(4) {
+			case 0: // any byte
+				b[j] = byte(r.IntN(256))
+			default: // mostly plain, near the edges
+				b[j] = []byte{0x1f, 0x20, 0x21, '"', '#', '[', '\\', ']', 0x7e, 0x7f, 0x80, 'a'}[r.IntN(12)]
+			}
+		}
+		if i%3 == 0 {
+			for j := range b {
+				b[j] = byte(0x20 + r.IntN(0x5f))
+			}
+		}
+		if got, want := special8(binary.LittleEndian.Uint64(b[:])), naive(b[:]); got != want {
+			t.Fatalf("special8(% x) = %v, want %v", b, got, want)
+		}
+	}
+}
+
+// TestSpliceIsMarshal checks that the committer's splice gives exactly
+// the bytes encoding/json gives for the whole entry.
+func TestSpliceIsMarshal(t *testing.T) {
+	if !canSplice {
+		t.Fatal("the stored layout no longer allows splicing: the committer encodes in full (slower); fix the field order")
+	}
+	entries := []Entry{TypicalEntry(1), oddEntry(), {Time: time.Unix(0, 0).UTC(), Kind: KindAccess}}
+	e := TypicalEntry(2)
+	e.Input = json.RawMessage(`{"a":"<b>","c":[1,2]}`)
+	e.Override, e.ReviewID = true, "rev-1"
+	entries = append(entries, e)
+	r := rand.New(rand.NewPCG(2, 3))
+	for i, e := range entries {
+		for _, links := range [][2]uint64{{0, 0}, {7, 0}, {0, 9}, {1 << 40, 3}} {
+			seq := uint64(i*1000) + r.Uint64N(1<<50) + 1
+			prev := hashHex([]byte{byte(i)})
+			tmpl, err := marshalTemplate(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := splice(tmpl, seq, links[0], links[1], prev)
+			full := e
+			full.Seq, full.PrevSubject, full.PrevPractitioner, full.PrevHash, full.Hash = seq, links[0], links[1], prev, ""
+			want := marshal(t, full)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("entry %d links %v:\nsplice  %s\nmarshal %s", i, links, got, want)
+			}
+		}
+	}
 }

@@ -406,7 +406,7 @@ func TestRewriteNeedsACheckpoint(t *testing.T) {
 // TestRandomByteFlips flips one byte of one entry, over many seeds, and
 // checks that verification names exactly that entry.
 func TestRandomByteFlips(t *testing.T) {
-	seeds := 150
+	seeds := 100
 	if testing.Short() {
 		seeds = 30
 	}

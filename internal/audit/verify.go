@@ -3,15 +3,19 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash/maphash"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -122,9 +126,6 @@ type verifier struct {
 	sizes    []uint64 // sorted keys of expect
 	lastGood uint64   // the largest checkpoint size found consistent so far
 
-	nodeErr  error // the first stored Merkle node found wrong (reported after the entries)
-	nodesSaw int
-
 	seed     maphash.Seed
 	expected map[byte]*digest
 }
@@ -163,161 +164,301 @@ func (v *verifier) run() (*Report, error) {
 	for _, d := range indexedDims {
 		v.expected[d] = &digest{}
 	}
-
-	rng := rangeFactory.NewEmptyRange(0)
-	nodes := tx.Bucket(bucketTree)
-	visit := func(id compact.NodeID, h []byte) {
-		if !storedLevel(id.Level) {
-			return
-		}
-		v.nodesSaw++
-		if got := nodes.Get(nodeKey(id)); !bytes.Equal(got, h) && v.nodeErr == nil {
-			first, end := id.Coverage()
-			v.nodeErr = tampered(0, "stored Merkle node (level %d, index %d) over entries %d to %d does not match them (proofs served from it would fail)",
-				id.Level, id.Index, first+1, end)
-		}
-	}
-	var times timeAcc
-	var lists []listKey
-	chains := chainState{}
-	var dumpSeq uint64
-	var dumpWant []byte
+	st := &streamState{v: v, recorded: recorded, rng: rangeFactory.NewEmptyRange(0), chains: chainState{},
+		last: head{seq: 0, hash: GenesisHash}}
+	copy(st.lastHash[:], GenesisHash)
 	if k, _ := tx.Bucket(bucketHeads).Cursor().Last(); k != nil {
 		var ok bool
-		if dumpSeq, ok = keySeq(k); !ok || dumpSeq == 0 {
+		if st.dumpSeq, ok = keySeq(k); !ok || st.dumpSeq == 0 {
 			return nil, tampered(0, "malformed key %x in bucket %q", k, bucketHeads)
 		}
 	}
-
-	last := head{seq: 0, hash: GenesisHash} // the previous entry, hash recomputed
-	// broken is the seq of an entry whose prev_hash does not match the
-	// entry before it; the next entry decides which of the two is blamed.
-	var broken uint64
-	blame := func(next string) error {
-		if broken > 1 && last.hash == next { // entry `broken` is intact: its predecessor changed
-			return tampered(broken-1, "contents altered: its hash no longer matches the prev_hash of entry %d", broken)
-		}
-		return tampered(broken, "prev_hash does not match entry %d", broken-1)
-	}
-	// pending is a checkpoint size reached but not yet compared: the
-	// comparison waits one entry, so that the chain, which can name the
-	// exact entry, speaks first.
-	var pending uint64
-	var pendingRoot []byte
-	var pendingHead string
-
-	c := tx.Bucket(bucketEntries).Cursor()
-	for k, val := c.First(); k != nil; k, val = c.Next() {
-		seq, ok := keySeq(k)
-		if !ok {
-			return nil, tampered(last.seq+1, "malformed key %x where entry %d should be", k, last.seq+1)
-		}
-		if seq&0xfff == 0 {
-			if err := v.ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-		if seq != last.seq+1 {
-			if broken != 0 {
-				return nil, tampered(broken, "prev_hash does not match entry %d", broken-1)
-			}
-			return nil, tampered(last.seq+1, "missing (the next stored entry is %d)", seq)
-		}
-		f, err := scanEntry(val)
-		switch {
-		case err == nil && f.seq != seq:
-			err = tampered(seq, "seq field is %d but the entry is stored at seq %d", f.seq, seq)
-		case err != nil:
-			err = tampered(seq, "stored value is not a valid entry: %v", err)
-		}
-		if err != nil {
-			if broken != 0 {
-				return nil, tampered(broken, "prev_hash does not match entry %d", broken-1)
-			}
-			return nil, err
-		}
-		if broken != 0 {
-			return nil, blame(string(f.prevHash))
-		}
-		if string(f.prevHash) != last.hash {
-			broken = seq
-		}
-		if pending != 0 && broken == 0 {
-			if err := v.compare(pending, pendingRoot, pendingHead); err != nil {
-				return nil, err
-			}
-			pending = 0
-		}
-		last = head{seq: seq, hash: hashHex(val)}
-
-		if err := rng.Append(leafHash(val), visit); err != nil {
-			return nil, err
-		}
-		if _, ok := v.expect[seq]; ok {
-			pending, pendingHead = seq, last.hash
-			if pendingRoot, err = rng.GetRootHash(nil); err != nil {
-				return nil, err
-			}
-		}
-		if p := chains.step(chainSubject, f.fields.subject, seq); p != f.prevSubject {
-			return nil, tampered(seq, "prev_subject is %d but the previous entry about the same child is %d (a broken chain: an entry was removed, moved or rewritten)", f.prevSubject, p)
-		}
-		if p := chains.step(chainPractitioner, f.fields.practitioner, seq); p != f.prevPractitioner {
-			return nil, tampered(seq, "prev_practitioner is %d but the previous entry by the same practitioner is %d (a broken chain: an entry was removed, moved or rewritten)", f.prevPractitioner, p)
-		}
-		if seq == dumpSeq {
-			dumpWant = chains.dump()
-		}
-		times.add(seq, f.fields.at.Unix())
-		lists = f.fields.lists(lists[:0])
-		for _, lk := range lists {
-			v.expected[lk[0]].add(v.seed, lk, seq)
-		}
-	}
-	if broken != 0 {
-		return nil, blame(recorded.hash)
-	}
-	if err := checkHead(recorded, last.seq, last.hash); err != nil {
+	if err := v.stream(st); err != nil {
 		return nil, err
 	}
-	if pending != 0 {
-		if err := v.compare(pending, pendingRoot, pendingHead); err != nil {
-			return nil, err
-		}
-	}
-	if err := v.checkBeyond(last.seq); err != nil {
+	if err := st.finish(); err != nil {
 		return nil, err
 	}
+	last := st.last
 
-	// The derived state: Merkle range and nodes, time blocks, postings.
-	if got, want := tx.Bucket(bucketMeta).Get(metaTreeRange), bytes.Join(rng.Hashes(), nil); !bytes.Equal(got, want) && (len(got) != 0 || len(want) != 0) {
+	// The derived state: Merkle range and nodes, chain heads, time
+	// blocks, postings.
+	if got, want := tx.Bucket(bucketMeta).Get(metaTreeRange), bytes.Join(st.rng.Hashes(), nil); !bytes.Equal(got, want) && (len(got) != 0 || len(want) != 0) {
 		return nil, tampered(0, "the tree range recorded in meta is not the one the entries give (the root served as current would be wrong)")
 	}
-	if v.nodeErr != nil {
-		return nil, v.nodeErr
+	nodes := tx.Bucket(bucketTree)
+	for _, n := range st.nodes {
+		if got := nodes.Get(nodeKey(n.id)); !bytes.Equal(got, n.hash) {
+			first, end := n.id.Coverage()
+			return nil, tampered(0, "stored Merkle node (level %d, index %d) over entries %d to %d does not match them (proofs served from it would fail)",
+				n.id.Level, n.id.Index, first+1, end)
+		}
 	}
-	if n := nodes.Stats().KeyN; n != v.nodesSaw {
-		return nil, tampered(0, "bucket %q holds %d Merkle nodes; the entries give %d", bucketTree, n, v.nodesSaw)
+	if n := nodes.Stats().KeyN; n != len(st.nodes) {
+		return nil, tampered(0, "bucket %q holds %d Merkle nodes; the entries give %d", bucketTree, n, len(st.nodes))
 	}
-	if dumpSeq != 0 && !bytes.Equal(dumpWant, tx.Bucket(bucketHeads).Get(seqKey(dumpSeq))) {
-		return nil, tampered(0, "the chain heads dump as of entry %d does not match the entries (queries by subject or practitioner could miss entries)", dumpSeq)
+	if st.dumpSeq != 0 && !bytes.Equal(st.dumpWant, tx.Bucket(bucketHeads).Get(seqKey(st.dumpSeq))) {
+		return nil, tampered(0, "the chain heads dump as of entry %d does not match the entries (queries by subject or practitioner could miss entries)", st.dumpSeq)
 	}
-	if err := v.checkTimes(times, last.seq); err != nil {
+	if err := v.checkTimes(st.times, last.seq); err != nil {
 		return nil, err
 	}
 	postings, err := v.checkPostings(last.seq)
 	if err != nil {
 		return nil, err
 	}
-
 	root := hasher.EmptyRoot()
 	if last.seq > 0 {
-		if root, err = rng.GetRootHash(nil); err != nil {
+		if root, err = st.rng.GetRootHash(nil); err != nil {
 			return nil, err
 		}
 	}
 	rep.Entries, rep.Head, rep.Root, rep.Postings = last.seq, last.hash, hex.EncodeToString(root), postings
 	return rep, nil
+}
+
+// item is one stored entry on its way through the verification pipeline.
+type item struct {
+	key, val []byte // alias the read transaction's memory
+	sc       scanned
+	scanErr  error
+	hash     [64]byte // entry (chain) hash: the leaf hash in lowercase hex
+	leaf     [32]byte // Merkle leaf hash
+}
+
+// batch is a run of items hashed by one worker; done is closed when it
+// is.
+type batch struct {
+	items []item
+	done  chan struct{}
+}
+
+const verifyBatch = 512
+
+// stream walks the entries in key order on this goroutine (the only one
+// that touches the transaction), has workers scan and hash them, and
+// feeds them in order to st on one more goroutine. It returns st's first
+// error.
+func (v *verifier) stream(st *streamState) error {
+	workers := max(runtime.GOMAXPROCS(0), 1)
+	work := make(chan *batch, workers*2)
+	inOrder := make(chan *batch, workers*4)
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	// Each worker sums the postings its entries give into its own
+	// digests (sums commute); they are added up at the end.
+	local := make([][256]digest, workers)
+	for w := range workers {
+		wg.Go(func() {
+			leaf := sha256.New()
+			var lists []listKey
+			for b := range work {
+				for i := range b.items {
+					it := &b.items[i]
+					it.sc, it.scanErr = scanEntry(it.val)
+					leaf.Reset()
+					leaf.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+					leaf.Write(it.val)
+					leaf.Sum(it.leaf[:0])
+					hex.Encode(it.hash[:], it.leaf[:])
+					if seq, ok := keySeq(it.key); ok && it.scanErr == nil {
+						lists = it.sc.fields.lists(lists[:0])
+						for _, lk := range lists {
+							local[w][lk[0]].add(v.seed, lk, seq)
+						}
+					}
+				}
+				close(b.done)
+			}
+		})
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range inOrder {
+			<-b.done
+			for i := range b.items {
+				if err == nil {
+					err = st.step(&b.items[i])
+				}
+			}
+			if err != nil {
+				select {
+				case <-quit:
+				default:
+					close(quit)
+				}
+			}
+		}
+		errc <- err
+	}()
+
+	var ctxErr error
+	c := v.tx.Bucket(bucketEntries).Cursor()
+	b := &batch{done: make(chan struct{})}
+	send := func() bool {
+		select {
+		case <-quit:
+			return false
+		case work <- b:
+		}
+		inOrder <- b
+		b = &batch{done: make(chan struct{}), items: make([]item, 0, verifyBatch)}
+		return true
+	}
+	n := 0
+	for k, val := c.First(); k != nil; k, val = c.Next() {
+		b.items = append(b.items, item{key: k, val: val})
+		if len(b.items) == verifyBatch && !send() {
+			break
+		}
+		if n++; n&0xfff == 0 {
+			if ctxErr = v.ctx.Err(); ctxErr != nil {
+				break
+			}
+		}
+	}
+	if len(b.items) > 0 && ctxErr == nil {
+		send()
+	}
+	close(work)
+	close(inOrder)
+	wg.Wait()
+	err := <-errc
+	if ctxErr != nil {
+		return ctxErr
+	}
+	for w := range local {
+		for _, d := range indexedDims {
+			v.expected[d].count += local[w][d].count
+			v.expected[d].sum += local[w][d].sum
+		}
+	}
+	return err
+}
+
+// visitedNode is a stored-level Merkle node the entries give.
+type visitedNode struct {
+	id   compact.NodeID
+	hash []byte
+}
+
+// streamState is the sequential part of verification: the chain, the
+// checkpoints, the tree, the chains of subjects and practitioners, the
+// time blocks and the index digests, entry by entry in log order.
+type streamState struct {
+	v        *verifier
+	recorded head
+	last     head     // the previous entry; last.hash is filled in by finish
+	lastHash [64]byte // the previous entry's chain hash (GenesisHash before entry 1)
+	// broken is the seq of an entry whose prev_hash does not match the
+	// entry before it; the next entry decides which of the two is blamed.
+	broken uint64
+	// pending is a checkpoint size reached but not yet compared: the
+	// comparison waits one entry, so that the chain, which can name the
+	// exact entry, speaks first.
+	pending     uint64
+	pendingRoot []byte
+	pendingHead string
+
+	rng      *compact.Range
+	nodes    []visitedNode
+	times    timeAcc
+	chains   chainState
+	dumpSeq  uint64
+	dumpWant []byte
+}
+
+func (st *streamState) blame(next string) error {
+	if st.broken > 1 && string(st.lastHash[:]) == next { // entry `broken` is intact: its predecessor changed
+		return tampered(st.broken-1, "contents altered: its hash no longer matches the prev_hash of entry %d", st.broken)
+	}
+	return tampered(st.broken, "prev_hash does not match entry %d", st.broken-1)
+}
+
+func (st *streamState) step(it *item) error {
+	v := st.v
+	seq, ok := keySeq(it.key)
+	if !ok {
+		return tampered(st.last.seq+1, "malformed key %x where entry %d should be", it.key, st.last.seq+1)
+	}
+	if seq != st.last.seq+1 {
+		if st.broken != 0 {
+			return tampered(st.broken, "prev_hash does not match entry %d", st.broken-1)
+		}
+		return tampered(st.last.seq+1, "missing (the next stored entry is %d)", seq)
+	}
+	f, err := it.sc, it.scanErr
+	switch {
+	case err == nil && f.seq != seq:
+		err = tampered(seq, "seq field is %d but the entry is stored at seq %d", f.seq, seq)
+	case err != nil:
+		err = tampered(seq, "stored value is not a valid entry: %v", err)
+	}
+	if err != nil {
+		if st.broken != 0 {
+			return tampered(st.broken, "prev_hash does not match entry %d", st.broken-1)
+		}
+		return err
+	}
+	if st.broken != 0 {
+		return st.blame(string(f.prevHash))
+	}
+	if string(f.prevHash) != string(st.lastHash[:]) {
+		st.broken = seq
+	}
+	if st.pending != 0 && st.broken == 0 {
+		if err := v.compare(st.pending, st.pendingRoot, st.pendingHead); err != nil {
+			return err
+		}
+		st.pending = 0
+	}
+	st.last.seq, st.lastHash = seq, it.hash
+
+	if err := st.rng.Append(it.leaf[:], func(id compact.NodeID, h []byte) {
+		if storedLevel(id.Level) {
+			st.nodes = append(st.nodes, visitedNode{id: id, hash: bytes.Clone(h)})
+		}
+	}); err != nil {
+		return err
+	}
+	if _, ok := v.expect[seq]; ok {
+		st.pending, st.pendingHead = seq, string(st.lastHash[:])
+		if st.pendingRoot, err = st.rng.GetRootHash(nil); err != nil {
+			return err
+		}
+	}
+	if p := st.chains.step(chainSubject, f.fields.subject, seq); p != f.prevSubject {
+		return tampered(seq, "prev_subject is %d but the previous entry about the same child is %d (a broken chain: an entry was removed, moved or rewritten)", f.prevSubject, p)
+	}
+	if p := st.chains.step(chainPractitioner, f.fields.practitioner, seq); p != f.prevPractitioner {
+		return tampered(seq, "prev_practitioner is %d but the previous entry by the same practitioner is %d (a broken chain: an entry was removed, moved or rewritten)", f.prevPractitioner, p)
+	}
+	if seq == st.dumpSeq {
+		st.dumpWant = st.chains.dump()
+	}
+	st.times.add(seq, f.fields.at.Unix())
+	return nil
+}
+
+// finish resolves what the last entry left open: a broken link, the
+// recorded head, a pending checkpoint, checkpoints beyond the end.
+func (st *streamState) finish() error {
+	if st.last.seq > 0 {
+		st.last.hash = string(st.lastHash[:])
+	}
+	if st.broken != 0 {
+		return st.blame(st.recorded.hash)
+	}
+	if err := checkHead(st.recorded, st.last.seq, st.last.hash); err != nil {
+		return err
+	}
+	if st.pending != 0 {
+		if err := st.v.compare(st.pending, st.pendingRoot, st.pendingHead); err != nil {
+			return err
+		}
+	}
+	return st.v.checkBeyond(st.last.seq)
 }
 
 // loadCheckpoints reads the stored checkpoints and the external ones,
@@ -361,9 +502,13 @@ func (v *verifier) loadCheckpoints(rep *Report) error {
 func (v *verifier) compare(n uint64, root []byte, headHash string) error {
 	for _, x := range v.expect[n] {
 		if x.cp.Root != hex.EncodeToString(root) || x.cp.Head != headHash {
+			narrowed := "no earlier checkpoint narrows it down"
+			if v.lastGood > 0 {
+				narrowed = fmt.Sprintf("the checkpoint at %d still matches", v.lastGood)
+			}
 			return &TamperError{Seq: v.lastGood + 1, Last: n, Checkpoint: n, Reason: fmt.Sprintf(
-				"the Merkle root over entries 1 to %d is not the one in the %s signed at %s: entries after %d were rewritten, removed or reordered (and the chain recomputed to hide it)",
-				n, x.source, x.cp.Time.Format(time.RFC3339), v.lastGood)}
+				"the Merkle root over entries 1 to %d is not the one in the %s signed at %s: one of these entries was changed, removed, inserted or moved, and the chain recomputed to hide it (%s)",
+				n, x.source, x.cp.Time.Format(time.RFC3339), narrowed)}
 		}
 	}
 	v.lastGood = n

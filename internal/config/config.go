@@ -195,6 +195,8 @@ type Policy struct {
 	Watch         bool     `yaml:"watch"`
 	WatchDebounce Duration `yaml:"watch_debounce"`
 	RecheckRecent int      `yaml:"recheck_recent"`
+	// ReloadTimeout bounds loading and checking one candidate revision.
+	ReloadTimeout Duration `yaml:"reload_timeout"`
 }
 
 // Log tunes logging.
@@ -228,7 +230,7 @@ func Default() Config {
 			CheckpointEvery: 1000, CheckpointInterval: Duration{time.Minute},
 			WebhookTimeout: Duration{5 * time.Second}, SnapshotTimeout: Duration{10 * time.Minute}},
 		Keys:   Keys{Backend: "local", Timeout: Duration{2 * time.Second}, Vault: DefaultVault()},
-		Policy: Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200},
+		Policy: Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200, ReloadTimeout: Duration{time.Minute}},
 		Log:    Log{Level: "info", Format: "text"},
 
 		Providers:     defaultProviders(),
@@ -351,6 +353,9 @@ func (c *Config) Validate() error {
 	}
 	if n := c.Policy.RecheckRecent; n < 0 || n > 10000 {
 		bad("policy.recheck_recent", "must be between 0 and 10000")
+	}
+	if d := c.Policy.ReloadTimeout.Duration; d < 5*time.Second || d > 10*time.Minute {
+		bad("policy.reload_timeout", "must be between 5s and 10m")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -13,4 +13,9 @@
 //   - The revision hash covers the policy sources and the data (in-force
 //     protocols, registry, settings): two revisions with the same hash
 //     decide identically for the same input.
+//   - Before a revision is activated it can be checked (verify.go): Check
+//     compiles modules and tests strictly and locates every problem (file,
+//     line, column); RunTests runs the Rego tests with OPA's tester, as
+//     `opa test` does, with coverage; Probe evaluates like Decide but
+//     reports a malformed answer as an error instead of a deny.
 package policy

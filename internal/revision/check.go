@@ -41,6 +41,9 @@ type Problem struct {
 	KeyID   string `json:"kid,omitempty"`
 	Name    string `json:"name,omitempty"` // the test, sample or probe
 	Message string `json:"message"`
+
+	kind protocol.FindingKind // for protocol findings
+	err  error                // for evaluation problems
 }
 
 // String is "check: file:line: [name: ]message".
@@ -61,6 +64,20 @@ func (p Problem) String() string {
 	}
 	b.WriteString(p.Message)
 	return b.String()
+}
+
+// attrs are the problem's non-empty fields, for a structured log line.
+func (p Problem) attrs() []any {
+	out := []any{"check", p.Check}
+	for _, kv := range [][2]string{{"file", p.File}, {"partner", p.Partner}, {"kid", p.KeyID}, {"name", p.Name}} {
+		if kv[1] != "" {
+			out = append(out, kv[0], kv[1])
+		}
+	}
+	if p.Line > 0 {
+		out = append(out, "line", p.Line)
+	}
+	return append(out, "message", p.Message)
 }
 
 // Step summarises one check.
@@ -153,6 +170,11 @@ type Options struct {
 	Recent func(ctx context.Context) ([]Recorded, error)
 	// SkipTests skips the Rego tests (never on a reload; for tools).
 	SkipTests bool
+	// AssumeSigned checks a draft before its signatories sign: a protocol
+	// that is unsigned, or whose signatures no longer verify because it
+	// was edited, is checked as if signed (never on a reload: `trustgate
+	// policy check --assume-signed`).
+	AssumeSigned bool
 }
 
 // Load reads, compiles and checks a revision as of now. It returns the
@@ -199,7 +221,12 @@ func Load(ctx context.Context, src Sources, now time.Time, source string, o Opti
 	rep.Problems = append(rep.Problems, protocolProblems(in.statuses, CheckProtocols)...)
 	step(CheckProtocols, t0, n, protocolDetail(in.statuses))
 	t0, n = time.Now(), len(rep.Problems)
-	rep.Problems = append(rep.Problems, protocolProblems(in.statuses, CheckSignatures)...)
+	sigProblems := protocolProblems(in.statuses, CheckSignatures)
+	if o.AssumeSigned {
+		sigProblems = slices.DeleteFunc(sigProblems, func(p Problem) bool { return p.kind == protocol.FindingSignature })
+		in.statuses = assumeSigned(in.statuses, now)
+	}
+	rep.Problems = append(rep.Problems, sigProblems...)
 	step(CheckSignatures, t0, n, fmt.Sprintf("%d signatures, %d withdrawals", countSigs(in.statuses), countWithdrawals(in.statuses)))
 	if o.Previous != nil {
 		t0, n = time.Now(), len(rep.Problems)
@@ -212,7 +239,7 @@ func Load(ctx context.Context, src Sources, now time.Time, source string, o Opti
 		wg.Wait()
 		switch {
 		case testErr != nil:
-			rep.Problems = append(rep.Problems, Problem{Check: CheckTests, Message: testErr.Error()})
+			rep.Problems = append(rep.Problems, Problem{Check: CheckTests, Message: testErr.Error(), err: testErr})
 			step(CheckTests, t0, n, "the tests could not run")
 		default:
 			rep.Tests = tests
@@ -235,6 +262,9 @@ func Load(ctx context.Context, src Sources, now time.Time, source string, o Opti
 	pass, skipped := 0, 0
 	for _, s := range rev.Samples {
 		r := evalSample(ctx, rev, s, now)
+		if ctx.Err() != nil {
+			break // out of time: reported below
+		}
 		rep.Samples = append(rep.Samples, r)
 		switch r.Outcome {
 		case "pass":
@@ -251,7 +281,10 @@ func Load(ctx context.Context, src Sources, now time.Time, source string, o Opti
 	probes := probeInputs(rev, now)
 	for _, p := range probes {
 		if _, err := rev.Policy.Probe(ctx, &p.in); err != nil {
-			rep.Problems = append(rep.Problems, Problem{Check: CheckProbes, File: p.file, Line: p.line, Name: p.name, Message: err.Error()})
+			rep.Problems = append(rep.Problems, Problem{Check: CheckProbes, File: p.file, Line: p.line, Name: p.name, Message: err.Error(), err: err})
+		}
+		if ctx.Err() != nil {
+			break
 		}
 	}
 	step(CheckProbes, t0, n, fmt.Sprintf("%d inputs over %d protocols in force", len(probes), len(rev.Policy.Data().Protocols)))
@@ -266,9 +299,12 @@ func Load(ctx context.Context, src Sources, now time.Time, source string, o Opti
 		for _, r := range recs {
 			in := r.Input
 			if _, err := rev.Policy.Probe(ctx, &in); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
 				failed++
 				if failed <= 5 {
-					rep.Problems = append(rep.Problems, Problem{Check: CheckRecorded, Name: fmt.Sprintf("audit seq %d", r.Seq), Message: err.Error()})
+					rep.Problems = append(rep.Problems, Problem{Check: CheckRecorded, Name: fmt.Sprintf("audit seq %d", r.Seq), Message: err.Error(), err: err})
 				}
 			}
 		}
@@ -276,6 +312,13 @@ func Load(ctx context.Context, src Sources, now time.Time, source string, o Opti
 			rep.Problems = append(rep.Problems, Problem{Check: CheckRecorded, Message: fmt.Sprintf("… and %d more recorded decisions fail to evaluate", failed-5)})
 		}
 		step(CheckRecorded, t0, n, fmt.Sprintf("%d recent decisions re-evaluated", len(recs)))
+	}
+	if err := ctx.Err(); err != nil {
+		// Out of time: what failed is the reload, not the items checked.
+		rep.Problems = slices.DeleteFunc(rep.Problems, func(p Problem) bool {
+			return errors.Is(p.err, context.DeadlineExceeded) || errors.Is(p.err, context.Canceled)
+		})
+		rep.Problems = append(rep.Problems, Problem{Check: CheckLoad, Message: "the checks did not finish in time: " + err.Error()})
 	}
 	if len(rep.Problems) > 0 {
 		return nil, rep
@@ -353,7 +396,7 @@ func protocolProblems(statuses []protocol.Status, check string) []Problem {
 				mine = check == CheckSignatures
 			}
 			if mine {
-				out = append(out, Problem{Check: check, File: f.File, Line: f.Line, Partner: f.Partner, KeyID: f.KeyID, Message: f.Message})
+				out = append(out, Problem{Check: check, File: f.File, Line: f.Line, Partner: f.Partner, KeyID: f.KeyID, Message: f.Message, kind: f.Kind})
 			}
 		}
 	}
@@ -400,6 +443,25 @@ func continuity(prev *Revision, next []protocol.Status, now time.Time) []Problem
 		out = append(out, Problem{Check: CheckContinuity, File: st.File, Message: fmt.Sprintf(
 			"%s is in force now and would not be after this reload (%s); restore its signatures, or remove the file to retire it",
 			old.Protocol.ID, strings.Join(why, "; "))})
+	}
+	return out
+}
+
+// assumeSigned returns the statuses with every protocol that only lacks
+// valid signatures marked in force (when its dates and withdrawals allow).
+func assumeSigned(sts []protocol.Status, now time.Time) []protocol.Status {
+	out := slices.Clone(sts)
+	for i, st := range out {
+		if st.InForce || !ProposalIncludes(st, true) {
+			continue
+		}
+		if now.Before(st.Protocol.EffectiveFrom.Time()) || !now.Before(st.Until) {
+			continue
+		}
+		st.InForce = true
+		st.Reasons = []string{}
+		st.Warnings = append(slices.Clone(st.Warnings), "checked as if signed")
+		out[i] = st
 	}
 	return out
 }

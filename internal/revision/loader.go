@@ -96,7 +96,7 @@ func (l *Loader) load(ctx context.Context, source string) *Report {
 				l.o.Log.Error("revision rejected: more problems not logged", "more", len(rep.Problems)-20)
 				break
 			}
-			l.o.Log.Error("revision problem", "check", p.Check, "file", p.File, "line", p.Line, "partner", p.Partner, "kid", p.KeyID, "name", p.Name, "message", p.Message)
+			l.o.Log.Error("revision problem", p.attrs()...)
 		}
 		return rep
 	}

@@ -1,8 +1,10 @@
 package revision_test
 
 import (
+	"bytes"
 	"context"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -327,7 +329,9 @@ func findProtocol(rev *revision.Revision, id string) *policy.ProtocolData {
 func TestLoaderKeepsServingOnRejection(t *testing.T) {
 	src, dir := trust(t)
 	h := &revision.Holder{}
-	l := revision.NewLoader(h, src, revision.LoaderOptions{Now: func() time.Time { return now }})
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	l := revision.NewLoader(h, src, revision.LoaderOptions{Now: func() time.Time { return now }, Log: log})
 	first, err := l.Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -344,6 +348,12 @@ func TestLoaderKeepsServingOnRejection(t *testing.T) {
 	rep = l.Reload(context.Background(), "api")
 	if rep.OK || h.Current().Hash() != first.Hash() {
 		t.Fatal("a broken policy was published")
+	}
+	// The log says the previous revision keeps serving, and where the
+	// problem is.
+	if !strings.Contains(logged.String(), "revision rejected; the previous revision keeps serving") ||
+		!strings.Contains(logged.String(), "msg=\"revision problem\" check=compile file=extra.rego line=4") {
+		t.Fatalf("log:\n%s", logged.String())
 	}
 	st := l.Status()
 	if st.Revision != first.Hash() || st.Rejected != 1 || st.Reloads != 2 || st.LastRejected != rep || st.LastReload != rep {
@@ -406,5 +416,27 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A load that runs out of time is refused as such, not blamed on what it
+// was checking when the time ran out.
+func TestLoadOutOfTime(t *testing.T) {
+	src, _ := trust(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	rev, rep := revision.Load(ctx, src, now, "test", revision.Options{})
+	if rev != nil || rep.OK {
+		t.Fatal("accepted")
+	}
+	last := rep.Problems[len(rep.Problems)-1]
+	if last.Check != revision.CheckLoad || !strings.Contains(last.Message, "did not finish in time") {
+		t.Fatalf("problems %+v", rep.Problems)
+	}
+	for _, p := range rep.Problems {
+		if strings.Contains(p.Message, "deadline") && p.Check != revision.CheckLoad {
+			t.Fatalf("a timeout blamed on %+v", p)
+		}
 	}
 }

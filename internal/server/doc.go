@@ -26,4 +26,9 @@
 //     categories, fields and the record's SHA-256, never a value. The
 //     access notifications it owes are queued durably before the answer,
 //     held until the audit entry is written, and taken back if it cannot be.
+//   - The auditors' endpoints (audit.go: checkpoints, proofs, entries,
+//     stats, access reports, snapshots) read one consistent state of the
+//     log, are audited like any request (a query about a child is recorded
+//     about that child), and are open only to their roles (auditor,
+//     ig_lead; checkpoints and consistency proofs to any partner).
 package server

@@ -29,6 +29,15 @@ var comparisons = func() map[string]bool {
 	return m
 }()
 
+// consentTimeFields are the instants of a consent record.
+var consentTimeFields = map[string]bool{"valid_from_ns": true, "valid_until_ns": true, "withdrawn_ns": true}
+
+// stringBuiltins read a string's content (not only its identity).
+var stringBuiltins = []string{"startswith", "endswith", "contains", "indexof", "indexof_n", "substring", "regex.match",
+	"regex.find_n", "regex.split", "split", "lower", "upper", "trim", "trim_left", "trim_right", "trim_prefix",
+	"trim_suffix", "trim_space", "replace", "strings.replace_n", "strings.reverse", "strings.count", "glob.match", "count",
+	"to_number", "lt", "lte", "gt", "gte"}
+
 // nondeterministic builtins make a decision depend on more than its input
 // and data.
 var nondeterministic = []string{"time.now_ns", "http.send", "rand.intn", "uuid.rfc4122", "uuid.parse", "opa.runtime", "net.lookup_ip_addr"}
@@ -46,11 +55,19 @@ type analysis struct {
 	// practitioner: the policy reads input.requester.practitioner (or
 	// the requester, or the input, as a whole).
 	practitioner bool
+	// consentTimes: a consent's instants are compared only with the
+	// decision time and with 0, so only those relations matter.
+	consentTimes bool
+	// opaqueIDs: no identifier (a ref ending in .id) is compared with a
+	// literal or read as text, so consent ids matter only by identity and
+	// order.
+	opaqueIDs bool
 }
 
 // analyze reads the policy's modules (tests excluded).
 func analyze(src policy.Sources) analysis {
-	a := analysis{memo: true}
+	a := analysis{memo: true, consentTimes: true, opaqueIDs: true}
+	zero := ast.Number("0")
 	off := func(format string, args ...any) {
 		if a.memo {
 			a.memo, a.reason = false, fmt.Sprintf(format, args...)
@@ -69,7 +86,11 @@ func analyze(src policy.Sources) analysis {
 			continue
 		}
 		uses, compared := 0, 0
+		ctUses, ctCompared := 0, 0
 		ast.WalkRefs(m, func(r ast.Ref) bool {
+			if last, ok := r[len(r)-1].Value.(ast.String); ok && consentTimeFields[string(last)] {
+				ctUses++
+			}
 			if !r[0].Equal(ast.InputRootDocument) {
 				return false
 			}
@@ -95,20 +116,48 @@ func analyze(src policy.Sources) analysis {
 			}
 			return false
 		})
+		// Every call, top-level or nested in a term.
+		call := func(op string, ops []*ast.Term) {
+			if slices.Contains(nondeterministic, op) {
+				off("%s calls %s", name, op)
+			}
+			if isIDRef := func(t *ast.Term) bool {
+				r, ok := t.Value.(ast.Ref)
+				return ok && isString(r[len(r)-1], "id")
+			}; slices.ContainsFunc(ops, isIDRef) {
+				hasLiteral := slices.ContainsFunc(ops, func(t *ast.Term) bool { _, ok := t.Value.(ast.String); return ok })
+				if (comparisons[op] && hasLiteral) || slices.Contains(stringBuiltins, op) {
+					a.opaqueIDs = false
+				}
+			}
+		}
+		ast.WalkTerms(m, func(t *ast.Term) bool {
+			if c, ok := t.Value.(ast.Call); ok && len(c) > 0 {
+				call(c[0].String(), c[1:])
+			}
+			return false
+		})
 		ast.WalkExprs(m, func(e *ast.Expr) bool {
 			if !e.IsCall() {
 				return false
 			}
 			op := e.Operator().String()
-			if slices.Contains(nondeterministic, op) {
-				off("%s calls %s", name, op)
-			}
-			if !comparisons[op] {
-				return false
-			}
 			ops := e.Operands()
-			if len(ops) != 2 {
+			call(op, ops)
+			if !comparisons[op] || len(ops) != 2 {
 				return false
+			}
+			for i, t := range ops {
+				r, ok := t.Value.(ast.Ref)
+				if !ok {
+					continue
+				}
+				if last, ok := r[len(r)-1].Value.(ast.String); ok && consentTimeFields[string(last)] {
+					other := ops[1-i]
+					if or, ok := other.Value.(ast.Ref); (ok && or.Equal(timeRef)) || other.Value.Compare(zero) == 0 {
+						ctCompared++
+					}
+				}
 			}
 			for i, t := range ops {
 				r, ok := t.Value.(ast.Ref)
@@ -138,6 +187,9 @@ func analyze(src policy.Sources) analysis {
 		if uses != compared {
 			off("%s uses input.time_ns other than in a comparison with a protocol or consent date", name)
 		}
+		if ctUses != ctCompared {
+			a.consentTimes = false
+		}
 	}
 	return a
 }
@@ -154,8 +206,14 @@ func (a analysis) String() string {
 	}
 	var b strings.Builder
 	b.WriteString("decisions memoised on the input without its time and the time's place among the protocol and consent dates")
+	if a.consentTimes {
+		b.WriteString(", consent dates by their place around the time")
+	}
+	if a.opaqueIDs {
+		b.WriteString(", consent ids by rank")
+	}
 	if !a.practitioner {
-		b.WriteString(" (the policy does not read the practitioner)")
+		b.WriteString("; the policy does not read the practitioner")
 	}
 	return b.String()
 }

@@ -134,32 +134,46 @@ func newGenerator(reg *registry.Registry, seed uint64, children int, from, to ti
 			}})
 		}
 	}
+	// Consent is recorded on the Trust's standard forms: each covers set
+	// purposes and categories.
+	forms := []struct{ purposes, categories []string }{
+		{[]string{"early_help"}, []string{"identity", "school_attendance", "sen", "immunisations", "health_summary", "household", "early_help_assessment", "involvement"}},
+		{[]string{"early_help", "safeguarding"}, []string{"identity", "health_summary", "immunisations"}},
+		{[]string{"health_assessment"}, []string{"health_summary", "immunisations", "gp_registration"}},
+		{[]string{"youth_justice", "education_welfare"}, []string{"school_attendance", "exclusions", "sen", "involvement"}},
+		{[]string{"safeguarding"}, []string{"health_summary", "mental_health"}},
+	}
+	recipients := []policy.Recipients{
+		{Partners: []string{"exley-csc"}, Types: []string{}, Protocols: []string{}},
+		{Partners: []string{}, Types: []string{"local_authority", "school"}, Protocols: []string{}},
+		{Partners: []string{}, Types: []string{}, Protocols: []string{"isp-early-help"}},
+	}
 	span := to.Sub(from)
-	purposes := []string{"safeguarding", "early_help", "child_protection", "youth_justice", "education_welfare"}
-	cats := []string{"identity", "health_summary", "immunisations", "school_attendance", "sen", "household", "police_concerns", "offending", "cp_status", "involvement"}
 	for c := range children {
 		var cs []policy.Consent
 		if g.rng.IntN(10) < 3 { // three children in ten have a consent history
-			for i := range 1 + g.rng.IntN(2) {
+			records := 1
+			if g.rng.IntN(4) == 0 { // one in four, a second record
+				records = 2
+			}
+			for i := range records {
+				f := forms[g.rng.IntN(len(forms))]
 				from := from.Add(-time.Duration(g.rng.Int64N(int64(90 * 24 * time.Hour)))).Add(time.Duration(g.rng.Int64N(int64(span))))
 				c := policy.Consent{
 					ID:          fmt.Sprintf("cons-%06d-%d", c, i),
-					Outcome:     pick(g.rng, []string{"given", "given", "given", "refused"}),
-					GivenBy:     pick(g.rng, []string{"parent", "parent", "self", "carer"}),
-					Purposes:    pickSome(g.rng, purposes, 1+g.rng.IntN(2)),
-					Categories:  pickSome(g.rng, cats, 2+g.rng.IntN(4)),
-					Recipients:  policy.Recipients{Partners: []string{"exley-csc"}, Types: []string{}, Protocols: []string{}},
+					Outcome:     pick(g.rng, []string{"given", "given", "given", "given", "given", "refused"}),
+					GivenBy:     pick(g.rng, []string{"parent", "parent", "parent", "self", "carer"}),
+					Purposes:    f.purposes,
+					Categories:  f.categories,
+					Recipients:  pick(g.rng, recipients),
 					ValidFromNS: from.UnixNano(),
 				}
-				c.Competent = c.GivenBy == "self" && g.rng.IntN(2) == 0
+				c.Competent = c.GivenBy == "self" && g.rng.IntN(3) != 0
 				if g.rng.IntN(3) == 0 {
 					c.ValidUntilNS = from.Add(time.Duration(g.rng.Int64N(int64(span)))).UnixNano()
 				}
-				if g.rng.IntN(8) == 0 {
+				if g.rng.IntN(10) == 0 {
 					c.WithdrawnNS = from.Add(time.Duration(g.rng.Int64N(int64(span)))).UnixNano()
-				}
-				if g.rng.IntN(3) == 0 {
-					c.Recipients = policy.Recipients{Partners: []string{}, Types: []string{"local_authority", "school"}, Protocols: []string{}}
 				}
 				cs = append(cs, c)
 			}
@@ -219,19 +233,21 @@ func records(t testing.TB, rev *policy.Revision, g *generator, n int) []Record {
 	return out
 }
 
-// memorySource serves records in order, filtered by time.
+// memorySource serves records in order, filtered by the time of their
+// input (a record without one is at unrecordedAt, like an old entry).
 func memorySource(recs []Record) Source {
 	return func(ctx context.Context, from, to time.Time, fn func(Record) error) error {
 		for _, r := range recs {
+			t := unrecordedAt
 			if len(r.Input) > 0 {
 				var in policy.Input
 				if err := json.Unmarshal(r.Input, &in); err != nil {
 					return err
 				}
-				t := time.Unix(0, in.TimeNS)
-				if t.Before(from) || !t.Before(to) {
-					continue
-				}
+				t = time.Unix(0, in.TimeNS)
+			}
+			if t.Before(from) || !t.Before(to) {
+				continue
 			}
 			if err := fn(r); err != nil {
 				return err
@@ -240,3 +256,5 @@ func memorySource(recs []Record) Source {
 		return nil
 	}
 }
+
+var unrecordedAt = time.Date(2026, 8, 2, 0, 0, 0, 0, time.UTC)

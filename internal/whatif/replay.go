@@ -1,6 +1,7 @@
 package whatif
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -66,7 +67,7 @@ const (
 	Widened     = "widened"       // allowed both times, more categories now
 	Narrowed    = "narrowed"      // allowed both times, fewer categories now
 	Recomposed  = "recomposed"    // allowed both times, some categories gained and some lost
-	RuleChanged = "rule_changed"  // allowed both times, the same categories, under another rule
+	RuleChanged = "rule_changed"  // allowed both times, the same categories, under another protocol or rule (not a new version of the same)
 	Fails       = "fails"         // the proposed policy cannot evaluate it (503, nothing disclosed)
 )
 
@@ -108,7 +109,8 @@ func Change(was, now Outcome) (kind, rule string) {
 		return Widened, ruleOf(now)
 	case lost:
 		return Narrowed, ruleOf(now)
-	case ruleOf(was) != ruleOf(now):
+	case was.Protocol != now.Protocol || was.Rule != now.Rule:
+		// A new version of the same protocol's rule is the same rule.
 		return RuleChanged, ruleOf(was) + " → " + ruleOf(now)
 	}
 	return "", ""
@@ -129,10 +131,9 @@ type Options struct {
 	// NoMemo evaluates every decision (the brute force the memo is
 	// checked against).
 	NoMemo bool
-	// MemoEntries bounds the memo (default 200,000 outcomes).
+	// MemoEntries bounds each of the two memos (default 200,000
+	// outcomes).
 	MemoEntries int
-	// Progress, when set, is called now and then with the records read.
-	Progress func(read int64)
 }
 
 // Group is the decisions that change the same way, under the same rule,
@@ -165,7 +166,7 @@ type Report struct {
 	Duration    time.Duration `json:"duration_ns"`
 }
 
-// ErrMemoUnsound: a spot check found a memoised outcome that differs from
+// errMemoUnsound: a spot check found a memoised outcome that differs from
 // a direct evaluation (the replay then runs again without the memo).
 var errMemoUnsound = errors.New("memoised outcome differs from a direct evaluation")
 
@@ -178,7 +179,7 @@ var errMemoUnsound = errors.New("memoised outcome differs from a direct evaluati
 // o.NoMemo, outcomes are memoised when the policy allows it (see analyze):
 // on the input without its time and without the fields the policy does
 // not read, plus the time's place among the policy's date breakpoints and
-// the input's consent dates. One memo hit in 64 is checked against a
+// the input's consent dates. One memo hit in 1024 is checked against a
 // direct evaluation; a difference makes the replay run again without the
 // memo (Report.Method says so).
 func Replay(ctx context.Context, rev *policy.Revision, src policy.Sources, source Source, o Options) (*Report, error) {
@@ -217,7 +218,9 @@ func replay(ctx context.Context, rev *policy.Revision, a analysis, source Source
 
 	r := &replayer{rev: rev, a: a, breaks: breakpoints(rev, a), examples: o.Examples}
 	if a.memo {
-		r.memo = newMemo(o.MemoEntries)
+		r.memo = newMemo[string](o.MemoEntries)
+		r.raw = newMemo[[2]uint64](o.MemoEntries)
+		r.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 	}
 	batches := make(chan []Record, 2*o.Workers)
 	aggs := make([]*aggregate, o.Workers)
@@ -239,29 +242,39 @@ func replay(ctx context.Context, rev *policy.Revision, a analysis, source Source
 			}
 		})
 	}
-	var read atomic.Int64
-	batch := make([]Record, 0, batchSize)
-	err := source(ctx, o.From, o.To, func(rec Record) error {
-		if err := context.Cause(ctx); ctx.Err() != nil {
-			return err
-		}
-		batch = append(batch, rec)
-		if len(batch) == batchSize {
-			select {
-			case batches <- batch:
-			case <-ctx.Done():
-				return context.Cause(ctx)
+	// Readers: the period is split among as many readers as workers, so
+	// that reading and decoding the log runs on every core too.
+	ranges := split(o.From, o.To, o.Workers)
+	errs := make([]error, len(ranges))
+	var rg sync.WaitGroup
+	for i, span := range ranges {
+		rg.Go(func() {
+			batch := make([]Record, 0, batchSize)
+			errs[i] = source(ctx, span[0], span[1], func(rec Record) error {
+				if ctx.Err() != nil {
+					return context.Cause(ctx)
+				}
+				batch = append(batch, rec)
+				if len(batch) == batchSize {
+					select {
+					case batches <- batch:
+					case <-ctx.Done():
+						return context.Cause(ctx)
+					}
+					batch = make([]Record, 0, batchSize)
+				}
+				return nil
+			})
+			if errs[i] == nil && len(batch) > 0 {
+				select {
+				case batches <- batch:
+				case <-ctx.Done():
+				}
 			}
-			batch = make([]Record, 0, batchSize)
-			if n := read.Add(batchSize); o.Progress != nil && n%(64*batchSize) == 0 {
-				o.Progress(n)
-			}
-		}
-		return nil
-	})
-	if err == nil && len(batch) > 0 {
-		batches <- batch
+		})
 	}
+	rg.Wait()
+	err := errors.Join(errs...)
 	close(batches)
 	wg.Wait()
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -291,52 +304,221 @@ func replay(ctx context.Context, rev *policy.Revision, a analysis, source Source
 	return rep, nil
 }
 
+// split divides [from, to) into n contiguous ranges (one when either
+// bound is open).
+func split(from, to time.Time, n int) [][2]time.Time {
+	if from.IsZero() || to.IsZero() || !from.Before(to) || n <= 1 {
+		return [][2]time.Time{{from, to}}
+	}
+	step := to.Sub(from) / time.Duration(n)
+	out := make([][2]time.Time, 0, n)
+	for i := range n {
+		lo, hi := from.Add(time.Duration(i)*step), from.Add(time.Duration(i+1)*step)
+		if i == n-1 {
+			hi = to
+		}
+		out = append(out, [2]time.Time{lo, hi})
+	}
+	return out
+}
+
 type replayer struct {
 	rev      *policy.Revision
 	a        analysis
 	breaks   []int64 // sorted, unique
-	memo     *memo
+	memo     *memo[string]
+	raw      *memo[[2]uint64] // outcomes by the recorded bytes (rawKey)
+	seeds    [2]maphash.Seed
 	examples int
 	evals    atomic.Int64
 }
+
+// spotCheck: one memo hit in spotCheck (by audit sequence number) is also
+// evaluated directly.
+const spotCheck = 1024
 
 func (r *replayer) one(ctx context.Context, rec Record, agg *aggregate) error {
 	if len(rec.Input) == 0 {
 		agg.unrecorded++
 		return nil
 	}
-	var in policy.Input
-	if err := json.Unmarshal(rec.Input, &in); err != nil {
-		return fmt.Errorf("what-if: audit seq %d: the recorded input does not decode: %w", rec.Seq, err)
-	}
 	agg.decisions++
 	var now Outcome
-	if r.memo == nil {
-		now = r.eval(ctx, &in)
-	} else {
-		key := r.key(&in)
-		if hit, ok := r.memo.get(key); ok {
-			now = hit
-			if rec.Seq%64 == 0 { // spot check
-				if direct := r.eval(ctx, &in); !sameOutcome(direct, hit) {
-					return fmt.Errorf("%w (audit seq %d)", errMemoUnsound, rec.Seq)
-				}
+	var in *policy.Input
+	decode := func() error {
+		if in == nil {
+			in = new(policy.Input)
+			if err := json.Unmarshal(rec.Input, in); err != nil {
+				return fmt.Errorf("what-if: audit seq %d: the recorded input does not decode: %w", rec.Seq, err)
 			}
-		} else {
-			now = r.eval(ctx, &in)
-			r.memo.put(key, now)
+		}
+		return nil
+	}
+	hit := false
+	if r.memo == nil {
+		if err := decode(); err != nil {
+			return err
+		}
+		now = r.eval(ctx, in)
+	} else {
+		rk, purpose, rawOK := r.rawKey(rec.Input)
+		if rawOK {
+			now, hit = r.raw.get(rk)
+		}
+		if !hit {
+			if err := decode(); err != nil {
+				return err
+			}
+			key := r.key(in)
+			if now, hit = r.memo.get(key); !hit {
+				now = r.eval(ctx, in)
+				r.memo.put(key, now)
+			}
+			if rawOK {
+				r.raw.put(rk, now)
+			}
+		}
+		if hit && rec.Seq%spotCheck == 0 {
+			if err := decode(); err != nil {
+				return err
+			}
+			if direct := r.eval(ctx, in); !sameOutcome(direct, now) {
+				return fmt.Errorf("%w (audit seq %d)", errMemoUnsound, rec.Seq)
+			}
+		}
+		if in == nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return r.tally(agg, rec, now, purpose)
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	return r.tally(agg, rec, now, in.Purpose)
+}
+
+func (r *replayer) tally(agg *aggregate, rec Record, now Outcome, purpose string) error {
 	kind, rule := Change(rec.Was, now)
 	if kind == "" {
 		return nil
 	}
 	agg.changed++
-	agg.add(groupKey{change: kind, rule: rule, purpose: in.Purpose}, rec.Seq, r.examples)
+	agg.add(groupKey{change: kind, rule: rule, purpose: purpose}, rec.Seq, r.examples)
 	return nil
+}
+
+// rawKey is a 128-bit key of a recorded input's exact bytes, as
+// json.Marshal wrote them, without the time and (when the policy does not
+// read it) the practitioner, with the time's place among the revision's
+// breakpoints and among every other number in the input (the consents'
+// instants). Equal raw keys mean equal memo keys (key), so the outcome
+// can be found without decoding the input. It also returns the purpose.
+// ok is false when the bytes are not in json.Marshal's layout.
+func (r *replayer) rawKey(raw []byte) (k [2]uint64, purpose string, ok bool) {
+	const timeKey = `{"time_ns":`
+	if !bytes.HasPrefix(raw, []byte(timeKey)) {
+		return k, "", false
+	}
+	i := len(timeKey)
+	j := i
+	if j < len(raw) && raw[j] == '-' {
+		j++
+	}
+	for j < len(raw) && raw[j] >= '0' && raw[j] <= '9' {
+		j++
+	}
+	t, err := strconv.ParseInt(string(raw[i:j]), 10, 64)
+	if err != nil || j >= len(raw) || raw[j] != ',' {
+		return k, "", false
+	}
+	rest := raw[j:]
+	var cut [2]int // the practitioner's value, to leave out
+	if !r.a.practitioner {
+		const pk = `"practitioner":"`
+		p := bytes.Index(rest, []byte(pk))
+		if p < 0 {
+			return k, "", false
+		}
+		end := stringEnd(rest, p+len(pk))
+		if end < 0 {
+			return k, "", false
+		}
+		cut = [2]int{p + len(pk), end}
+	}
+	const uk = `"purpose":"`
+	if p := bytes.Index(rest, []byte(uk)); p >= 0 {
+		if end := stringEnd(rest, p+len(uk)); end > 0 && !bytes.ContainsRune(rest[p+len(uk):end], '\\') {
+			purpose = string(rest[p+len(uk) : end])
+		} else {
+			return k, "", false
+		}
+	} else {
+		return k, "", false
+	}
+	nums, ok := numbers(rest)
+	if !ok {
+		return k, "", false
+	}
+	slices.Sort(nums)
+	clo, ceq := place(slices.Compact(nums), t)
+	rlo, req := place(r.breaks, t)
+	var suffix [32]byte
+	binary.LittleEndian.PutUint64(suffix[0:], uint64(rlo))
+	binary.LittleEndian.PutUint64(suffix[8:], uint64(req))
+	binary.LittleEndian.PutUint64(suffix[16:], uint64(clo))
+	binary.LittleEndian.PutUint64(suffix[24:], uint64(ceq))
+	for n, seed := range r.seeds {
+		var h maphash.Hash
+		h.SetSeed(seed)
+		h.Write(rest[:cut[0]])
+		h.Write(rest[cut[1]:])
+		h.Write(suffix[:])
+		k[n] = h.Sum64()
+	}
+	return k, purpose, true
+}
+
+// stringEnd returns the index of the quote that ends the JSON string whose
+// contents start at i, or -1.
+func stringEnd(b []byte, i int) int {
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
+		}
+	}
+	return -1
+}
+
+// numbers returns every number outside strings in b.
+func numbers(b []byte) ([]int64, bool) {
+	var out []int64
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			end := stringEnd(b, i+1)
+			if end < 0 {
+				return nil, false
+			}
+			i = end
+		case c == '-' || (c >= '0' && c <= '9'):
+			j := i + 1
+			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+				j++
+			}
+			v, err := strconv.ParseInt(string(b[i:j]), 10, 64)
+			if err != nil {
+				return nil, false
+			}
+			out = append(out, v)
+			i = j - 1
+		}
+	}
+	return out, true
 }
 
 func (r *replayer) eval(ctx context.Context, in *policy.Input) Outcome {
@@ -375,21 +557,26 @@ func place(b []int64, t int64) (lo, eq int) {
 }
 
 // key is the memo key of in: every field the policy may read except the
-// time, and the time's place among the revision's breakpoints and the
-// input's consent dates (which are part of the key themselves).
+// time, and the time's place among the revision's breakpoints. A
+// consent's instants enter the key as their relations to the time and to
+// zero when the policy compares them with nothing else (otherwise as
+// they are, with the time's place among them), and consent ids by rank
+// when the policy treats identifiers as opaque.
 func (r *replayer) key(in *policy.Input) string {
 	var b keyBuilder
 	lo, eq := place(r.breaks, in.TimeNS)
 	b.int(int64(lo))
 	b.int(int64(eq))
-	var cb []int64
-	for _, c := range in.Consents {
-		cb = append(cb, c.ValidFromNS, c.ValidUntilNS, c.WithdrawnNS)
+	if !r.a.consentTimes {
+		var cb []int64
+		for _, c := range in.Consents {
+			cb = append(cb, c.ValidFromNS, c.ValidUntilNS, c.WithdrawnNS)
+		}
+		slices.Sort(cb)
+		lo, eq = place(slices.Compact(cb), in.TimeNS)
+		b.int(int64(lo))
+		b.int(int64(eq))
 	}
-	slices.Sort(cb)
-	lo, eq = place(slices.Compact(cb), in.TimeNS)
-	b.int(int64(lo))
-	b.int(int64(eq))
 	b.str(in.Requester.Partner)
 	b.str(in.Requester.Type)
 	b.str(in.Requester.Role)
@@ -404,8 +591,21 @@ func (r *replayer) key(in *policy.Input) string {
 	b.str(in.Override.Ground)
 	b.bool(in.Override.Justified)
 	b.int(int64(len(in.Consents)))
+	var ids []string
+	if r.a.opaqueIDs {
+		for _, c := range in.Consents {
+			ids = append(ids, c.ID)
+		}
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+	}
 	for _, c := range in.Consents {
-		b.str(c.ID)
+		if r.a.opaqueIDs {
+			i, _ := slices.BinarySearch(ids, c.ID)
+			b.int(int64(i))
+		} else {
+			b.str(c.ID)
+		}
 		b.str(c.Outcome)
 		b.str(c.GivenBy)
 		b.bool(c.Competent)
@@ -414,9 +614,14 @@ func (r *replayer) key(in *policy.Input) string {
 		b.strs(c.Recipients.Partners)
 		b.strs(c.Recipients.Types)
 		b.strs(c.Recipients.Protocols)
-		b.int(c.ValidFromNS)
-		b.int(c.ValidUntilNS)
-		b.int(c.WithdrawnNS)
+		for _, v := range []int64{c.ValidFromNS, c.ValidUntilNS, c.WithdrawnNS} {
+			if r.a.consentTimes {
+				b.int(int64(cmp.Compare(v, 0)))
+				b.int(int64(cmp.Compare(in.TimeNS, v)))
+			} else {
+				b.int(v)
+			}
+		}
 	}
 	return string(b.buf)
 }
@@ -444,30 +649,30 @@ func (b *keyBuilder) strs(v []string) {
 
 // memo is a sharded, bounded map of outcomes. A full shard is emptied:
 // the memo never grows past its bound, and recent keys refill it.
-type memo struct {
+type memo[K comparable] struct {
 	seed   maphash.Seed
-	shards [64]memoShard
+	shards [64]memoShard[K]
 	limit  int // per shard
 }
 
-type memoShard struct {
+type memoShard[K comparable] struct {
 	mu sync.RWMutex
-	m  map[string]Outcome
+	m  map[K]Outcome
 }
 
-func newMemo(entries int) *memo {
-	m := &memo{seed: maphash.MakeSeed(), limit: max(entries/64, 16)}
+func newMemo[K comparable](entries int) *memo[K] {
+	m := &memo[K]{seed: maphash.MakeSeed(), limit: max(entries/64, 16)}
 	for i := range m.shards {
-		m.shards[i].m = map[string]Outcome{}
+		m.shards[i].m = map[K]Outcome{}
 	}
 	return m
 }
 
-func (m *memo) shard(key string) *memoShard {
-	return &m.shards[maphash.String(m.seed, key)%uint64(len(m.shards))]
+func (m *memo[K]) shard(key K) *memoShard[K] {
+	return &m.shards[maphash.Comparable(m.seed, key)%uint64(len(m.shards))]
 }
 
-func (m *memo) get(key string) (Outcome, bool) {
+func (m *memo[K]) get(key K) (Outcome, bool) {
 	s := m.shard(key)
 	s.mu.RLock()
 	o, ok := s.m[key]
@@ -475,7 +680,7 @@ func (m *memo) get(key string) (Outcome, bool) {
 	return o, ok
 }
 
-func (m *memo) put(key string, o Outcome) {
+func (m *memo[K]) put(key K, o Outcome) {
 	s := m.shard(key)
 	s.mu.Lock()
 	if len(s.m) >= m.limit {

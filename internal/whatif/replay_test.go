@@ -3,6 +3,7 @@ package whatif
 import (
 	"context"
 	"encoding/json"
+	"hash/maphash"
 	"maps"
 	"os"
 	"path/filepath"
@@ -205,8 +206,8 @@ func TestReplaySpotChecksTheMemo(t *testing.T) {
 		Categories: []string{"police_concerns"}, Consents: []policy.Consent{},
 	}
 	var recs []Record
-	for i := range 200 {
-		in.TimeNS = cut.Add(time.Duration(i-100) * time.Hour).UnixNano()
+	for i := range 1100 {
+		in.TimeNS = cut.Add(time.Duration(i-100) * time.Minute).UnixNano()
 		d, err := serving.Policy.Decide(context.Background(), &in)
 		if err != nil {
 			t.Fatal(err)
@@ -225,7 +226,7 @@ func TestReplaySpotChecksTheMemo(t *testing.T) {
 		t.Fatalf("method %q", rep.Method)
 	}
 	sameReport(t, rep, bruteForce(t, prop.Policy, recs, 5))
-	if rep.ByChange[AllowToDeny] != 100 {
+	if rep.ByChange[AllowToDeny] != 1000 {
 		t.Fatalf("%s", rep.Summary())
 	}
 }
@@ -247,6 +248,7 @@ func TestChange(t *testing.T) {
 		{allow("r", "a", "b"), allow("r", "b"), Narrowed, "isp v1 r"},
 		{allow("r", "a"), allow("r", "b"), Recomposed, "isp v1 r"},
 		{allow("r", "a"), allow("s", "a"), RuleChanged, "isp v1 r → isp v1 s"},
+		{allow("r", "a"), Outcome{Allow: true, Protocol: "isp", Version: "2", Rule: "r", Categories: []string{"a"}}, "", ""},
 		{allow("r", "a"), Outcome{Error: true}, Fails, "isp v1 r"},
 		{deny, Outcome{Error: true}, Fails, "(none)"},
 	} {
@@ -277,3 +279,40 @@ func write(t *testing.T, tr trust, name, text string) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// Equal raw keys (the recorded bytes without the time and the
+// practitioner) must mean equal memo keys: the raw memo may answer only
+// what the memo would.
+func TestRawKeyRefinesTheMemoKey(t *testing.T) {
+	tr := newTrust(t)
+	rev := tr.proposal(t, periodFrom)
+	a := analyze(rev.PolicySources())
+	r := &replayer{rev: rev.Policy, a: a, breaks: breakpoints(rev.Policy, a), seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+	g := newGenerator(rev.Registry, 3, 200, periodFrom, periodTo)
+	seen := map[[2]uint64]string{}
+	hits := 0
+	for range 20000 {
+		in := g.next()
+		raw, _ := json.Marshal(in)
+		rk, purpose, ok := r.rawKey(raw)
+		if !ok || purpose != in.Purpose {
+			t.Fatalf("rawKey(%s) = %v %q", raw, ok, purpose)
+		}
+		k := r.key(&in)
+		if prev, found := seen[rk]; found {
+			hits++
+			if prev != k {
+				t.Fatalf("equal raw keys, different memo keys for %s", raw)
+			}
+		}
+		seen[rk] = k
+	}
+	if hits < 10000 {
+		t.Fatalf("only %d raw hits", hits)
+	}
+	for _, bad := range []string{`{"requester":{}}`, `{"time_ns":12x`, `{"time_ns":1,"requester":{"partner":"a"}}`} {
+		if _, _, ok := r.rawKey([]byte(bad)); ok {
+			t.Errorf("rawKey accepted %s", bad)
+		}
+	}
+}

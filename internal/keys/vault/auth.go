@@ -165,7 +165,10 @@ func (a *authenticator) watch(ctx context.Context, sec *api.Secret) bool {
 		case err := <-done:
 			a.log.Info("vault: token renewal ended; logging in again", "err", err)
 			return true
-		case <-renewed:
+		case r := <-renewed:
+			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+				a.log.Debug("vault: token renewed", "ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second)
+			}
 		case <-expiry:
 			a.log.Info("vault: token near the end of its life; logging in again")
 			return true

@@ -41,6 +41,8 @@
 // Concurrent sign and HMAC requests are gathered for up to BatchWindow
 // (or BatchMax items) into one transit call with batch_input; pseudonyms
 // are cached in a bounded LRU (CacheSize entries) while Vault is healthy.
+// The cache lives in memory only (it holds the NHS numbers the requests
+// carried anyway) and is emptied at the first failure of a call to Vault.
 //
 // # Failing closed and recovering
 //

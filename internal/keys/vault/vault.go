@@ -106,6 +106,7 @@ type Store struct {
 
 	signing atomic.Pointer[signingState]
 	healthy atomic.Bool
+	opened  atomic.Bool // Open succeeded: changes of health are news
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -162,6 +163,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.auth, err = newAuthenticator(client, addr, opts)
 	if err != nil {
+		s.cancel()
 		return nil, err
 	}
 	s.tr = &transit{client: client, addr: addr, mount: opts.Mount, onResult: s.observe}
@@ -191,6 +193,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.healthy.Store(true)
+	s.opened.Store(true)
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.auth.run(s.ctx, sec) }()
 	go func() { defer s.wg.Done(); s.checkLoop() }()
@@ -223,7 +226,7 @@ func checkAddress(addr string) error {
 // check its token.
 func (s *Store) observe(err error) {
 	if err == nil {
-		if !s.healthy.Swap(true) {
+		if !s.healthy.Swap(true) && s.opened.Load() {
 			s.opts.Logger.Info("vault: available again", "addr", s.addr)
 		}
 		return

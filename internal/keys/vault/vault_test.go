@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -475,6 +476,34 @@ func TestVault(t *testing.T) {
 		verifies(t, s, tok)
 	})
 
+	t.Run("TokenRenewedThenReplacedAtItsMaxTTL", func(t *testing.T) {
+		o := vault.SetupOptions{
+			SigningKey: "ttl-signing", PseudonymKey: "ttl-pseudonym", Policy: "ttl-gateway",
+			AppRoleMount: "approle-ttl", Role: "ttl-gateway", TokenTTL: 2 * time.Second, TokenMaxTTL: 5 * time.Second,
+		}
+		res, sid := srv.Setup(o)
+		opts := srv.AppRole(o, res, sid)
+		var logs syncBuffer
+		opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		s, err := vault.Open(bg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		// Past the token's TTL and its max TTL: renewed, then replaced by
+		// a new login, and every request in between answered.
+		start := time.Now()
+		for time.Since(start) < 7*time.Second {
+			if err := s.Ready(bg); err != nil {
+				t.Fatalf("%s after open: %v\n%s", time.Since(start).Round(time.Millisecond), err, logs.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !strings.Contains(logs.String(), "token renewed") || !strings.Contains(logs.String(), "logging in again") {
+			t.Fatalf("not renewed, or no new login after the max TTL:\n%s", logs.String())
+		}
+	})
+
 	t.Run("TokenFileReplacedAfterRevocation", func(t *testing.T) {
 		f := newFixture(t, srv, "tokfile", "ed25519")
 		mint := func() string {
@@ -558,6 +587,24 @@ func TestVault(t *testing.T) {
 			t.Fatalf("setup over a key of another type: %v", err)
 		}
 	})
+}
+
+// syncBuffer is a log sink safe for the store's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func try(c *api.Client, op, path string) error {
