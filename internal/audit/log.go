@@ -497,8 +497,14 @@ func (l *Log) run() {
 	}
 }
 
-// commitSiblings is the batch size from which the committer lingers.
-const commitSiblings = 32
+// commitSiblings is the batch size from which the committer lingers: as
+// soon as the previous commit was shared by two requests there is
+// concurrency to gather, and waiting up to commitDelay for it makes each
+// group (one fsync, one rewrite of the tail pages) serve more requests. A
+// lone request (the previous group held one) never waits. Measured with
+// `make bench` (TestBenchDecisionsVsOPA, 32 clients): 1,250 → 1,535
+// decisions/s against 32.
+const commitSiblings = 2
 
 // commit writes batch in one transaction and answers every request in it.
 func (l *Log) commit(batch []*appendReq) {

@@ -749,3 +749,20 @@ func BenchmarkVerifyES256(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
 }
+
+// WithDirectory pins the registry a verification uses, whatever the
+// verifier's own source says: a request is authenticated against the
+// revision it is decided under.
+func TestVerifyWithDirectoryPinsTheRegistry(t *testing.T) {
+	k := genKeys(t)
+	clk := newClock(t0)
+	older := buildRegistry(t, k, regOpts{})
+	newer := buildRegistry(t, k, regOpts{extraRoles: []string{"school_nurse"}})
+	v := identity.NewVerifier(identity.Config{Now: clk.Now}, identity.StaticDirectory(newer), identity.NewMemoryReplayCache(clk.Now, 100))
+	nurse := mint(t, k.health, func(c *identity.MintClaims) { c.Role = "school_nurse" })
+	_, err := v.Verify(identity.WithDirectory(t.Context(), older), nurse)
+	authError(t, err, identity.CodeUnknownRole)
+	if _, err := v.Verify(identity.WithDirectory(t.Context(), newer), nurse); err != nil {
+		t.Fatalf("with the newer registry: %v", err)
+	}
+}

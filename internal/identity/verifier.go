@@ -228,7 +228,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if iss == "" {
 		return nil, failClaimed(CodeMissingClaim, "claim iss is required")
 	}
-	dir := v.dir()
+	dir, _ := ctx.Value(directoryKey{}).(Directory)
+	if dir == nil {
+		dir = v.dir()
+	}
 	if dir == nil {
 		return nil, errors.New("identity: no partner directory is loaded")
 	}
@@ -370,4 +373,13 @@ func timeClaim(tok jwt.Token, name string) (time.Time, bool) {
 	}
 	t, ok := v.(time.Time)
 	return t, ok
+}
+
+type directoryKey struct{}
+
+// WithDirectory returns a context under which Verify uses d instead of the
+// verifier's directory source, so that a request is authenticated against
+// the very revision it is then decided under (no straddling a reload).
+func WithDirectory(ctx context.Context, d Directory) context.Context {
+	return context.WithValue(ctx, directoryKey{}, d)
 }

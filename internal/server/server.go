@@ -250,7 +250,13 @@ func (s *Server) run(x *exchange, h handlerFunc) (int, any, error) {
 		x.entry.Kind = audit.KindAuthFailure
 		return 0, nil, err
 	}
-	claims, err := s.deps.Auth.Verify(x.ctx, raw)
+	// One revision for the whole request: the token is verified against
+	// the registry of the revision the request is then decided under.
+	x.rev = s.deps.Revisions.Current()
+	if x.rev == nil {
+		return 0, nil, errNoRevision
+	}
+	claims, err := s.deps.Auth.Verify(identity.WithDirectory(x.ctx, x.rev.Registry), raw)
 	if err != nil {
 		x.entry.Kind = audit.KindAuthFailure
 		var ae *identity.AuthError
@@ -266,10 +272,6 @@ func (s *Server) run(x *exchange, h handlerFunc) (int, any, error) {
 	x.claims = claims
 	x.entry.Requester, x.entry.Practitioner, x.entry.Role, x.entry.TokenID = claims.Partner, claims.Practitioner, claims.Role, claims.JTI
 	x.log = x.log.With("partner", claims.Partner)
-	x.rev = s.deps.Revisions.Current()
-	if x.rev == nil {
-		return 0, nil, errNoRevision
-	}
 	x.entry.PolicyRevision = x.rev.Hash()
 	return h(x)
 }
