@@ -316,24 +316,9 @@ func verifyOne(doc []byte, e signatureEntry, p *Protocol, reg *registry.Registry
 	if _, err := base64.RawURLEncoding.DecodeString(e.Signature); err != nil || e.Signature == "" {
 		return bad("signature is not base64url")
 	}
-	owner, ok := reg.Partner(partner)
-	if !ok {
-		return bad("unknown partner %q", partner)
-	}
-	key, ok := lookupKey(owner, kid)
-	if !ok {
-		for _, other := range reg.Partners() {
-			if _, theirs := lookupKey(other, kid); theirs {
-				return bad("key %q belongs to %s, not %s", kid, other.ID, partner)
-			}
-		}
-		return bad("unknown key %q for %s", kid, partner)
-	}
-	if a := key.Algorithm(); a != nil && a.String() != "" && a.String() != alg {
-		return bad("key %q is registered for %s, the signature says %s", kid, a, alg)
-	}
-	if u := key.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
-		return bad("key %q is not registered for signing (use %q)", kid, u)
+	key, problem := signingKey(reg, partner, kid, alg, "signature")
+	if problem != "" {
+		return bad("%s", problem)
 	}
 	compact := []byte(e.Protected + ".." + e.Signature)
 	if _, err := jws.Verify(compact, jws.WithKey(jwa.SignatureAlgorithm(alg), key), jws.WithDetachedPayload(doc)); err != nil {
@@ -341,6 +326,34 @@ func verifyOne(doc []byte, e signatureEntry, p *Protocol, reg *registry.Registry
 	}
 	res.OK = true
 	return res
+}
+
+// signingKey finds the registered key that must have made a signature (or
+// a withdrawal: what names the document) of partner's with kid and alg, or
+// says exactly why there is none: an unknown partner, a kid that is
+// another partner's or nobody's, a key registered for another algorithm or
+// not for signing.
+func signingKey(reg *registry.Registry, partner, kid, alg, what string) (jwk.Key, string) {
+	owner, ok := reg.Partner(partner)
+	if !ok {
+		return nil, fmt.Sprintf("unknown partner %q", partner)
+	}
+	key, ok := lookupKey(owner, kid)
+	if !ok {
+		for _, other := range reg.Partners() {
+			if _, theirs := lookupKey(other, kid); theirs {
+				return nil, fmt.Sprintf("key %q belongs to %s, not %s", kid, other.ID, partner)
+			}
+		}
+		return nil, fmt.Sprintf("unknown key %q for %s", kid, partner)
+	}
+	if a := key.Algorithm(); a != nil && a.String() != "" && a.String() != alg {
+		return nil, fmt.Sprintf("key %q is registered for %s, the %s says %s", kid, a, what, alg)
+	}
+	if u := key.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
+		return nil, fmt.Sprintf("key %q is not registered for signing (use %q)", kid, u)
+	}
+	return key, ""
 }
 
 func lookupKey(p *registry.Partner, kid string) (jwk.Key, bool) {

@@ -270,24 +270,9 @@ func verifyWithdrawal(compact string, reg *registry.Registry) WithdrawalResult {
 	if typ, _ := h[jws.TypeKey].(string); typ != WithdrawalType {
 		return bad("typ %q is not %s", typ, WithdrawalType)
 	}
-	owner, ok := reg.Partner(partner)
-	if !ok {
-		return bad("unknown partner %q", partner)
-	}
-	key, ok := lookupKey(owner, kid)
-	if !ok {
-		for _, other := range reg.Partners() {
-			if _, theirs := lookupKey(other, kid); theirs {
-				return bad("key %q belongs to %s, not %s", kid, other.ID, partner)
-			}
-		}
-		return bad("unknown key %q for %s", kid, partner)
-	}
-	if a := key.Algorithm(); a != nil && a.String() != "" && a.String() != alg {
-		return bad("key %q is registered for %s, the withdrawal says %s", kid, a, alg)
-	}
-	if u := key.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
-		return bad("key %q is not registered for signing (use %q)", kid, u)
+	key, problem := signingKey(reg, partner, kid, alg, "withdrawal")
+	if problem != "" {
+		return bad("%s", problem)
 	}
 	if _, err := jws.Verify([]byte(compact), jws.WithKey(jwa.SignatureAlgorithm(alg), key)); err != nil {
 		return bad("signature does not verify with key %q", kid)

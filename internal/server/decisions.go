@@ -40,12 +40,18 @@ const (
 // decodeStrict reads exactly one JSON object into v: unknown fields, a
 // second value, or a body over the limit are errors naming the field.
 func (s *Server) decodeStrict(x *exchange, v any) error {
-	r := http.MaxBytesReader(nil, x.r.Body, s.opts.MaxBodyBytes)
+	return s.decodeLimited(x, v, s.opts.MaxBodyBytes)
+}
+
+// decodeLimited is decodeStrict with a body limit of its own (the what-if
+// endpoint takes whole proposed revisions).
+func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
+	r := http.MaxBytesReader(nil, x.r.Body, limit)
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return badRequest("body", fmt.Sprintf("larger than %d bytes", s.opts.MaxBodyBytes))
+			return badRequest("body", fmt.Sprintf("larger than %d bytes", limit))
 		}
 		return badRequest("body", "could not be read")
 	}

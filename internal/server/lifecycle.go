@@ -1,11 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -379,32 +376,4 @@ func (s *Server) proposal(req *WhatIfRequest) (whatif.Proposal, error) {
 		}
 	}
 	return p, nil
-}
-
-// decodeLimited is decodeStrict with a body limit of its own.
-func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
-	r := http.MaxBytesReader(nil, x.r.Body, limit)
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return badRequest("body", fmt.Sprintf("larger than %d bytes", limit))
-		}
-		return badRequest("body", "could not be read")
-	}
-	if ct := x.r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return badRequest("Content-Type", "must be application/json")
-	}
-	if err := unknownField(raw, v); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("body", "must hold exactly one JSON object")
-	}
-	return nil
 }
