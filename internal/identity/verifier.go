@@ -246,7 +246,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if key == nil || !ok {
 		return nil, failClaimed(CodeUnknownKID, "kid %q is not a key of partner %q", clip(kid, 64), partner.ID)
 	}
-	if err := keyFitsAlg(key, alg); err != nil {
+	if err := KeyFitsAlg(key, alg); err != nil {
 		return nil, failClaimed(CodeAlgNotAllowed, "key %q of partner %q cannot verify %s: %v", kid, partner.ID, alg, err)
 	}
 
@@ -342,9 +342,11 @@ func splitCompact(raw string) (h, p, s string, ok bool) {
 	return h, p, s, true
 }
 
-// keyFitsAlg checks that a registered public key is of the type alg needs
-// and, when the key names its algorithm, that it names alg.
-func keyFitsAlg(key jwk.Key, alg jwa.SignatureAlgorithm) error {
+// KeyFitsAlg checks that a public key is of the type alg needs (ES256: EC
+// P-256; EdDSA: OKP Ed25519; any other alg is refused) and, when the key
+// names its algorithm, that it names alg. Every verifier of the project's
+// tokens (agency tokens here, decision tokens in providers) uses it.
+func KeyFitsAlg(key jwk.Key, alg jwa.SignatureAlgorithm) error {
 	switch alg {
 	case jwa.ES256:
 		k, ok := key.(jwk.ECDSAPublicKey)

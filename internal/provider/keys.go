@@ -19,6 +19,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/childrens-trust/trustgate/internal/identity"
 )
 
 // ErrKeysUnavailable: the gateway's key set could not be fetched. A
@@ -211,7 +213,7 @@ func verifyJWS(ctx context.Context, src KeySource, raw, typ string, maxBytes int
 	if err != nil {
 		return nil, err
 	}
-	if err := keyFitsAlg(key, alg); err != nil {
+	if err := identity.KeyFitsAlg(key, alg); err != nil {
 		return nil, tokenErr(CodeAlgNotAllowed, "key %q cannot verify %s: %v", clip(kid), alg, err)
 	}
 	verified, err := jws.Verify([]byte(raw), jws.WithCompact(), jws.WithKey(alg, key))
@@ -219,25 +221,6 @@ func verifyJWS(ctx context.Context, src KeySource, raw, typ string, maxBytes int
 		return nil, tokenErr(CodeBadSignature, "signature does not verify with the gateway's key %q", clip(kid))
 	}
 	return payload, nil
-}
-
-func keyFitsAlg(key jwk.Key, alg jwa.SignatureAlgorithm) error {
-	switch alg {
-	case jwa.ES256:
-		k, ok := key.(jwk.ECDSAPublicKey)
-		if !ok || k.Crv() != jwa.P256 {
-			return errors.New("ES256 needs an EC P-256 public key")
-		}
-	case jwa.EdDSA:
-		k, ok := key.(jwk.OKPPublicKey)
-		if !ok || k.Crv() != jwa.Ed25519 {
-			return errors.New("EdDSA needs an OKP Ed25519 public key")
-		}
-	}
-	if ka := key.Algorithm().String(); ka != "" && ka != alg.String() {
-		return fmt.Errorf("the key is for %s", ka)
-	}
-	return nil
 }
 
 // NewID returns 128 random bits in hex: token and notification ids.
