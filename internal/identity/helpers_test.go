@@ -238,6 +238,13 @@ func b64JSON(t testing.TB, v any) string {
 func signRaw(t testing.TB, alg jwa.SignatureAlgorithm, key any, hdr, cl map[string]any) string {
 	t.Helper()
 	input := b64JSON(t, hdr) + "." + b64JSON(t, cl)
+	return input + "." + signInput(t, alg, key, input)
+}
+
+// signInput signs a hand-built signing input with key under alg and
+// returns the base64url signature.
+func signInput(t testing.TB, alg jwa.SignatureAlgorithm, key any, input string) string {
+	t.Helper()
 	signer, err := jws.NewSigner(alg)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +253,7 @@ func signRaw(t testing.TB, alg jwa.SignatureAlgorithm, key any, hdr, cl map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return input + "." + b64(sig)
+	return b64(sig)
 }
 
 // signAs signs cl with an agency key under its own alg and kid.

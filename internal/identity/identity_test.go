@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http/httptest"
 	"runtime"
@@ -84,6 +85,17 @@ func TestVerifyAcceptsValidTokens(t *testing.T) {
 			c["iat"], c["exp"] = t0.Add(time.Minute).Unix(), t0.Add(6*time.Minute).Unix()
 			return signAs(t, la, c), c["jti"].(string)
 		}, want{la.partner, la.kid(), t0.Add(time.Minute), t0.Add(6 * time.Minute)}},
+		{"fractional NumericDates", func(t *testing.T) (string, string) {
+			c := claims(la.partner)
+			c["iat"], c["exp"] = float64(t0.Unix())+0.5, float64(t0.Add(5*time.Minute).Unix())+0.25
+			return signAs(t, la, c), c["jti"].(string)
+		}, want{la.partner, la.kid(), t0.Add(500 * time.Millisecond), t0.Add(5*time.Minute + 250*time.Millisecond)}},
+		{"a repeated claim: the last value counts", func(t *testing.T) (string, string) {
+			c := claims(la.partner)
+			body := strings.Replace(string(mustJSON(t, c)), `{`, `{"iss":"exley-police",`, 1)
+			input := b64JSON(t, header(la.alg, la.kid())) + "." + b64([]byte(body))
+			return input + "." + signInput(t, la.alg, la.priv, input), c["jti"].(string)
+		}, laWant},
 		{"jti of 128 characters", func(t *testing.T) (string, string) {
 			c := claims(la.partner)
 			c["jti"] = strings.Repeat("é", 127) + nextJTI()[:1]
@@ -194,6 +206,16 @@ func TestVerifyRefusesHostileTokens(t *testing.T) {
 		{"payload not JSON", fixed(validHeader + "." + b64([]byte("not json")) + ".c2ln"), identity.CodeMalformed},
 		{"payload a JSON array", fixed(validHeader + "." + b64([]byte(`["iss"]`)) + ".c2ln"), identity.CodeMalformed},
 		{"claim of the wrong type", withClaims(func(c map[string]any) { c["exp"] = "soon" }), identity.CodeMalformed},
+		{"exp a numeric string", withClaims(func(c map[string]any) { c["exp"] = fmt.Sprint(c["exp"]) }), identity.CodeMalformed},
+		{"exp negative", withClaims(func(c map[string]any) { c["exp"] = -1 }), identity.CodeMalformed},
+		{"exp past the year 9999", withClaims(func(c map[string]any) { c["exp"] = 1e12 }), identity.CodeMalformed},
+		{"iss a number", withClaims(func(c map[string]any) { c["iss"] = 7 }), identity.CodeMalformed},
+		{"aud a number", withClaims(func(c map[string]any) { c["aud"] = 7 }), identity.CodeMalformed},
+		{"aud an array with a number", withClaims(func(c map[string]any) { c["aud"] = []any{"trustgate", 7} }), identity.CodeMalformed},
+		{"aud two audiences", withClaims(func(c map[string]any) { c["aud"] = []string{"trustgate", "other"} }), identity.CodeWrongAudience},
+		{"claim names in capitals", withClaims(func(c map[string]any) { c["ISS"] = c["iss"]; delete(c, "iss") }), identity.CodeMissingClaim},
+		{"exp in capitals only", withClaims(func(c map[string]any) { c["EXP"] = c["exp"]; delete(c, "exp") }), identity.CodeMissingClaim},
+		{"role a number", withClaims(func(c map[string]any) { c["role"] = 3 }), identity.CodeMissingClaim},
 		{"JWS JSON serialization with two signatures", func(t *testing.T) string {
 			b, err := jws.Sign(mustJSON(t, claims(la.partner)), jws.WithJSON(),
 				jws.WithKey(la.alg, la.priv), jws.WithKey(police.alg, police.priv))

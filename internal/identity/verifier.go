@@ -13,8 +13,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	"github.com/lestrrat-go/jwx/v2/jws"
-	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/childrens-trust/trustgate/internal/registry"
 )
@@ -104,9 +102,10 @@ type Claims struct {
 
 // Verifier verifies agency bearer tokens. Safe for concurrent use.
 type Verifier struct {
-	cfg    Config
-	dir    func() Directory
-	replay ReplayCache
+	cfg     Config
+	dir     func() Directory
+	replay  ReplayCache
+	rawKeys rawKeyCache
 }
 
 // NewVerifier returns a Verifier. dir is called once at the start of each
@@ -161,7 +160,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if err != nil {
 		return nil, fail(CodeMalformed, "payload is not base64url")
 	}
-	if _, err := b64.DecodeString(sSeg); err != nil {
+	sig, err := b64.DecodeString(sSeg)
+	if err != nil {
 		return nil, fail(CodeMalformed, "signature is not base64url")
 	}
 	var hdr map[string]json.RawMessage
@@ -210,21 +210,21 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if !bytes.HasPrefix(bytes.TrimLeft(payload, " \t\r\n"), []byte("{")) {
 		return nil, fail(CodeMalformed, "payload is not a JSON claims set")
 	}
-	tok := jwt.New()
-	if err := json.Unmarshal(payload, tok); err != nil {
-		return nil, fail(CodeMalformed, "payload is not a valid JWT claims set")
+	tok, err := parseClaims(payload)
+	if err != nil {
+		return nil, fail(CodeMalformed, "payload is not a valid JWT claims set: %v", err)
 	}
 	claimed := &AuthError{
-		Issuer:  clip(tok.Issuer(), maxClaimedLen),
-		Subject: clip(tok.Subject(), maxClaimedLen),
-		JTI:     clip(tok.JwtID(), maxClaimedLen),
+		Issuer:  clip(tok.iss, maxClaimedLen),
+		Subject: clip(tok.sub, maxClaimedLen),
+		JTI:     clip(tok.jti, maxClaimedLen),
 	}
 	failClaimed := func(code, format string, args ...any) *AuthError {
 		e := *claimed
 		e.Code, e.Message = code, fmt.Sprintf(format, args...)
 		return &e
 	}
-	iss := tok.Issuer()
+	iss := tok.iss
 	if iss == "" {
 		return nil, failClaimed(CodeMissingClaim, "claim iss is required")
 	}
@@ -250,53 +250,53 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, failClaimed(CodeAlgNotAllowed, "key %q of partner %q cannot verify %s: %v", kid, partner.ID, alg, err)
 	}
 
-	// The signature, with exactly that key and algorithm.
-	verified, err := jws.Verify([]byte(raw), jws.WithCompact(), jws.WithContext(ctx), jws.WithKey(alg, key))
+	// The signature, with exactly that key and algorithm, over the
+	// signing input as received (RFC 7515 §5.2: header '.' payload). The
+	// segments are already split and decoded, so jwx's verifier for alg is
+	// given them directly rather than re-parsing the token.
+	pub, err := v.rawKeys.get(key)
 	if err != nil {
-		return nil, failClaimed(CodeBadSignature, "signature does not verify with key %q of partner %q", kid, partner.ID)
+		return nil, failClaimed(CodeAlgNotAllowed, "key %q of partner %q is not usable: %v", kid, partner.ID, err)
 	}
-	if !bytes.Equal(verified, payload) {
-		// Cannot happen with the headers above refused; kept as a guard that
-		// the claims read are the bytes that were signed.
-		return nil, failClaimed(CodeBadSignature, "signed payload differs from the payload read")
+	if err := verifiers[alg].Verify([]byte(raw[:len(hSeg)+1+len(pSeg)]), sig, pub); err != nil {
+		return nil, failClaimed(CodeBadSignature, "signature does not verify with key %q of partner %q", kid, partner.ID)
 	}
 	claimed.Verified = true
 
 	// The claims.
-	if aud := tok.Audience(); len(aud) != 1 || aud[0] != v.cfg.Audience {
+	if len(tok.aud) != 1 || tok.aud[0] != v.cfg.Audience {
 		return nil, failClaimed(CodeWrongAudience, "aud must be exactly %q", v.cfg.Audience)
 	}
 	now := v.cfg.Now()
-	exp, ok := timeClaim(tok, jwt.ExpirationKey)
+	exp, ok := tok.exp.get()
 	if !ok {
 		return nil, failClaimed(CodeMissingClaim, "claim exp is required")
 	}
 	if exp.Before(now.Add(-v.cfg.Skew)) {
 		return nil, failClaimed(CodeExpired, "token expired at %s", exp.UTC().Format(time.RFC3339))
 	}
-	iat, ok := timeClaim(tok, jwt.IssuedAtKey)
+	iat, ok := tok.iat.get()
 	if !ok {
 		return nil, failClaimed(CodeMissingClaim, "claim iat is required")
 	}
 	if iat.After(now.Add(v.cfg.Skew)) {
 		return nil, failClaimed(CodeNotYetValid, "token issued in the future (iat %s)", iat.UTC().Format(time.RFC3339))
 	}
-	if nbf, ok := timeClaim(tok, jwt.NotBeforeKey); ok && nbf.After(now.Add(v.cfg.Skew)) {
+	if nbf, ok := tok.nbf.get(); ok && nbf.After(now.Add(v.cfg.Skew)) {
 		return nil, failClaimed(CodeNotYetValid, "token not valid before %s", nbf.UTC().Format(time.RFC3339))
 	}
 	if life := exp.Sub(iat); life > v.cfg.MaxLifetime {
 		return nil, failClaimed(CodeLifetimeTooLong, "token lifetime %s exceeds %s", life, v.cfg.MaxLifetime)
 	}
-	jti := tok.JwtID()
+	jti := tok.jti
 	if n := utf8.RuneCountInString(jti); n < 1 || n > maxIDLen {
 		return nil, failClaimed(CodeMissingClaim, "claim jti is required (1 to %d characters)", maxIDLen)
 	}
-	sub := tok.Subject()
+	sub := tok.sub
 	if n := utf8.RuneCountInString(sub); n < 1 || n > maxIDLen {
 		return nil, failClaimed(CodeMissingClaim, "claim sub is required (1 to %d characters)", maxIDLen)
 	}
-	rawRole, _ := tok.Get("role")
-	role, _ := rawRole.(string)
+	role := tok.role
 	if role == "" {
 		return nil, failClaimed(CodeMissingClaim, "claim role is required (a string)")
 	}
@@ -365,16 +365,6 @@ func KeyFitsAlg(key jwk.Key, alg jwa.SignatureAlgorithm) error {
 		return fmt.Errorf("the key is for %s", ka)
 	}
 	return nil
-}
-
-// timeClaim returns a NumericDate claim and whether it is present.
-func timeClaim(tok jwt.Token, name string) (time.Time, bool) {
-	v, ok := tok.Get(name)
-	if !ok {
-		return time.Time{}, false
-	}
-	t, ok := v.(time.Time)
-	return t, ok
 }
 
 type directoryKey struct{}
