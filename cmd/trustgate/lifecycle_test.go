@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/internal/whatif"
 )
 
 // TestPolicyTools runs the IG lead's tools as a review pipeline would:
@@ -151,9 +151,13 @@ func TestPolicyWhatIf(t *testing.T) {
 		if err != nil || !d.Allow {
 			t.Fatalf("decide: %v %+v", err, d)
 		}
-		raw, _ := json.Marshal(in)
 		e := &audit.Entry{Time: time.Unix(0, in.TimeNS).UTC(), Kind: audit.KindDecision, Decision: "allow", AllowedCategories: d.Categories,
-			Protocol: d.Protocol.ID, ProtocolVersion: d.Protocol.Version, Rule: d.Protocol.Rule, Purpose: in.Purpose, Input: raw}
+			Protocol: d.Protocol.ID, ProtocolVersion: d.Protocol.Version, Rule: d.Protocol.Rule,
+			Requester: in.Requester.Partner, Practitioner: in.Requester.Practitioner, Role: in.Requester.Role,
+			Provider: in.Provider.Partner, Purpose: in.Purpose, Categories: in.Categories}
+		if err := whatif.RecordInput(e, &in); err != nil {
+			t.Fatal(err)
+		}
 		if _, _, err := l.Append(context.Background(), e); err != nil {
 			t.Fatal(err)
 		}

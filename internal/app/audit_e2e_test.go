@@ -335,7 +335,7 @@ func TestAccessReportOverHTTP(t *testing.T) {
 		for _, re := range rep.Entries {
 			e := re.Entry
 			kinds[string(e.Kind)+":"+e.Decision]++
-			if withhold && (e.Practitioner != "" || re.Stored != nil || e.Input != nil || e.PrevPractitioner != 0) {
+			if withhold && (e.Practitioner != "" || re.Stored != nil || e.InputResidual != nil || e.PrevPractitioner != 0) {
 				t.Fatalf("family's copy names practitioner %q", e.Practitioner)
 			}
 			if !withhold && (e.Practitioner == "" || re.Stored == nil) {

@@ -682,14 +682,14 @@ func TestWhatIfOverTheRecordedLog(t *testing.T) {
 			continue
 		}
 		decisions++
-		var in policy.Input
-		if err := json.Unmarshal(e.Input, &in); err != nil {
+		in, err := whatif.InputOf(e)
+		if err != nil {
 			t.Fatalf("seq %d: no recorded input: %v", seq, err)
 		}
-		if strings.Contains(string(e.Input), child) {
-			t.Fatalf("the recorded input holds the NHS number: %s", e.Input)
+		if strings.Contains(string(e.InputResidual), child) {
+			t.Fatalf("the recorded input holds the NHS number: %s", e.InputResidual)
 		}
-		d, err := prop.Policy.Decide(context.Background(), &in)
+		d, err := prop.Policy.Decide(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}

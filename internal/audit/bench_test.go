@@ -48,9 +48,10 @@ func TestBenchAudit(t *testing.T) {
 	typical := audit.TypicalEntry(123_456)
 	typical.Seq, typical.PrevHash, typical.PrevSubject, typical.PrevPractitioner = 123_457, audit.GenesisHash, 101_000, 118_000
 	stored := storedSize(t, typical)
-	withInput := typical
-	withInput.Input = json.RawMessage(decisionInputExample)
-	t.Logf("typical entry: %d bytes stored (%d with the policy input a gateway decision also records)", stored, storedSize(t, withInput))
+	noConsent := typical
+	noConsent.InputResidual = json.RawMessage(typicalResidualWithoutConsent)
+	t.Logf("typical entry (a gateway decision with its input residual, one consent record on file): %d bytes stored (%d with no consent record on file)",
+		stored, storedSize(t, noConsent))
 
 	// 1. Appends.
 	gcPath := filepath.Join(dir, "group.db")
@@ -144,9 +145,9 @@ func TestBenchAudit(t *testing.T) {
 	check(perEntry < 1024 && gcFile < 1024, fmt.Sprintf("file growth %.0f and %.0f B/entry < 1024", perEntry, gcFile))
 }
 
-// decisionInputExample is a recorded policy input as a gateway decision
-// entry carries it (internal/audit/input_test.go).
-const decisionInputExample = `{"time_ns":1795000000000000000,"requester":{"partner":"exley-csc","type":"local_authority","practitioner":"prac-1","role":"social_worker"},"provider":{"partner":"exley-police","type":"police","sensitive":false},"purpose":"safeguarding","categories":["police_concerns"],"consents":[],"override":{"ground":"","justified":false}}`
+// typicalResidualWithoutConsent is TypicalEntry's input residual for a
+// child with no consent record on file.
+const typicalResidualWithoutConsent = `["local_authority","police"]`
 
 func storedSize(t *testing.T, e audit.Entry) int {
 	t.Helper()

@@ -20,8 +20,10 @@ import (
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // formatVersion is the on-disk format this package writes and reads.
-// Version 1 (long JSON names, no Merkle tree, no indexes) is refused.
-const formatVersion uint64 = 2
+// Version 1 (long JSON names, no Merkle tree, no indexes) and version 2
+// (decisions recorded their whole policy input, under "input") are
+// refused.
+const formatVersion uint64 = 3
 
 var (
 	bucketEntries     = []byte("entries")
@@ -68,14 +70,17 @@ func hashHex(stored []byte) string {
 // --- the stored encoding -------------------------------------------------
 
 // storedNames maps an Entry field's JSON name to the name it has in the
-// stored bytes. Short names keep a typical entry under 1 KiB on disk. The
-// table is part of the format: a name, once used, is never reused or
-// changed. A field missing from the table (a field added to Entry later)
-// is stored under its JSON name, which must not clash with a short name.
+// stored bytes. Short names (and the denser values of codec.go) keep a
+// typical entry under 1 KiB on disk. The table is part of the format: a
+// name is changed only with the format version, and a name once used is
+// never reused for another field (version 2's "id", "ac", "rs", "lb",
+// "rev" and "input" are retired). A field missing from the table (a field
+// added to Entry later) is stored under its JSON name, which must not
+// clash with a short name.
 var storedNames = map[string]string{
 	"seq":                  "n",
 	"time":                 "t",
-	"request_id":           "id",
+	"request_id":           "i",
 	"kind":                 "k",
 	"method":               "m",
 	"path":                 "u",
@@ -89,14 +94,15 @@ var storedNames = map[string]string{
 	"subject":              "s",
 	"categories":           "c",
 	"decision":             "d",
-	"allowed_categories":   "ac",
-	"reasons":              "rs",
+	"allowed_categories":   "a",
+	"reasons":              "w",
 	"protocol":             "p",
 	"protocol_version":     "v",
 	"rule":                 "ru",
-	"lawful_basis":         "lb",
+	"lawful_basis":         "l",
 	"override_ground":      "og",
-	"policy_revision":      "rev",
+	"policy_revision":      "q",
+	"input_residual":       "x",
 	"override":             "o",
 	"review_id":            "rv",
 	"consents":             "cs",
@@ -122,8 +128,9 @@ var storedNames = map[string]string{
 var (
 	entryType = reflect.TypeFor[Entry]()
 	// storedType is Entry with the json tags rewritten to the stored
-	// names: the same fields, types and order, so the two convert to each
-	// other (Go ignores tags in struct conversions).
+	// names, and the time and the hex identifiers given the types that
+	// encode them as stored (codec.go): the same fields, layout and order,
+	// so an *Entry can be viewed as a pointer to it (asStored).
 	storedType = buildStoredType()
 )
 
@@ -153,12 +160,23 @@ func buildStoredType() reflect.Type {
 		if opts != "" && short != "-" {
 			tag += "," + opts
 		}
-		fields[i] = reflect.StructField{Name: f.Name, Type: f.Type, Tag: reflect.StructTag(`json:"` + tag + `"`)}
+		typ := f.Type
+		switch {
+		case typ == reflect.TypeFor[time.Time]():
+			typ = reflect.TypeFor[storedTime]()
+		case hexFields[name]:
+			typ = reflect.TypeFor[storedHex]()
+		}
+		if !f.Type.ConvertibleTo(typ) || f.Type.Size() != typ.Size() {
+			panic("audit: Entry field " + f.Name + " cannot be stored as " + typ.String())
+		}
+		fields[i] = reflect.StructField{Name: f.Name, Type: typ, Tag: reflect.StructTag(`json:"` + tag + `"`)}
 	}
 	t := reflect.StructOf(fields)
-	// The same fields in the same order: the same layout, so an *Entry
-	// can be viewed as a pointer to the stored type (asStored).
-	if t.Size() != entryType.Size() || !entryType.ConvertibleTo(t) {
+	// The same fields in the same order, each of a type with the same
+	// underlying type: the same layout, so an *Entry can be viewed as a
+	// pointer to the stored type (asStored).
+	if t.Size() != entryType.Size() {
 		panic("audit: stored entry type does not match Entry")
 	}
 	for i := range t.NumField() {
@@ -178,8 +196,14 @@ func asStored(e *Entry) any {
 }
 
 // marshalStored returns the stored bytes of e: encoding/json of e under
-// the stored names. The encoding is deterministic.
+// the stored names, with the stored values of codec.go (the time, hex
+// identifiers, the reasons). The encoding is deterministic.
 func marshalStored(e *Entry) ([]byte, error) {
+	if rs, changed := storeReasons(e.Reasons, ruleRef(e)); changed {
+		c := *e
+		c.Reasons = rs
+		e = &c
+	}
 	return json.Marshal(asStored(e))
 }
 
@@ -251,9 +275,9 @@ func splice(tmpl []byte, seq, prevSubject, prevPractitioner uint64, prevHash str
 		b = strconv.AppendUint(b, prevPractitioner, 10)
 		b = append(b, ',')
 	}
-	b = append(b, `"h":"`...)
-	b = append(b, prevHash...) // lowercase hex: nothing to escape
-	return append(b, `"}`...)
+	b = append(b, `"h":`...)
+	b = appendStoredHexJSON(b, prevHash)
+	return append(b, '}')
 }
 
 // record is one encoded entry, ready to Put.
@@ -297,6 +321,7 @@ func decodeEntry(seq uint64, val []byte) (*Entry, error) {
 	if e.Seq != seq {
 		return nil, tampered(seq, "seq field is %d but the entry is stored at seq %d", e.Seq, seq)
 	}
+	loadReasons(e.Reasons, ruleRef(&e))
 	e.Hash = hashHex(val)
 	return &e, nil
 }
@@ -319,8 +344,8 @@ func readMeta(meta *bolt.Bucket) (head, error) {
 	}
 	if ver := binary.BigEndian.Uint64(v); ver != formatVersion {
 		hint := ""
-		if ver == 1 {
-			hint = " (a version-1 log from an earlier build: move it aside and verify it with that build)"
+		if ver < formatVersion {
+			hint = fmt.Sprintf(" (a version-%d log from an earlier build: move it aside and verify it with that build)", ver)
 		}
 		return head{}, fmt.Errorf("format version %d (this build reads %d)%s: %w", ver, formatVersion, hint, ErrUnsupportedVersion)
 	}

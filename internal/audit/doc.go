@@ -32,17 +32,23 @@
 // each write transaction against the head recorded in meta. Reads run in
 // read transactions and copy values out before the transaction ends.
 //
-// # Format (version 2)
+// # Format (version 3)
 //
 // Bucket "entries": key = seq as 8 bytes big-endian, starting at 1 (so
 // cursor order is log order); value = the stored bytes E of the entry:
 // encoding/json of the Entry with Seq, PrevSubject, PrevPractitioner and
 // PrevHash set and Hash left out, under the short stored names of
 // storedNames in chain.go (a field added to Entry without a short name is
-// stored under its JSON name). The entry's hash is lowercase hex of its
-// Merkle leaf hash, SHA-256(0x00 || E): one hash serves the chain and the
-// tree. Entry 1 has PrevHash = GenesisHash (64 '0's); entry n has PrevHash
-// = the hash of entry n-1. Hash is never stored; reads fill it in.
+// stored under its JSON name), with three kinds of value in a denser,
+// lossless form (codec.go): the time as decimal seconds, hex identifiers
+// (request id, subject, policy revision, disclosed digest, prev hash) as
+// base64url, and a decision's reasons with its own protocol rule
+// reference abbreviated. Reads, exports and reports give the Entry in full.
+// The entry's hash is lowercase hex of its Merkle leaf hash,
+// SHA-256(0x00 || E): one hash serves the chain and the tree. Entry 1 has
+// PrevHash = GenesisHash (64 '0's); entry n has PrevHash = the hash of
+// entry n-1. Hash is never stored; reads fill it in. Version 2 (RFC 3339
+// times, hex, the whole policy input under "input") is refused.
 //
 // The Merkle tree (merkle.go) is RFC 9162's: leaf n-1 is entry n, its
 // hash SHA-256(0x00 || E); interior nodes SHA-256(0x01 || left || right).
@@ -61,7 +67,7 @@
 // review id; subjects and practitioners are chained instead (chains.go:
 // PrevSubject, PrevPractitioner, with bucket "heads" holding a periodic
 // dump of each chain's newest seq); bucket "times" summarises the times of
-// each block of 256 entries. Meta holds "version" (2), "head_seq",
+// each block of 256 entries. Meta holds "version" (3), "head_seq",
 // "head_hash", "tree_range" and "time_tail".
 //
 // # What Verify detects, and what it cannot

@@ -65,12 +65,16 @@ type Entry struct {
 	LawfulBasis       string   `json:"lawful_basis,omitempty"`
 	OverrideGround    string   `json:"override_ground,omitempty"`
 	PolicyRevision    string   `json:"policy_revision,omitempty"`
-	// Input is, for a decision, the minimised input the policy decided on
-	// (a policy.Input: who asked, from whom, for what, the consent records
-	// that bore on it, the time; never the NHS number or any record
-	// content), so that decisions can be replayed against a proposed
-	// revision (internal/whatif).
-	Input json.RawMessage `json:"input,omitempty"`
+	// InputResidual is, for a decision, the part of the policy input it
+	// was decided on that the entry does not hold in fields of its own:
+	// the requester's and provider's partner types, whether the provider is
+	// a sensitive service, the consent records that bore on it, whether an
+	// override was justified (a compact JSON object, policy.EncodeResidual;
+	// never the NHS number or any record content). With the entry's time,
+	// requester, practitioner, role, provider, purpose, categories and
+	// override ground it rebuilds the exact input (whatif.InputOf), so that
+	// decisions can be replayed against a proposed revision.
+	InputResidual json.RawMessage `json:"input_residual,omitempty"`
 
 	// Override marks a decision allowed on a safeguarding override (so an
 	// auditor can filter overrides); ReviewID names the IG review item it

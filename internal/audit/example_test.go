@@ -30,12 +30,12 @@ func Example() {
 	}
 	seq, hash, err := l.Append(ctx, &audit.Entry{
 		Time:      time.Date(2026, 3, 14, 9, 30, 0, 0, time.UTC),
-		RequestID: "req-0001",
+		RequestID: "3b99869986639b0e60929cbe",
 		Kind:      audit.KindDecision,
 		Method:    "POST",
-		Path:      "/v1/share/decision",
+		Path:      "/v1/decisions",
 		Status:    200,
-		Requester: "agency:school-riverside",
+		Requester: "exley-academy",
 		Purpose:   "education_welfare",
 		Decision:  "deny",
 		Reasons:   []string{"no protocol in force for purpose"},
@@ -57,7 +57,7 @@ func Example() {
 	}
 	fmt.Println("verified", rep.Entries, "entries, head", rep.Head == hash)
 	// Output:
-	// entry 1 73e64e9b60fbcadf8b35a14035b066985d8fe521e4d8d5c9280feb002a90ce17
+	// entry 1 10e14e69a4eebbee26a963225f4ac5e35f8ce1fce5fe9c2942b34daa58204d52
 	// verified 1 entries, head true
 }
 

@@ -1,7 +1,10 @@
 package audit
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,34 +41,73 @@ func (l *Log) DB() *bolt.DB { return l.db }
 // over the life of a log (docs/performance.md).
 const TypicalChildren = 20_000
 
-// TypicalEntry returns a realistic synthetic decision entry; i varies the
-// request-specific fields. No real person's data: NHS numbers never appear
-// (Subject is a pseudonym), names are invented.
+// TypicalEntry returns a typical decision entry as the gateway writes
+// it in the demo Trust (shaped on real entries from the internal/app
+// end-to-end harness; TestRecordedInputsRebuildExactly there holds a
+// real one near the same size): a social worker at exley-csc asks
+// exley-police for police concerns and household about a child, allowed
+// by the safeguarding protocol, with the reasons and lawful basis the
+// demo policy writes, the policy revision hash, a jti as
+// identity.Mint makes it, and the input residual the gateway records —
+// partner types and the one consent record on file for the child (an
+// early help consent given by a parent, not needed here). The time has
+// nanoseconds, as the gateway's clock gives. i varies the
+// request-specific fields. No real person's data: NHS numbers never
+// appear (Subject is a pseudonym).
 func TypicalEntry(i int) Entry {
+	child := uint64(i%TypicalChildren + 1)
+	at := time.Date(2026, 11, 22, 9, 26, 53, 589_793_238, time.UTC).Add(time.Duration(i) * 1_000_003 * time.Nanosecond)
+	consentFrom := at.Add(-time.Duration(child%90+1)*24*time.Hour - time.Duration(child)*7_919_333*time.Nanosecond)
+	consentUntil := consentFrom.Truncate(time.Second).AddDate(1, 0, 0)
 	return Entry{
-		Time:              time.Date(2026, 3, 14, 9, 26, 53, 589_793_000, time.UTC).Add(time.Duration(i) * time.Millisecond),
-		RequestID:         fmt.Sprintf("req-01HZX3K7Q9%014d", i),
+		Time:              at,
+		RequestID:         fmt.Sprintf("%024x", sha256.Sum256([]byte(fmt.Sprint("request ", i))))[:24],
 		Kind:              KindDecision,
 		Method:            "POST",
-		Path:              "/v1/share/decision",
+		Path:              "/v1/decisions",
 		Status:            200,
-		Requester:         "agency:nhs-trust-northfield",
-		Practitioner:      fmt.Sprintf("practitioner:hv-%05d", i%5000),
-		Role:              "health_visitor",
-		TokenID:           fmt.Sprintf("jti-7c1e4b2a-%012d", i),
-		Provider:          "agency:la-childrens-social-care",
+		Requester:         "exley-csc",
+		Practitioner:      fmt.Sprintf("csc-sw-%05d", i%5000),
+		Role:              "social_worker",
+		TokenID:           typicalJTI(i),
+		Provider:          "exley-police",
 		Purpose:           "safeguarding",
-		Subject:           fmt.Sprintf("%064x", uint64(i%TypicalChildren+1)*0x9e3779b97f4a7c15),
-		Categories:        []string{"child_protection_plan", "looked_after_status", "allocated_social_worker"},
+		Subject:           fmt.Sprintf("%064x", sha256.Sum256([]byte(fmt.Sprint("child ", child)))),
+		Categories:        []string{"police_concerns", "household"},
 		Decision:          "allow",
-		AllowedCategories: []string{"child_protection_plan", "allocated_social_worker"},
-		Reasons:           []string{"protocol isp-2026-north in force", "purpose safeguarding permitted for health_visitor", "looked_after_status not necessary for purpose"},
-		Protocol:          "isp-2026-north",
+		AllowedCategories: []string{"household", "police_concerns"},
+		Reasons:           []string{"allowed by isp-safeguarding v3 rule police-to-social-care (consent not required by the rule)"},
+		Protocol:          "isp-safeguarding",
 		ProtocolVersion:   "3",
-		Rule:              "health_safeguarding_cp_plan",
-		LawfulBasis:       "UK GDPR 6(1)(e); DPA 2018 Sch 1 Pt 2 para 18",
-		PolicyRevision:    "rev-2026-03-01-4f9c2d1",
+		Rule:              "police-to-social-care",
+		LawfulBasis:       "DPA 2018 Part 3 s35; Sch 8 para 4 (safeguarding of children)",
+		PolicyRevision:    "85f4b3abe78f6363a54fc3c684b846bbf747bd2ff1ad35df2fbd8539b2b6d7ec",
+		InputResidual: json.RawMessage(fmt.Sprintf(`["local_authority","police",[["cns-%04x%016x","given","parent",0,["early_help"],["identity","immunisations"],["exley-csc"],[],[],%s,%d]]]`,
+			child*0x2545&0xffff, child*0x2545f4914f6cdd1d, seconds(consentFrom), consentUntil.Unix())),
 	}
+}
+
+// seconds is t as an instant of an input residual (decimal seconds).
+func seconds(t time.Time) string {
+	if t.Nanosecond() == 0 {
+		return fmt.Sprint(t.Unix())
+	}
+	return fmt.Sprintf("%d.%s", t.Unix(), strings.TrimRight(fmt.Sprintf("%09d", t.Nanosecond()), "0"))
+}
+
+// typicalJTI is a token id as identity.Mint makes one (rand.Text: 26
+// characters of base32), derived from i.
+func typicalJTI(i int) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	b := make([]byte, 26)
+	x := uint64(i)*0x9e3779b97f4a7c15 ^ 0x2545f4914f6cdd1d
+	for j := range b {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[j] = alphabet[x%32]
+	}
+	return string(b)
 }
 
 // BuildLog creates a log of n TypicalEntry entries at path quickly: it

@@ -7,12 +7,13 @@ import (
 	"testing"
 )
 
-// decisionInput is a minimised decision input as the gateway records it
-// (a policy.Input: no NHS number, no record content).
-const decisionInput = `{"time_ns":1795000000000000000,"requester":{"partner":"exley-csc","type":"local_authority","practitioner":"prac-1","role":"social_worker"},"provider":{"partner":"exley-police","type":"police","sensitive":false},"purpose":"safeguarding","categories":["police_concerns"],"consents":[{"id":"c-1","outcome":"given","given_by":"parent","competent":false,"purposes":["early_help"],"categories":["immunisations"],"recipients":{"partners":["exley-csc"],"types":[],"protocols":[]},"valid_from_ns":1790000000000000000,"valid_until_ns":0,"withdrawn_ns":0}],"override":{"ground":"","justified":false}}`
+// decisionInput is the residual of a decision's policy input as the
+// gateway records it (policy.EncodeResidual: no NHS number, no record
+// content).
+const decisionInput = `{"rt":"local_authority","pt":"police","c":[{"i":"cns-1","o":"given","g":"parent","p":["early_help"],"c":["immunisations"],"rp":["exley-csc"],"f":1790000000000000000}]}`
 
-// The recorded input survives the stored encoding, the fast scanner and
-// a full verification, byte for byte.
+// The recorded input residual survives the stored encoding, the fast
+// scanner and a full verification, byte for byte.
 func TestDecisionInputIsStoredAndVerified(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.db")
 	l, err := Open(path, Options{})
@@ -20,7 +21,7 @@ func TestDecisionInputIsStoredAndVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := TypicalEntry(1)
-	e.Input = json.RawMessage(decisionInput)
+	e.InputResidual = json.RawMessage(decisionInput)
 	seq, _, err := l.Append(context.Background(), &e)
 	if err != nil {
 		t.Fatal(err)
@@ -29,8 +30,8 @@ func TestDecisionInputIsStoredAndVerified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(got.Input) != decisionInput {
-		t.Fatalf("input read back as %s", got.Input)
+	if string(got.InputResidual) != decisionInput {
+		t.Fatalf("input read back as %s", got.InputResidual)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -53,7 +54,7 @@ func TestScanEntryRawValues(t *testing.T) {
 	}
 	for name, v := range accept {
 		t.Run("accepts "+name, func(t *testing.T) {
-			b := []byte(`{"n":1,"input":` + v + `}`)
+			b := []byte(`{"n":1,"x":` + v + `}`)
 			if _, err := scanEntry(b); err != nil {
 				t.Fatalf("scanEntry(%s): %v", b, err)
 			}
@@ -79,7 +80,7 @@ func TestScanEntryRawValues(t *testing.T) {
 	}
 	for name, v := range reject {
 		t.Run("rejects "+name, func(t *testing.T) {
-			b := []byte(`{"n":1,"input":` + v + `}`)
+			b := []byte(`{"n":1,"x":` + v + `}`)
 			if _, err := scanEntry(b); err == nil {
 				t.Fatalf("scanEntry accepted %q", b)
 			}
@@ -102,7 +103,7 @@ func deep(n int) string {
 // escapes HTML characters in it), the scanner accepts.
 func TestScanEntryAcceptsMarshalledInputs(t *testing.T) {
 	for _, in := range []string{decisionInput, `{ "a" : "<&>` + "\u2028é" + `", "b": [1.5e3, null, -0] }`, `[]`, `"x"`, `12`} {
-		e := Entry{Seq: 2, PrevHash: GenesisHash, Kind: KindDecision, Input: json.RawMessage(in)}
+		e := Entry{Seq: 2, PrevHash: GenesisHash, Kind: KindDecision, InputResidual: json.RawMessage(in)}
 		b := marshal(t, e)
 		if _, err := scanEntry(b); err != nil {
 			t.Fatalf("scanEntry(%s): %v", b, err)
@@ -112,8 +113,8 @@ func TestScanEntryAcceptsMarshalledInputs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var x, y any
-		if json.Unmarshal(got.Input, &x) != nil || json.Unmarshal([]byte(in), &y) != nil {
-			t.Fatalf("input %s read back as %s", in, got.Input)
+		if json.Unmarshal(got.InputResidual, &x) != nil || json.Unmarshal([]byte(in), &y) != nil {
+			t.Fatalf("input %s read back as %s", in, got.InputResidual)
 		}
 	}
 }

@@ -428,7 +428,7 @@ func cloneEntry(e *Entry) Entry {
 		f := v.Field(i)
 		f.Set(reflect.ValueOf(slices.Clone(f.Interface().([]string))))
 	}
-	c.Input = slices.Clone(e.Input)
+	c.InputResidual = slices.Clone(e.InputResidual)
 	return c
 }
 

@@ -107,11 +107,11 @@ func (l *Log) AccessReport(ctx context.Context, subject string, cp *Checkpoint, 
 
 // withholdPractitioners removes from e every field that can name a
 // practitioner: the practitioner, the link to the practitioner's previous
-// entry, a lead practitioner, and the recorded policy input (which names
-// the requesting practitioner). Recipients, providers, purposes, outcomes
-// and lawful bases stay.
+// entry, a lead practitioner, and the recorded policy input residual
+// (which could name one). Recipients, providers, purposes, outcomes and
+// lawful bases stay.
 func withholdPractitioners(e *Entry) {
-	e.Practitioner, e.PrevPractitioner, e.LeadPractitioner, e.Input = "", 0, "", nil
+	e.Practitioner, e.PrevPractitioner, e.LeadPractitioner, e.InputResidual = "", 0, "", nil
 }
 
 func linkStatement(es []ReportEntry) ChainStatement {

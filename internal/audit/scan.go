@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
@@ -24,10 +23,12 @@ import (
 // fields (chain.go) spelled exactly (no escapes, no case folding), each
 // at most once, with values of the field's type: a string; an array of
 // strings; true or false; an integer in range, without fraction or
-// exponent; for time.Time, a string that time.Time.UnmarshalJSON
-// accepts; or, for json.RawMessage, any JSON value nested at most
-// maxDepth deep. Strings must be valid UTF-8 with valid escapes; the prev_hash
-// field must not be escaped.
+// exponent; for the time, the stored form (codec.go: decimal seconds);
+// for a hex identifier, a string in its stored form (codec.go); or, for
+// json.RawMessage, any JSON value nested at most maxDepth deep. Strings
+// must be valid UTF-8 with valid escapes; the prev_hash field must not
+// be escaped. The values the index is built from (and prev_hash) are
+// returned as the Entry holds them: hex identifiers decoded.
 
 type fieldKind uint8
 
@@ -39,6 +40,7 @@ const (
 	kindTime
 	kindBool
 	kindRaw
+	kindHex
 )
 
 type fieldInfo struct {
@@ -63,8 +65,10 @@ var entryFields = func() map[string]fieldInfo {
 		}
 		var k fieldKind
 		switch {
-		case f.Type == reflect.TypeFor[time.Time]():
+		case f.Type == reflect.TypeFor[storedTime]():
 			k = kindTime
+		case f.Type == reflect.TypeFor[storedHex]():
+			k = kindHex
 		case f.Type.Kind() == reflect.String:
 			k = kindString
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.String:
@@ -167,18 +171,34 @@ func scanEntry(val []byte) (scanned, error) {
 		}
 		s.ws()
 		switch f.kind {
-		case kindString:
+		case kindHex:
 			start := s.i
 			v, esc, err := s.str()
 			if err != nil {
 				return out, err
 			}
-			if f.name == "PrevHash" {
-				if esc {
-					return out, fmt.Errorf("field prev_hash is escaped")
+			if esc && f.name == "PrevHash" {
+				return out, fmt.Errorf("field prev_hash is escaped")
+			}
+			if esc {
+				var u string
+				if err := json.Unmarshal(s.b[start:s.i], &u); err != nil {
+					return out, fmt.Errorf("field %s: %w", key, err)
 				}
-				out.prevHash = v
-				break
+				v = []byte(u)
+			}
+			dst := out.fields.field(f.name)
+			if f.name == "PrevHash" {
+				dst = &out.prevHash
+			}
+			if err := scanStoredHex(v, dst); err != nil {
+				return out, fmt.Errorf("field %s: %w", key, err)
+			}
+		case kindString:
+			start := s.i
+			v, esc, err := s.str()
+			if err != nil {
+				return out, err
 			}
 			if dst := out.fields.field(f.name); dst != nil {
 				if esc {
@@ -223,11 +243,11 @@ func scanEntry(val []byte) (scanned, error) {
 			}
 		case kindTime:
 			start := s.i
-			if _, _, err := s.str(); err != nil {
+			if err := s.number(); err != nil {
 				return out, err
 			}
-			var t time.Time
-			if err := t.UnmarshalJSON(s.b[start:s.i]); err != nil {
+			t, err := parseStoredTime(s.b[start:s.i])
+			if err != nil {
 				return out, fmt.Errorf("field %s: %w", key, err)
 			}
 			out.fields.at = t

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +17,14 @@ import (
 func strictDecode(data []byte) (Entry, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	p := reflect.New(storedType)
-	if err := dec.Decode(p.Interface()); err != nil {
+	var e Entry
+	if err := dec.Decode(asStored(&e)); err != nil {
 		return Entry{}, err
 	}
 	if dec.InputOffset() != int64(len(data)) {
 		return Entry{}, errSyntax
 	}
-	return p.Elem().Convert(entryType).Interface().(Entry), nil
+	return e, nil
 }
 
 func marshal(t testing.TB, e Entry) []byte {
@@ -104,12 +103,19 @@ func TestScanEntryRejects(t *testing.T) {
 		"seq overflow":      `{"n":18446744073709551616}`,
 		"seq as string":     `{"n":"3"}`,
 		"string as number":  `{"k":3}`,
-		"array of numbers":  `{"rs":[1]}`,
-		"null array":        `{"rs":null}`,
+		"array of numbers":  `{"w":[1]}`,
+		"null array":        `{"w":null}`,
 		"bool as string":    `{"o":"true"}`,
 		"bool as number":    `{"o":1}`,
 		"truncated bool":    `{"o":tru}`,
 		"bad time":          `{"t":"yesterday"}`,
+		"time as text":      `{"t":"2026-01-01T00:00:00Z"}`,
+		"time fraction 0":   `{"t":1.50}`,
+		"time exponent":     `{"t":1e3}`,
+		"hex not canonical": `{"s":"AP9"}`,
+		"hex as literal":    `{"q":"~00ff"}`,
+		"hex padded":        `{"i":"AP8="}`,
+		"escaped prev hex":  `{"h":"\u0041P8"}`,
 		"control character": "{\"e\":\"a\x01b\"}",
 		"invalid UTF-8":     "{\"e\":\"\xff\"}",
 		"bad escape":        `{"e":"\x"}`,
@@ -138,6 +144,7 @@ func FuzzScanEntry(f *testing.F) {
 	for _, s := range []string{
 		`{}`, ` { "n" : 1 , "h" : "" } `, `{"n":1,"n":1}`, `{"N":1}`, `{"o":true}`, `{"o":false,"pu":"a\u0062"}`,
 		`{"hash":"\u0000"}`, `{"t":"2026-01-01T00:00:00Z"}`, `{"t":null}`, `{"st":-0}`,
+		`{"t":-1.5,"s":"AP8","i":"~x","h":"\u007ex"}`, `{"q":"AP9"}`, `{"t":1.50}`, `{"t":1e3}`, `{"w":["\u001e"]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -223,7 +230,7 @@ func TestSpliceIsMarshal(t *testing.T) {
 	}
 	entries := []Entry{TypicalEntry(1), oddEntry(), {Time: time.Unix(0, 0).UTC(), Kind: KindAccess}}
 	e := TypicalEntry(2)
-	e.Input = json.RawMessage(`{"a":"<b>","c":[1,2]}`)
+	e.InputResidual = json.RawMessage(`{"a":"<b>","c":[1,2]}`)
 	e.Override, e.ReviewID = true, "rev-1"
 	entries = append(entries, e)
 	r := rand.New(rand.NewPCG(2, 3))

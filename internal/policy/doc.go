@@ -18,4 +18,8 @@
 //     line, column); RunTests runs the Rego tests with OPA's tester, as
 //     `opa test` does, with coverage; Probe evaluates like Decide but
 //     reports a malformed answer as an error instead of a deny.
+//   - A decision's Input is recorded in its audit entry as the entry's own
+//     fields plus a residual (recorded.go: EncodeResidual, DecodeResidual,
+//     the one codec for it), from which the exact Input is rebuilt, byte
+//     for byte as json.Marshal writes it.
 package policy

@@ -17,6 +17,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/registry"
+	"github.com/childrens-trust/trustgate/internal/whatif"
 )
 
 // DecisionRequest is the body of POST /v1/decisions (docs/api.md).
@@ -267,7 +268,10 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 	}
 	reqPartner, _ := x.rev.Registry.Partner(x.claims.Partner)
 	in := &policy.Input{
-		TimeNS: s.opts.Now().UnixNano(),
+		// The decision is made as of the instant the request arrived, the
+		// instant its audit entry records (to the nanosecond), so that the
+		// entry's time is the decision's.
+		TimeNS: x.entry.Time.UnixNano(),
 		Requester: policy.Requester{
 			Partner: x.claims.Partner, Type: string(reqPartner.Type),
 			Practitioner: x.claims.Practitioner, Role: x.claims.Role,
@@ -280,9 +284,13 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 	}
 	// The minimised input (no NHS number, no record content) is kept with
 	// the decision, so that it can be replayed against a proposed revision
-	// (POST /v1/admin/whatif).
-	if raw, err := json.Marshal(in); err == nil {
-		x.entry.Input = raw
+	// (POST /v1/admin/whatif): the entry holds most of it in its own
+	// fields, the rest goes in its input residual. A decision whose input
+	// could not be recorded exactly is not made (an internal error, 500;
+	// nothing is disclosed).
+	if err := whatif.RecordInput(&x.entry, in); err != nil {
+		x.entry.Kind = audit.KindUnavailable
+		return nil, nil, err
 	}
 	ectx, cancel := context.WithTimeout(x.ctx, s.opts.EvalTimeout)
 	d, err := x.rev.Policy.Decide(ectx, in)

@@ -4,8 +4,6 @@ package whatif
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -195,18 +193,11 @@ func record(t *testing.T, path string, n int, serving *revision.Revision, from, 
 			was = r.eval(ctx, &in)
 			r.memo.put(key, was)
 		}
-		raw, err := json.Marshal(in)
-		if err != nil {
+		e := decisionEntry(&in, i)
+		e.PolicyRevision = serving.Hash()
+		e.Reasons = []string{"recorded for the what-if benchmark"}
+		if err := RecordInput(e, &in); err != nil {
 			t.Fatal(err)
-		}
-		e := &audit.Entry{
-			Time: time.Unix(0, in.TimeNS).UTC(), RequestID: fmt.Sprintf("%024x", i), Kind: audit.KindDecision,
-			Method: "POST", Path: "/v1/decisions", Status: 200,
-			Requester: in.Requester.Partner, Practitioner: in.Requester.Practitioner, Role: in.Requester.Role,
-			TokenID: fmt.Sprintf("jti-%016x", i), Provider: in.Provider.Partner, Purpose: in.Purpose,
-			Subject: fmt.Sprintf("%064x", uint64(i%40_000+1)*0x9e3779b97f4a7c15), Categories: in.Categories,
-			Decision: "deny", PolicyRevision: serving.Hash(), Input: raw,
-			Reasons: []string{"recorded for the what-if benchmark"},
 		}
 		if was.Allow {
 			e.Decision, e.AllowedCategories = "allow", was.Categories

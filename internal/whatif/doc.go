@@ -16,6 +16,9 @@
 //   - Bounded memory: records stream in batches, the memo is capped, only
 //     groups and their examples are kept.
 //   - It never writes: the audit log is read in read transactions.
+//   - It replays exactly the inputs the gateway decided on: InputOf
+//     rebuilds each from its audit entry (the entry's fields and its input
+//     residual, which RecordInput writes for the server).
 //
 // docs/ig-guide.md shows it in use; docs/performance.md measures it.
 package whatif

@@ -25,8 +25,11 @@ import (
 // minimised input it was decided on (no NHS number, no payload) and what
 // was decided.
 type Record struct {
-	Seq   uint64
-	Input json.RawMessage // a policy.Input; nil when the entry predates recording
+	Seq uint64
+	// In is the input, or, when In is nil, Input is (a policy.Input as
+	// JSON). Both nil: the entry predates input recording.
+	In    *policy.Input
+	Input json.RawMessage
 	Was   Outcome
 }
 
@@ -338,13 +341,13 @@ type replayer struct {
 const spotCheck = 1024
 
 func (r *replayer) one(ctx context.Context, rec Record, agg *aggregate) error {
-	if len(rec.Input) == 0 {
+	if len(rec.Input) == 0 && rec.In == nil {
 		agg.unrecorded++
 		return nil
 	}
 	agg.decisions++
 	var now Outcome
-	var in *policy.Input
+	in := rec.In
 	decode := func() error {
 		if in == nil {
 			in = new(policy.Input)
@@ -361,7 +364,14 @@ func (r *replayer) one(ctx context.Context, rec Record, agg *aggregate) error {
 		}
 		now = r.eval(ctx, in)
 	} else {
-		rk, purpose, rawOK := r.rawKey(rec.Input)
+		// The raw memo keys the recorded bytes; an input given decoded
+		// goes to the memo directly.
+		var rk [2]uint64
+		var purpose string
+		rawOK := false
+		if in == nil {
+			rk, purpose, rawOK = r.rawKey(rec.Input)
+		}
 		if rawOK {
 			now, hit = r.raw.get(rk)
 		}

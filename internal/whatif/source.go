@@ -2,7 +2,6 @@ package whatif
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,16 +9,21 @@ import (
 	"time"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
-	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/revision"
 )
 
 // AuditSource yields the decisions recorded in l whose entry time is in
-// [from, to), newest first, one page of entries in memory at a time.
+// [from, to), newest first, one page of entries in memory at a time, each
+// with its input rebuilt (InputOf; none for an entry that predates input
+// recording).
 func AuditSource(l *audit.Log) Source {
 	return func(ctx context.Context, from, to time.Time, fn func(Record) error) error {
 		return l.Select(ctx, audit.Filter{Kind: string(audit.KindDecision), From: from, To: to}, func(e *audit.Entry) (bool, error) {
-			return true, fn(Record{Seq: e.Seq, Input: e.Input, Was: recorded(e)})
+			in, err := InputOf(e)
+			if err != nil && !errors.Is(err, ErrNoInput) {
+				return false, err
+			}
+			return true, fn(Record{Seq: e.Seq, In: in, Was: recorded(e)})
 		})
 	}
 }
@@ -44,14 +48,14 @@ func RecentInputs(l *audit.Log, n int) func(ctx context.Context) ([]revision.Rec
 			return out, nil
 		}
 		err := l.Select(ctx, audit.Filter{Kind: string(audit.KindDecision)}, func(e *audit.Entry) (bool, error) {
-			if len(e.Input) == 0 {
+			in, err := InputOf(e)
+			if errors.Is(err, ErrNoInput) {
 				return true, nil
 			}
-			var in policy.Input
-			if err := json.Unmarshal(e.Input, &in); err != nil {
-				return false, fmt.Errorf("audit seq %d: the recorded input does not decode: %w", e.Seq, err)
+			if err != nil {
+				return false, err
 			}
-			out = append(out, revision.Recorded{Seq: e.Seq, Input: in})
+			out = append(out, revision.Recorded{Seq: e.Seq, Input: *in})
 			return len(out) < n, nil
 		})
 		return out, err
