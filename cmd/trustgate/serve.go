@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -40,6 +41,10 @@ policies. 'make run' prepares the signed demo Trust and uses its config.`,
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	// The collector's target, unless the operator set GOGC.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(cfg.Runtime.GCPercent)
+	}
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -69,7 +69,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	a.audit, err = audit.Open(AuditPath(cfg.DataDir), audit.Options{OpenTimeout: cfg.Audit.OpenTimeout.Duration, MaxBatch: cfg.Audit.MaxBatch})
+	a.audit, err = audit.Open(AuditPath(cfg.DataDir), audit.Options{OpenTimeout: cfg.Audit.OpenTimeout.Duration, MaxBatch: cfg.Audit.MaxBatch, CommitDelay: commitDelay(cfg.Audit.CommitDelay.Duration)})
 	if err != nil {
 		return nil, err
 	}
@@ -263,4 +263,13 @@ func (a *App) Close() error {
 		errs = append(errs, a.audit.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// commitDelay maps the configured commit delay (0: no wait) onto
+// audit.Options (0: the default; negative: no wait).
+func commitDelay(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

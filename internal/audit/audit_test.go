@@ -572,6 +572,73 @@ func TestGroupCommitGroups(t *testing.T) {
 	}
 }
 
+// Under load the committer holds a batch open for more appends, but only
+// while they keep coming: once every appender is already waiting in the
+// batch it commits at once, not after CommitDelay (an hour here).
+func TestCommitLingersOnlyWhileAppendsArrive(t *testing.T) {
+	queued := make(chan struct{}, 16)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var batches []int // written only by the committer, read after it is done
+	l := openLogWithHooks(t, tempPath(t), audit.Options{CommitDelay: time.Hour}, audit.Hooks{
+		Enqueued: func() { queued <- struct{}{} },
+		BeforeCommit: func(size int) error {
+			if len(batches) == 0 {
+				close(entered)
+				<-release
+			}
+			batches = append(batches, size)
+			return nil
+		},
+	})
+	appendAll := func(from, n int) {
+		var wg sync.WaitGroup
+		for i := from; i < from+n; i++ {
+			wg.Go(func() {
+				e := audit.TypicalEntry(i)
+				if _, _, err := l.Append(context.Background(), &e); err != nil {
+					t.Errorf("Append: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// Load: a commit of three (the committer lingers after it).
+	var first sync.WaitGroup
+	first.Go(func() { appendAll(0, 1) })
+	<-entered
+	<-queued
+	first.Go(func() { appendAll(1, 3) })
+	for range 3 {
+		<-queued
+	}
+	close(release)
+	first.Wait()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for round := range 5 { // closed loop: three appenders, each waiting on its commit
+			appendAll(4+3*round, 3)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the committer waited out CommitDelay with every appender already in the batch")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, b := range batches {
+		total += b
+	}
+	if total != 19 || batches[1] != 3 {
+		t.Fatalf("batches %v: want 19 entries, the second commit of 3", batches)
+	}
+}
+
 func TestAppendMaxBatch(t *testing.T) {
 	const n, maxBatch = 40, 4
 	path := tempPath(t)

@@ -24,8 +24,9 @@ const (
 	// DefaultPageSize is the bbolt page size of a new log file: large
 	// enough that stored entries pack densely (see docs/performance.md).
 	DefaultPageSize = 16384
-	// DefaultCommitDelay is the committer's wait under load.
-	DefaultCommitDelay = time.Millisecond
+	// DefaultCommitDelay bounds the committer's wait, under load, for
+	// more appends to share a commit (see Log.run).
+	DefaultCommitDelay = 5 * time.Millisecond
 )
 
 // Options tune a Log. The zero value is usable.
@@ -36,8 +37,9 @@ type Options struct {
 	// MaxBatch is the largest number of appends committed in one
 	// transaction. Zero or negative means DefaultMaxBatch.
 	MaxBatch int
-	// CommitDelay is how long the committer waits for more appends under
-	// load before committing a batch that is not full (see Log.run).
+	// CommitDelay is how long, at most, the committer waits under load for
+	// more appends before committing a batch that is not full (see
+	// Log.run).
 	// Zero means DefaultCommitDelay; negative disables the wait.
 	CommitDelay time.Duration
 	// PageSize is the bbolt page size used when the file is created
@@ -451,12 +453,15 @@ func (l *Log) failure() error {
 // run is the committer: it drains queued appends into batches until reqs
 // is closed and empty.
 //
-// Under load (the previous commit held at least commitSiblings entries)
-// it waits up to l.commitDelay for more appends before committing a batch
-// that is not full: the appenders answered by the previous commit are
-// back within that time, and one commit then serves both halves instead
-// of alternating between them (PostgreSQL's commit_delay and
-// commit_siblings). At light load it never waits.
+// Group commit. Each commit costs two fsyncs and a rewrite of the tail
+// pages of every bucket it touches, whatever the number of entries, so the
+// more a commit carries the less each request pays. Under load (the
+// previous commit held at least commitSiblings entries) the committer
+// holds a batch that is not full open while appends keep arriving — each
+// within commitGap of the one before — for at most l.commitDelay
+// (PostgreSQL's commit_delay and commit_siblings). When they stop, as when
+// every client is already waiting in the batch, it commits at once; at
+// light load it never waits.
 func (l *Log) run() {
 	defer close(l.done)
 	batch := make([]*appendReq, 0, l.maxBatch)
@@ -476,7 +481,8 @@ func (l *Log) run() {
 			}
 		}
 		if l.commitDelay > 0 && last >= commitSiblings && len(batch) < l.maxBatch {
-			timer := time.NewTimer(l.commitDelay)
+			deadline := time.NewTimer(l.commitDelay)
+			gap := time.NewTimer(min(commitGap, l.commitDelay))
 		linger:
 			for len(batch) < l.maxBatch {
 				select {
@@ -485,11 +491,15 @@ func (l *Log) run() {
 						break linger
 					}
 					batch = append(batch, r)
-				case <-timer.C:
+					gap.Reset(min(commitGap, l.commitDelay))
+				case <-gap.C:
+					break linger
+				case <-deadline.C:
 					break linger
 				}
 			}
-			timer.Stop()
+			deadline.Stop()
+			gap.Stop()
 		}
 		l.commit(batch)
 		last = len(batch)
@@ -497,14 +507,15 @@ func (l *Log) run() {
 	}
 }
 
-// commitSiblings is the batch size from which the committer lingers: as
+// commitSiblings is the batch size from which the committer lingers (as
 // soon as the previous commit was shared by two requests there is
-// concurrency to gather, and waiting up to commitDelay for it makes each
-// group (one fsync, one rewrite of the tail pages) serve more requests. A
-// lone request (the previous group held one) never waits. Measured with
-// `make bench` (TestBenchDecisionsVsOPA, 32 clients): 1,250 → 1,535
-// decisions/s against 32.
-const commitSiblings = 2
+// concurrency to gather), and commitGap the longest pause between two
+// arrivals for which it goes on waiting. Measured with `make bench`
+// (TestBenchDecisionsVsOPA, 32 clients) in docs/performance.md.
+const (
+	commitSiblings = 2
+	commitGap      = time.Millisecond
+)
 
 // commit writes batch in one transaction and answers every request in it.
 func (l *Log) commit(batch []*appendReq) {

@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,23 +98,26 @@ var shareBody = []byte(`{"subject":"9990000018","provider":"exley-police","purpo
 // TestBenchDecisionsVsOPA measures the whole decision path (JWT verify,
 // validation, pseudonym, policy, durable audit append) against OPA's own
 // server answering the same policy, data and input through its data API.
+// Both servers are processes of their own — the trustgate binary as
+// `trustgate serve` runs it, OPA as `opa run --server` — driven by the
+// same load generator in this process, one after the other; for each the
+// run reports the server process's CPU time per request as well.
 func TestBenchDecisionsVsOPA(t *testing.T) {
 	d := envDuration("BENCH_DURATION", 10*time.Second)
+	rounds := envInt("BENCH_ROUNDS", 5)
 	warm := 2 * time.Second
 	clients := envInt("BENCH_CLIENTS", 32)
-	a, dir := startDemoGateway(t, nil)
-	tokens := mintTokens(t, dir, "exley-csc", "social_worker", envInt("BENCH_TOKENS", 120000))
-	url := "http://" + a.Addr() + "/v1/decisions"
-	ours := Drive(context.Background(), "trustgate /v1/decisions", clients, d, warm, http.StatusOK,
-		JSONPost(url, shareBody, func(i int64) http.Header {
-			return http.Header{"Authorization": {"Bearer " + tokens[int(i-1)%len(tokens)]}}
-		}))
-	if int(ours.Requests+ours.Errors) > len(tokens) {
-		t.Fatalf("ran out of pre-minted tokens (%d); raise BENCH_TOKENS", len(tokens))
-	}
-	if ours.Errors != 0 {
-		t.Fatalf("%d errors in the trustgate run", ours.Errors)
-	}
+	g := startGatewayProcess(t)
+	tokens := mintTokens(t, g.dir, "exley-csc", "social_worker", envInt("BENCH_TOKENS", 120000))
+	// Each token is single-use: one counter across all rounds.
+	var used atomic.Int64
+	ourReq := JSONPost("http://"+g.addr+"/v1/decisions", shareBody, func(int64) http.Header {
+		i := int(used.Add(1)) - 1
+		if i >= len(tokens) {
+			return http.Header{} // answered 401: counted as an error below
+		}
+		return http.Header{"Authorization": {"Bearer " + tokens[i]}}
+	})
 
 	// The peer: OPA's server with the same policy and data.
 	work := t.TempDir()
@@ -128,8 +133,7 @@ func TestBenchDecisionsVsOPA(t *testing.T) {
 		}
 		args = append(args, p)
 	}
-	data := a.Revisions().Current().Policy.Data()
-	raw, _ := json.Marshal(map[string]any{"trustgate": data})
+	raw, _ := json.Marshal(map[string]any{"trustgate": revisionData(t, g.dir)})
 	dataPath := filepath.Join(work, "data.json")
 	if err := os.WriteFile(dataPath, raw, 0o644); err != nil {
 		t.Fatal(err)
@@ -159,12 +163,133 @@ func TestBenchDecisionsVsOPA(t *testing.T) {
 	opaBody, _ := json.Marshal(map[string]any{"input": in.Map()})
 	opaURL := "http://" + addr + "/v1/data/trustgate/sharing/decision"
 	checkOPAAllows(t, opaURL, opaBody)
-	peer := Drive(context.Background(), "opa run --server data API", clients, d, warm, http.StatusOK, JSONPost(opaURL, opaBody, nil))
-	if peer.Errors != 0 {
-		t.Fatalf("%d errors in the OPA run", peer.Errors)
+	opaReq := JSONPost(opaURL, opaBody, nil)
+
+	// Alternating rounds (trustgate, OPA, trustgate, ...), each server
+	// warmed up once first, so that a drift in the machine's speed during
+	// the run weighs on both alike.
+	const ourName, peerName = "trustgate /v1/decisions", "opa run --server data API"
+	var ourRuns, peerRuns []Result
+	var ourCPU, peerCPU time.Duration
+	for r := range rounds {
+		w := time.Duration(0)
+		if r == 0 {
+			w = warm
+		}
+		ourRuns = append(ourRuns, Drive(context.Background(), ourName, clients, d/time.Duration(rounds), w, http.StatusOK, ourReq,
+			cpuOf(t, g.cmd.Process.Pid, &ourCPU)))
+		peerRuns = append(peerRuns, Drive(context.Background(), peerName, clients, d/time.Duration(rounds), w, http.StatusOK, opaReq,
+			cpuOf(t, cmd.Process.Pid, &peerCPU)))
 	}
-	fmt.Printf("\n== decisions: %d clients, %s each, same machine, same run ==\n%s\n%s\nratio trustgate/OPA = %.2fx\n\n",
-		clients, d, ours, peer, ours.PerSecond()/peer.PerSecond())
+	ours, peer := Combine(ourRuns...), Combine(peerRuns...)
+	if int(used.Load()) > len(tokens) {
+		t.Fatalf("ran out of pre-minted tokens (%d); raise BENCH_TOKENS", len(tokens))
+	}
+	if ours.Errors != 0 {
+		t.Fatalf("%d errors in the trustgate run; the first: %s", ours.Errors, ours.FirstError)
+	}
+	if peer.Errors != 0 {
+		t.Fatalf("%d errors in the OPA run; the first: %s", peer.Errors, peer.FirstError)
+	}
+	perReq := func(cpu time.Duration, r Result) float64 { return float64(cpu.Microseconds()) / float64(r.Requests) }
+	var byRound []string
+	for i := range ourRuns {
+		byRound = append(byRound, fmt.Sprintf("%.2f", ourRuns[i].PerSecond()/peerRuns[i].PerSecond()))
+	}
+	fmt.Printf("\n== decisions: %d clients, %s each in %d alternating rounds, same machine, same run ==\n%s  server CPU %4.0f µs/request\n%s  server CPU %4.0f µs/request\nratio trustgate/OPA = %.2fx (rounds: %s)\n\n",
+		clients, d, rounds, ours, perReq(ourCPU, ours), peer, perReq(peerCPU, peer), ours.PerSecond()/peer.PerSecond(), strings.Join(byRound, " "))
+}
+
+// gatewayProcess is a `trustgate serve` process on the demo Trust.
+type gatewayProcess struct {
+	dir, addr string
+	cmd       *exec.Cmd
+}
+
+// startGatewayProcess builds the trustgate binary, prepares the demo Trust
+// in a temporary directory and starts `trustgate serve` on it, as an
+// operator would, waiting until /readyz answers 200.
+func startGatewayProcess(t *testing.T) *gatewayProcess {
+	t.Helper()
+	work := t.TempDir()
+	bin := filepath.Join(work, "trustgate")
+	build := exec.Command("go", "build", "-o", bin, "github.com/childrens-trust/trustgate/cmd/trustgate")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := filepath.Join(work, "demo")
+	addr := freeAddr(t)
+	if err := demo.Init(dir, demo.Options{Listen: addr}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "trustgate.yaml"))
+	logf, err := os.Create(filepath.Join(work, "gateway.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	waitHealthy(t, "http://"+addr+"/readyz", time.Minute)
+	return &gatewayProcess{dir: dir, addr: addr, cmd: cmd}
+}
+
+// revisionData is the data document the demo Trust's revision gives the
+// policy (registry and protocols in force), built in this process from
+// the same directory the gateway process serves.
+func revisionData(t *testing.T, dir string) policy.Data {
+	t.Helper()
+	cfg, err := config.Load(filepath.Join(dir, "trustgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir, cfg.Listen = t.TempDir(), "127.0.0.1:0"
+	cfg.Log.Level = "error"
+	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	return a.Revisions().Current().Policy.Data()
+}
+
+// cpuOf returns a measurement hook for Drive that adds the CPU time (user
+// and system) process pid spends during the measured run to *total.
+func cpuOf(t *testing.T, pid int, total *time.Duration) func() func() {
+	return func() func() {
+		start := processCPU(t, pid)
+		return func() { *total += processCPU(t, pid) - start }
+	}
+}
+
+// processCPU reads a process's user plus system CPU time from
+// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func processCPU(t *testing.T, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("/proc/%d/stat: %q", pid, b)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func checkOPAAllows(t *testing.T, url string, body []byte) {

@@ -17,8 +17,38 @@ type Result struct {
 	Name     string
 	Requests int64
 	Errors   int64
-	Elapsed  time.Duration
-	P50, P99 time.Duration
+	// FirstError describes the first failed request (warm-up included).
+	FirstError string
+	Elapsed    time.Duration
+	P50, P99   time.Duration
+	latencies  []time.Duration // sorted
+}
+
+// Combine merges runs of the same server (rounds of an alternating
+// measurement) into one result: requests, errors and time add up, and the
+// percentiles are those of all the requests together.
+func Combine(rs ...Result) Result {
+	var out Result
+	for _, r := range rs {
+		out.Name = r.Name
+		out.Requests += r.Requests
+		out.Errors += r.Errors
+		if out.FirstError == "" {
+			out.FirstError = r.FirstError
+		}
+		out.Elapsed += r.Elapsed
+		out.latencies = append(out.latencies, r.latencies...)
+	}
+	sort.Slice(out.latencies, func(i, j int) bool { return out.latencies[i] < out.latencies[j] })
+	out.P50, out.P99 = percentile(out.latencies, 0.50), percentile(out.latencies, 0.99)
+	return out
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[int(float64(len(sorted)-1)*p)]
 }
 
 // PerSecond is the completed-request rate.
@@ -36,25 +66,34 @@ type Request func(i int64) (*http.Request, error)
 
 // Drive sends requests from clients goroutines for duration d, after a
 // short warm-up, and measures. A request counts as an error unless the
-// answer has status want.
-func Drive(ctx context.Context, name string, clients int, d, warmup time.Duration, want int, mk Request) Result {
+// answer has status want. Each hook is called as the measured run starts
+// and the function it returns as it ends (to measure something else over
+// exactly that run).
+func Drive(ctx context.Context, name string, clients int, d, warmup time.Duration, want int, mk Request, hooks ...func() func()) Result {
 	tr := &http.Transport{MaxIdleConns: clients * 2, MaxIdleConnsPerHost: clients * 2, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	var seq atomic.Int64
+	var firstErr atomic.Value // string: what went wrong with the first failed request
 	one := func() (time.Duration, bool) {
 		req, err := mk(seq.Add(1))
 		if err != nil {
+			firstErr.CompareAndSwap(nil, err.Error())
 			return 0, false
 		}
 		start := time.Now()
 		resp, err := hc.Do(req.WithContext(ctx))
 		if err != nil {
+			firstErr.CompareAndSwap(nil, err.Error())
 			return 0, false
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
-		return time.Since(start), resp.StatusCode == want
+		if resp.StatusCode != want {
+			firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d: %.300s", resp.StatusCode, body))
+			return 0, false
+		}
+		return time.Since(start), true
 	}
 	// Warm-up: connections open, caches warm.
 	warmEnd := time.Now().Add(warmup)
@@ -73,6 +112,10 @@ func Drive(ctx context.Context, name string, clients int, d, warmup time.Duratio
 	var mu sync.Mutex
 	var lat []time.Duration
 	var n, errs atomic.Int64
+	var ends []func()
+	for _, h := range hooks {
+		ends = append(ends, h())
+	}
 	start := time.Now()
 	end := start.Add(d)
 	for c := 0; c < clients; c++ {
@@ -96,14 +139,13 @@ func Drive(ctx context.Context, name string, clients int, d, warmup time.Duratio
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[int(float64(len(lat)-1)*p)]
+	for _, e := range ends {
+		e()
 	}
-	return Result{Name: name, Requests: n.Load(), Errors: errs.Load(), Elapsed: elapsed, P50: pct(0.50), P99: pct(0.99)}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	fe, _ := firstErr.Load().(string)
+	return Result{Name: name, Requests: n.Load(), Errors: errs.Load(), FirstError: fe, Elapsed: elapsed,
+		P50: percentile(lat, 0.50), P99: percentile(lat, 0.99), latencies: lat}
 }
 
 // JSONPost is a request factory for a fixed JSON body and per-request

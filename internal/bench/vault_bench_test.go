@@ -127,7 +127,7 @@ func TestBenchKeysLocalVsVault(t *testing.T) {
 		for _, tg := range targets {
 			res := Drive(context.Background(), tg.label, clients, d, warm, http.StatusOK, tg.f.request)
 			if res.Errors != 0 {
-				t.Fatalf("%s: %d errors (out of tokens? raise BENCH_TOKENS)", tg.label, res.Errors)
+				t.Fatalf("%s: %d errors (out of tokens? raise BENCH_TOKENS); the first: %s", tg.label, res.Errors, res.FirstError)
 			}
 			fmt.Printf("round %d: %s\n", round+1, res)
 			sum, ok := results[tg.label]
