@@ -121,6 +121,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		MaxBodyBytes:     cfg.HTTP.MaxBodyBytes,
 		KeyTimeout:       cfg.Keys.Timeout.Duration,
 		EvalTimeout:      cfg.Policy.EvalTimeout.Duration,
+		DecisionMemo:     cfg.Policy.DecisionMemo,
 		MinJustification: cfg.Policy.MinJustification,
 		GatewayID:        cfg.GatewayID,
 		SnapshotTimeout:  cfg.Audit.SnapshotTimeout.Duration,

@@ -107,17 +107,37 @@ func TestBenchDecisionsVsOPA(t *testing.T) {
 	rounds := envInt("BENCH_ROUNDS", 5)
 	warm := 2 * time.Second
 	clients := envInt("BENCH_CLIENTS", 32)
-	g := startGatewayProcess(t)
-	tokens := mintTokens(t, g.dir, "exley-csc", "social_worker", envInt("BENCH_TOKENS", 120000))
-	// Each token is single-use: one counter across all rounds.
-	var used atomic.Int64
-	ourReq := JSONPost("http://"+g.addr+"/v1/decisions", shareBody, func(int64) http.Header {
-		i := int(used.Add(1)) - 1
-		if i >= len(tokens) {
-			return http.Header{} // answered 401: counted as an error below
-		}
-		return http.Header{"Authorization": {"Bearer " + tokens[i]}}
-	})
+	// Two gateways: as configured by default (the decision memo on: this
+	// benchmark repeats one request, so every decision after the first is
+	// answered from it) and with policy.decision_memo: 0 (every decision
+	// evaluated, as for requests that are each unlike any before).
+	type gw struct {
+		name string
+		p    *gatewayProcess
+		req  Request
+		used *atomic.Int64
+		n    int
+		runs []Result
+		cpu  time.Duration
+	}
+	ntok := envInt("BENCH_TOKENS", 120000)
+	gws := []*gw{
+		{name: "trustgate /v1/decisions", p: startGatewayProcess(t, "")},
+		{name: "trustgate, memo off", p: startGatewayProcess(t, "policy:\n  decision_memo: 0\n")},
+	}
+	for _, w := range gws {
+		tokens := mintTokens(t, w.p.dir, "exley-csc", "social_worker", ntok)
+		used := new(atomic.Int64) // each token is single-use: one counter across all rounds
+		w.used, w.n = used, len(tokens)
+		w.req = JSONPost("http://"+w.p.addr+"/v1/decisions", shareBody, func(int64) http.Header {
+			i := int(used.Add(1)) - 1
+			if i >= len(tokens) {
+				return http.Header{} // answered 401: counted as an error below
+			}
+			return http.Header{"Authorization": {"Bearer " + tokens[i]}}
+		})
+	}
+	g := gws[0].p
 
 	// The peer: OPA's server with the same policy and data.
 	work := t.TempDir()
@@ -165,39 +185,47 @@ func TestBenchDecisionsVsOPA(t *testing.T) {
 	checkOPAAllows(t, opaURL, opaBody)
 	opaReq := JSONPost(opaURL, opaBody, nil)
 
-	// Alternating rounds (trustgate, OPA, trustgate, ...), each server
+	// Alternating rounds (each gateway, then OPA, and again), each server
 	// warmed up once first, so that a drift in the machine's speed during
-	// the run weighs on both alike.
-	const ourName, peerName = "trustgate /v1/decisions", "opa run --server data API"
-	var ourRuns, peerRuns []Result
-	var ourCPU, peerCPU time.Duration
+	// the run weighs on all alike.
+	const peerName = "opa run --server data API"
+	var peerRuns []Result
+	var peerCPU time.Duration
 	for r := range rounds {
 		w := time.Duration(0)
 		if r == 0 {
 			w = warm
 		}
-		ourRuns = append(ourRuns, Drive(context.Background(), ourName, clients, d/time.Duration(rounds), w, http.StatusOK, ourReq,
-			cpuOf(t, g.cmd.Process.Pid, &ourCPU)))
+		for _, g := range gws {
+			g.runs = append(g.runs, Drive(context.Background(), g.name, clients, d/time.Duration(rounds), w, http.StatusOK, g.req,
+				cpuOf(t, g.p.cmd.Process.Pid, &g.cpu)))
+		}
 		peerRuns = append(peerRuns, Drive(context.Background(), peerName, clients, d/time.Duration(rounds), w, http.StatusOK, opaReq,
 			cpuOf(t, cmd.Process.Pid, &peerCPU)))
 	}
-	ours, peer := Combine(ourRuns...), Combine(peerRuns...)
-	if int(used.Load()) > len(tokens) {
-		t.Fatalf("ran out of pre-minted tokens (%d); raise BENCH_TOKENS", len(tokens))
-	}
-	if ours.Errors != 0 {
-		t.Fatalf("%d errors in the trustgate run; the first: %s", ours.Errors, ours.FirstError)
-	}
+	peer := Combine(peerRuns...)
 	if peer.Errors != 0 {
 		t.Fatalf("%d errors in the OPA run; the first: %s", peer.Errors, peer.FirstError)
 	}
 	perReq := func(cpu time.Duration, r Result) float64 { return float64(cpu.Microseconds()) / float64(r.Requests) }
-	var byRound []string
-	for i := range ourRuns {
-		byRound = append(byRound, fmt.Sprintf("%.2f", ourRuns[i].PerSecond()/peerRuns[i].PerSecond()))
+	fmt.Printf("\n== decisions: %d clients, %s each in %d alternating rounds, same machine, same run ==\n", clients, d, rounds)
+	var ratios []string
+	for _, g := range gws {
+		res := Combine(g.runs...)
+		if int(g.used.Load()) > g.n {
+			t.Fatalf("%s: ran out of pre-minted tokens (%d); raise BENCH_TOKENS", g.name, g.n)
+		}
+		if res.Errors != 0 {
+			t.Fatalf("%d errors in the %s run; the first: %s", res.Errors, g.name, res.FirstError)
+		}
+		var byRound []string
+		for i := range g.runs {
+			byRound = append(byRound, fmt.Sprintf("%.2f", g.runs[i].PerSecond()/peerRuns[i].PerSecond()))
+		}
+		fmt.Printf("%s  server CPU %4.0f µs/request\n", res, perReq(g.cpu, res))
+		ratios = append(ratios, fmt.Sprintf("ratio %s/OPA = %.2fx (rounds: %s)", g.name, res.PerSecond()/peer.PerSecond(), strings.Join(byRound, " ")))
 	}
-	fmt.Printf("\n== decisions: %d clients, %s each in %d alternating rounds, same machine, same run ==\n%s  server CPU %4.0f µs/request\n%s  server CPU %4.0f µs/request\nratio trustgate/OPA = %.2fx (rounds: %s)\n\n",
-		clients, d, rounds, ours, perReq(ourCPU, ours), peer, perReq(peerCPU, peer), ours.PerSecond()/peer.PerSecond(), strings.Join(byRound, " "))
+	fmt.Printf("%s  server CPU %4.0f µs/request\n%s\n\n", peer, perReq(peerCPU, peer), strings.Join(ratios, "\n"))
 }
 
 // gatewayProcess is a `trustgate serve` process on the demo Trust.
@@ -209,7 +237,7 @@ type gatewayProcess struct {
 // startGatewayProcess builds the trustgate binary, prepares the demo Trust
 // in a temporary directory and starts `trustgate serve` on it, as an
 // operator would, waiting until /readyz answers 200.
-func startGatewayProcess(t *testing.T) *gatewayProcess {
+func startGatewayProcess(t *testing.T, extraConfig string) *gatewayProcess {
 	t.Helper()
 	work := t.TempDir()
 	bin := filepath.Join(work, "trustgate")
@@ -221,6 +249,19 @@ func startGatewayProcess(t *testing.T) *gatewayProcess {
 	addr := freeAddr(t)
 	if err := demo.Init(dir, demo.Options{Listen: addr}); err != nil {
 		t.Fatal(err)
+	}
+	if extraConfig != "" {
+		f, err := os.OpenFile(filepath.Join(dir, "trustgate.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.WriteString(extraConfig)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "trustgate.yaml"))
 	logf, err := os.Create(filepath.Join(work, "gateway.log"))

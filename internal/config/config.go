@@ -212,6 +212,13 @@ type Policy struct {
 	RecheckRecent int      `yaml:"recheck_recent"`
 	// ReloadTimeout bounds loading and checking one candidate revision.
 	ReloadTimeout Duration `yaml:"reload_timeout"`
+	// DecisionMemo is how many decisions of the active revision the
+	// gateway remembers, to answer a request exactly like an earlier one
+	// without evaluating it again (whatif.DecisionMemo: only when the
+	// policy reads the time only against protocol dates, never with a
+	// consent record on file; one hit in 256 is re-evaluated as a check).
+	// 0 turns it off.
+	DecisionMemo int `yaml:"decision_memo"`
 }
 
 // Log tunes logging.
@@ -245,7 +252,7 @@ func Default() Config {
 			CheckpointEvery: 1000, CheckpointInterval: Duration{time.Minute},
 			WebhookTimeout: Duration{5 * time.Second}, SnapshotTimeout: Duration{10 * time.Minute}},
 		Keys:    Keys{Backend: "local", Timeout: Duration{2 * time.Second}, Vault: DefaultVault()},
-		Policy:  Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200, ReloadTimeout: Duration{time.Minute}},
+		Policy:  Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200, ReloadTimeout: Duration{time.Minute}, DecisionMemo: 10_000},
 		Log:     Log{Level: "info", Format: "text"},
 		Runtime: Runtime{GCPercent: 400},
 
@@ -330,6 +337,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.MaxBatch < 1 {
 		bad("audit.max_batch", "must be at least 1")
+	}
+	if c.Policy.DecisionMemo < 0 || c.Policy.DecisionMemo > 1_000_000 {
+		bad("policy.decision_memo", "must be between 0 (off) and 1000000")
 	}
 	if c.Runtime.GCPercent < 25 || c.Runtime.GCPercent > 10000 {
 		bad("runtime.gc_percent", "must be between 25 and 10000")

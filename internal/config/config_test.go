@@ -51,6 +51,7 @@ func TestValidate(t *testing.T) {
 		"http.read_timeout":       func(c *Config) { c.HTTP.ReadTimeout = Duration{} },
 		"auth.max_token_lifetime": func(c *Config) { c.Auth.MaxTokenLifetime = Duration{2 * time.Hour} },
 		"runtime.gc_percent":      func(c *Config) { c.Runtime.GCPercent = 0 },
+		"policy.decision_memo":    func(c *Config) { c.Policy.DecisionMemo = -1 },
 		"audit.commit_delay":      func(c *Config) { c.Audit.CommitDelay = Duration{-time.Millisecond} },
 	}
 	for field, mut := range cases {

@@ -17,6 +17,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/registry"
+	"github.com/childrens-trust/trustgate/internal/revision"
 	"github.com/childrens-trust/trustgate/internal/whatif"
 )
 
@@ -293,7 +294,7 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 		return nil, nil, err
 	}
 	ectx, cancel := context.WithTimeout(x.ctx, s.opts.EvalTimeout)
-	d, err := x.rev.Policy.Decide(ectx, in)
+	d, err := s.evaluate(ectx, x, in)
 	cancel()
 	if err != nil {
 		x.entry.Kind = audit.KindUnavailable
@@ -354,4 +355,41 @@ func unknownField(raw []byte, v any) error {
 		}
 	}
 	return nil
+}
+
+// revisionMemo is the decision memo of one revision.
+type revisionMemo struct {
+	rev *revision.Revision
+	m   *whatif.DecisionMemo
+}
+
+// evaluate decides in under x's revision: through that revision's
+// decision memo when it is the active one and the memo is on (an exact
+// answer either way; whatif.DecisionMemo), else by evaluating.
+func (s *Server) evaluate(ctx context.Context, x *exchange, in *policy.Input) (*policy.Decision, error) {
+	if s.opts.DecisionMemo <= 0 {
+		return x.rev.Policy.Decide(ctx, in)
+	}
+	rm := s.memo.Load()
+	if rm == nil || rm.rev != x.rev {
+		if x.rev != s.deps.Revisions.Current() {
+			// A request that straddled a reload: not worth a memo.
+			return x.rev.Policy.Decide(ctx, in)
+		}
+		s.memoMu.Lock()
+		if rm = s.memo.Load(); rm == nil || rm.rev != x.rev {
+			rm = &revisionMemo{rev: x.rev, m: whatif.NewDecisionMemo(x.rev.Policy, x.rev.PolicySources(), s.opts.DecisionMemo)}
+			s.memo.Store(rm)
+			if off, why := rm.m.Off(); off {
+				s.log.Info("decisions of this revision are all evaluated (no decision memo)", "revision", x.rev.Hash(), "why", why)
+			}
+		}
+		s.memoMu.Unlock()
+	}
+	d, tripped, err := rm.m.Decide(ctx, in)
+	if tripped {
+		_, why := rm.m.Off()
+		x.log.Error("decision memo turned off for this revision: every decision is evaluated", "revision", x.rev.Hash(), "why", why)
+	}
+	return d, err
 }

@@ -131,7 +131,28 @@ func (s *Server) adminStatus(x *exchange) (int, any, error) {
 		"request_id":      x.id,
 		"policy_revision": x.rev.Hash(),
 		"status":          s.deps.Lifecycle.Status(),
+		"decision_memo":   s.memoStatus(),
 	}, nil
+}
+
+// memoView is the decision memo of the active revision as
+// GET /v1/admin/status shows it.
+type memoView struct {
+	Revision string `json:"policy_revision,omitempty"` // the revision it serves; empty before its first decision
+	Enabled  bool   `json:"enabled"`                   // the configuration allows a memo
+	Off      string `json:"off,omitempty"`             // why this revision's decisions are all evaluated
+	Hits     uint64 `json:"hits"`                      // decisions answered from the memo
+	Misses   uint64 `json:"misses"`                    // decisions evaluated and remembered
+}
+
+func (s *Server) memoStatus() memoView {
+	v := memoView{Enabled: s.opts.DecisionMemo > 0}
+	if rm := s.memo.Load(); rm != nil {
+		v.Revision = rm.rev.Hash()
+		_, v.Off = rm.m.Off()
+		v.Hits, v.Misses = rm.m.Stats()
+	}
+	return v
 }
 
 // signatoryView is one signatory of a protocol in force and the key it

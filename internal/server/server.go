@@ -8,6 +8,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -57,9 +59,12 @@ type Check struct {
 
 // Options configure the server.
 type Options struct {
-	MaxBodyBytes     int64
-	KeyTimeout       time.Duration
-	EvalTimeout      time.Duration
+	MaxBodyBytes int64
+	KeyTimeout   time.Duration
+	EvalTimeout  time.Duration
+	// DecisionMemo bounds the decisions of the active revision remembered
+	// (whatif.DecisionMemo); 0: every decision is evaluated.
+	DecisionMemo     int
 	MinJustification int
 	GatewayID        string // the issuer named in consent receipts
 	// SnapshotTimeout bounds streaming a copy of the audit log (audit.go);
@@ -105,6 +110,10 @@ type Server struct {
 	opts Options
 	deps Deps
 	log  *slog.Logger
+
+	// The decision memo of the active revision (decisions.go, evaluate).
+	memoMu sync.Mutex
+	memo   atomic.Pointer[revisionMemo]
 }
 
 // New returns a Server.

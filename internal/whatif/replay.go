@@ -572,12 +572,16 @@ func place(b []int64, t int64) (lo, eq int) {
 // zero when the policy compares them with nothing else (otherwise as
 // they are, with the time's place among them), and consent ids by rank
 // when the policy treats identifiers as opaque.
-func (r *replayer) key(in *policy.Input) string {
+func (r *replayer) key(in *policy.Input) string { return memoKey(&r.a, r.breaks, in) }
+
+// memoKey is the memo key of in under analysis a and breakpoints breaks
+// (see replayer.key); the live decision memo (live.go) uses it too.
+func memoKey(a *analysis, breaks []int64, in *policy.Input) string {
 	var b keyBuilder
-	lo, eq := place(r.breaks, in.TimeNS)
+	lo, eq := place(breaks, in.TimeNS)
 	b.int(int64(lo))
 	b.int(int64(eq))
-	if !r.a.consentTimes {
+	if !a.consentTimes {
 		var cb []int64
 		for _, c := range in.Consents {
 			cb = append(cb, c.ValidFromNS, c.ValidUntilNS, c.WithdrawnNS)
@@ -590,7 +594,7 @@ func (r *replayer) key(in *policy.Input) string {
 	b.str(in.Requester.Partner)
 	b.str(in.Requester.Type)
 	b.str(in.Requester.Role)
-	if r.a.practitioner {
+	if a.practitioner {
 		b.str(in.Requester.Practitioner)
 	}
 	b.str(in.Provider.Partner)
@@ -602,7 +606,7 @@ func (r *replayer) key(in *policy.Input) string {
 	b.bool(in.Override.Justified)
 	b.int(int64(len(in.Consents)))
 	var ids []string
-	if r.a.opaqueIDs {
+	if a.opaqueIDs {
 		for _, c := range in.Consents {
 			ids = append(ids, c.ID)
 		}
@@ -610,7 +614,7 @@ func (r *replayer) key(in *policy.Input) string {
 		ids = slices.Compact(ids)
 	}
 	for _, c := range in.Consents {
-		if r.a.opaqueIDs {
+		if a.opaqueIDs {
 			i, _ := slices.BinarySearch(ids, c.ID)
 			b.int(int64(i))
 		} else {
@@ -625,7 +629,7 @@ func (r *replayer) key(in *policy.Input) string {
 		b.strs(c.Recipients.Types)
 		b.strs(c.Recipients.Protocols)
 		for _, v := range []int64{c.ValidFromNS, c.ValidUntilNS, c.WithdrawnNS} {
-			if r.a.consentTimes {
+			if a.consentTimes {
 				b.int(int64(cmp.Compare(v, 0)))
 				b.int(int64(cmp.Compare(in.TimeNS, v)))
 			} else {
