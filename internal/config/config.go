@@ -216,8 +216,8 @@ type Policy struct {
 	// gateway remembers, to answer a request exactly like an earlier one
 	// without evaluating it again (whatif.DecisionMemo: only when the
 	// policy reads the time only against protocol dates, never with a
-	// consent record on file; one hit in 256 is re-evaluated as a check).
-	// 0 turns it off.
+	// consent record on file; one hit in 256 is re-evaluated as a check),
+	// at least 1,024. 0 turns it off.
 	DecisionMemo int `yaml:"decision_memo"`
 }
 

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"reflect"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/childrens-trust/trustgate/internal/policy"
@@ -36,16 +35,10 @@ type DecisionMemo struct {
 	a          analysis
 	breaks     []int64
 	checkEvery uint64
-	limit      int // per shard
+	memo       *memo[string, *policy.Decision]
 
 	hits, misses, n atomic.Uint64
 	off             atomic.Pointer[string] // why the memo was turned off
-	shards          [16]decisionShard
-}
-
-type decisionShard struct {
-	mu sync.RWMutex
-	m  map[string]*policy.Decision
 }
 
 // DefaultMemoCheckEvery is the tripwire's rate: one hit in this many is
@@ -53,15 +46,11 @@ type decisionShard struct {
 const DefaultMemoCheckEvery = 256
 
 // NewDecisionMemo returns the memo for rev, compiled from src, holding at
-// most entries decisions (a full shard is emptied). If the analysis does
+// most about entries decisions (see memo). If the analysis does
 // not allow memoising this policy, the memo is off from the start (Off
 // says why) and Decide always evaluates.
 func NewDecisionMemo(rev *policy.Revision, src policy.Sources, entries int) *DecisionMemo {
-	m := &DecisionMemo{rev: rev, a: analyze(src), checkEvery: DefaultMemoCheckEvery}
-	m.limit = max(entries/len(m.shards), 1)
-	for i := range m.shards {
-		m.shards[i].m = map[string]*policy.Decision{}
-	}
+	m := &DecisionMemo{rev: rev, a: analyze(src), checkEvery: DefaultMemoCheckEvery, memo: newMemo[string, *policy.Decision](entries)}
 	if !m.a.memo {
 		reason := "the policy cannot be memoised: " + m.a.reason
 		m.off.Store(&reason)
@@ -92,22 +81,14 @@ func (m *DecisionMemo) Decide(ctx context.Context, in *policy.Input) (d *policy.
 		return d, false, err
 	}
 	key := memoKey(&m.a, m.breaks, in)
-	s := &m.shards[shardOf(key, len(m.shards))]
-	s.mu.RLock()
-	cached := s.m[key]
-	s.mu.RUnlock()
-	if cached == nil {
+	cached, ok := m.memo.get(key)
+	if !ok {
 		d, err := m.rev.Decide(ctx, in)
 		if err != nil {
 			return d, false, err
 		}
 		m.misses.Add(1)
-		s.mu.Lock()
-		if len(s.m) >= m.limit {
-			clear(s.m)
-		}
-		s.m[key] = cloneDecision(d)
-		s.mu.Unlock()
+		m.memo.put(key, cloneDecision(d))
 		return d, false, nil
 	}
 	if m.n.Add(1)%m.checkEvery == 0 {
@@ -124,15 +105,6 @@ func (m *DecisionMemo) Decide(ctx context.Context, in *policy.Input) (d *policy.
 	}
 	m.hits.Add(1)
 	return cloneDecision(cached), false, nil
-}
-
-// shardOf spreads keys over n shards (FNV-1a).
-func shardOf(key string, n int) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(key); i++ {
-		h = (h ^ uint32(key[i])) * 16777619
-	}
-	return int(h % uint32(n))
 }
 
 // cloneDecision is a deep copy of d, so that no caller can change what

@@ -104,10 +104,9 @@ func TestDecisionMemoTripwire(t *testing.T) {
 	}
 	// Corrupt what the memo remembers (the caller's copy is its own).
 	first.Allow = false
-	for i := range m.shards {
-		for k, d := range m.shards[i].m {
+	for i := range m.memo.shards {
+		for _, d := range m.memo.shards[i].m {
 			d.Reasons = []string{"tampered"}
-			m.shards[i].m[k] = d
 		}
 	}
 	got, tripped, err := m.Decide(ctx, &in)

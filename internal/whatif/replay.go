@@ -221,8 +221,8 @@ func replay(ctx context.Context, rev *policy.Revision, a analysis, source Source
 
 	r := &replayer{rev: rev, a: a, breaks: breakpoints(rev, a), examples: o.Examples}
 	if a.memo {
-		r.memo = newMemo[string](o.MemoEntries)
-		r.raw = newMemo[[2]uint64](o.MemoEntries)
+		r.memo = newMemo[string, Outcome](o.MemoEntries)
+		r.raw = newMemo[[2]uint64, Outcome](o.MemoEntries)
 		r.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 	}
 	batches := make(chan []Record, 2*o.Workers)
@@ -329,8 +329,8 @@ type replayer struct {
 	rev      *policy.Revision
 	a        analysis
 	breaks   []int64 // sorted, unique
-	memo     *memo[string]
-	raw      *memo[[2]uint64] // outcomes by the recorded bytes (rawKey)
+	memo     *memo[string, Outcome]
+	raw      *memo[[2]uint64, Outcome] // outcomes by the recorded bytes (rawKey)
 	seeds    [2]maphash.Seed
 	examples int
 	evals    atomic.Int64
@@ -661,46 +661,47 @@ func (b *keyBuilder) strs(v []string) {
 	}
 }
 
-// memo is a sharded, bounded map of outcomes. A full shard is emptied:
-// the memo never grows past its bound, and recent keys refill it.
-type memo[K comparable] struct {
+// memo is a sharded, bounded map (of outcomes here, of decisions in
+// live.go). A full shard is emptied: the memo never grows past its bound,
+// and recent keys refill it.
+type memo[K comparable, V any] struct {
 	seed   maphash.Seed
-	shards [64]memoShard[K]
+	shards [64]memoShard[K, V]
 	limit  int // per shard
 }
 
-type memoShard[K comparable] struct {
+type memoShard[K comparable, V any] struct {
 	mu sync.RWMutex
-	m  map[K]Outcome
+	m  map[K]V
 }
 
-func newMemo[K comparable](entries int) *memo[K] {
-	m := &memo[K]{seed: maphash.MakeSeed(), limit: max(entries/64, 16)}
+func newMemo[K comparable, V any](entries int) *memo[K, V] {
+	m := &memo[K, V]{seed: maphash.MakeSeed(), limit: max(entries/64, 16)}
 	for i := range m.shards {
-		m.shards[i].m = map[K]Outcome{}
+		m.shards[i].m = map[K]V{}
 	}
 	return m
 }
 
-func (m *memo[K]) shard(key K) *memoShard[K] {
+func (m *memo[K, V]) shard(key K) *memoShard[K, V] {
 	return &m.shards[maphash.Comparable(m.seed, key)%uint64(len(m.shards))]
 }
 
-func (m *memo[K]) get(key K) (Outcome, bool) {
+func (m *memo[K, V]) get(key K) (V, bool) {
 	s := m.shard(key)
 	s.mu.RLock()
-	o, ok := s.m[key]
+	v, ok := s.m[key]
 	s.mu.RUnlock()
-	return o, ok
+	return v, ok
 }
 
-func (m *memo[K]) put(key K, o Outcome) {
+func (m *memo[K, V]) put(key K, v V) {
 	s := m.shard(key)
 	s.mu.Lock()
 	if len(s.m) >= m.limit {
 		clear(s.m)
 	}
-	s.m[key] = o
+	s.m[key] = v
 	s.mu.Unlock()
 }
 
