@@ -8,11 +8,16 @@ import (
 // ErrInvalid is returned (wrapped) for any number that is not a valid NHS number.
 var ErrInvalid = errors.New("invalid NHS number")
 
+var separators = strings.NewReplacer(" ", "", "-", "")
+
+// StripSeparators removes the spaces and hyphens practitioners commonly
+// type in an NHS number ("999 000 0018", "999-000-0018").
+func StripSeparators(s string) string { return separators.Replace(s) }
+
 // Normalize strips the spaces and hyphens practitioners commonly type and
 // returns the ten-digit form, or an error wrapping ErrInvalid that says why.
 func Normalize(s string) (string, error) {
-	r := strings.NewReplacer(" ", "", "-", "")
-	d := r.Replace(strings.TrimSpace(s))
+	d := StripSeparators(strings.TrimSpace(s))
 	if len(d) != 10 {
 		return "", &Error{Reason: "must be 10 digits"}
 	}

@@ -63,3 +63,17 @@ func pad6(i int) string {
 	}
 	return string(s)
 }
+
+func TestStripSeparators(t *testing.T) {
+	for in, want := range map[string]string{
+		"999 000 0018": "9990000018",
+		"999-000-0018": "9990000018",
+		"9990000018":   "9990000018",
+		"12 ab-c":      "12abc",
+		"":             "",
+	} {
+		if got := StripSeparators(in); got != want {
+			t.Errorf("StripSeparators(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -521,8 +521,6 @@ func decodeObject(field string, raw json.RawMessage, v any) error {
 	return nil
 }
 
-var nhsSeparators = strings.NewReplacer(" ", "", "-", "")
-
 // auditPath is the request path as the audit log keeps it: a segment that
 // looks like an NHS number (ten digits, spaces and hyphens aside) is
 // replaced by {nhs}, so that no number is ever logged in clear.
@@ -532,7 +530,7 @@ func auditPath(p string) string {
 	}
 	segs := strings.Split(p, "/")
 	for i, sg := range segs {
-		d := nhsSeparators.Replace(sg)
+		d := nhs.StripSeparators(sg)
 		if len(d) == 10 && strings.Trim(d, "0123456789") == "" {
 			segs[i] = "{nhs}"
 		}
