@@ -77,46 +77,14 @@ func BenchmarkAppendGroupCommit(b *testing.B) {
 // bbolt file.
 func BenchmarkAppendOneFsyncPerEntry(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "plain.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	bucket := []byte("entries")
-	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucket(bucket)
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
-	var (
-		mu   sync.Mutex // orders seqs with commits, as a chain would need
-		seq  uint64
-		prev = audit.GenesisHash
-	)
+	p := openPlainLog(b, path)
 	var n atomic.Int64
 	b.SetParallelism(appenders / runtime.GOMAXPROCS(0))
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			e := audit.TypicalEntry(int(n.Add(1)))
-			mu.Lock()
-			err := db.Update(func(tx *bolt.Tx) error {
-				e.Seq, e.PrevHash = seq+1, prev
-				v, err := json.Marshal(&e)
-				if err != nil {
-					return err
-				}
-				bk := tx.Bucket(bucket)
-				bk.FillPercent = 1.0
-				if err := bk.Put(key(e.Seq), v); err != nil {
-					return err
-				}
-				seq, prev = e.Seq, sha256Hex(v)
-				return nil
-			})
-			mu.Unlock()
-			if err != nil {
+			if err := p.append(int(n.Add(1))); err != nil {
 				b.Error(err)
 				return
 			}
@@ -124,7 +92,7 @@ func BenchmarkAppendOneFsyncPerEntry(b *testing.B) {
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	if err := db.Close(); err != nil {
+	if err := p.db.Close(); err != nil {
 		b.Fatal(err)
 	}
 	reportRate(b, n.Load(), elapsed)
@@ -151,4 +119,50 @@ func BenchmarkVerify(b *testing.B) {
 	b.StopTimer()
 	reportRate(b, int64(b.N)*int64(*verifyEntries), elapsed)
 	reportSize(b, path, int64(*verifyEntries))
+}
+
+// plainLog is the peer of the group-committed log in the benchmarks: the
+// same entries, each in its own bbolt transaction (one fsync each),
+// chained as the log chains them (a mutex orders seqs with commits), with
+// no Merkle tree and no index.
+type plainLog struct {
+	db   *bolt.DB
+	mu   sync.Mutex
+	seq  uint64
+	prev string
+}
+
+var plainBucket = []byte("entries")
+
+func openPlainLog(tb testing.TB, path string) *plainLog {
+	tb.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(plainBucket); return err }); err != nil {
+		tb.Fatal(err)
+	}
+	return &plainLog{db: db, prev: audit.GenesisHash}
+}
+
+// append appends audit.TypicalEntry(i) in a transaction of its own.
+func (p *plainLog) append(i int) error {
+	e := audit.TypicalEntry(i)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.db.Update(func(tx *bolt.Tx) error {
+		e.Seq, e.PrevHash = p.seq+1, p.prev
+		v, err := json.Marshal(&e)
+		if err != nil {
+			return err
+		}
+		b := tx.Bucket(plainBucket)
+		b.FillPercent = 1.0
+		if err := b.Put(key(e.Seq), v); err != nil {
+			return err
+		}
+		p.seq, p.prev = e.Seq, sha256Hex(v)
+		return nil
+	})
 }

@@ -207,19 +207,9 @@ func groupCommit(t *testing.T, path string, appenders, total int) (rate, perComm
 // appenders, each in its own bbolt transaction (one fsync each), chained
 // as the log chains them, without the tree or the index.
 func oneFsyncPerEntry(t *testing.T, path string, appenders, total int) float64 {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	bucket := []byte("entries")
-	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucket); return err }); err != nil {
-		t.Fatal(err)
-	}
+	p := openPlainLog(t, path)
+	defer p.db.Close()
 	var (
-		mu   sync.Mutex
-		seq  uint64
-		prev = audit.GenesisHash
 		next atomic.Int64
 		wg   sync.WaitGroup
 	)
@@ -231,24 +221,7 @@ func oneFsyncPerEntry(t *testing.T, path string, appenders, total int) float64 {
 				if i > int64(total) {
 					return
 				}
-				e := audit.TypicalEntry(int(i))
-				mu.Lock()
-				err := db.Update(func(tx *bolt.Tx) error {
-					e.Seq, e.PrevHash = seq+1, prev
-					v, err := json.Marshal(&e)
-					if err != nil {
-						return err
-					}
-					b := tx.Bucket(bucket)
-					b.FillPercent = 1.0
-					if err := b.Put(key(e.Seq), v); err != nil {
-						return err
-					}
-					seq, prev = e.Seq, sha256Hex(v)
-					return nil
-				})
-				mu.Unlock()
-				if err != nil {
+				if err := p.append(int(i)); err != nil {
 					t.Error(err)
 					return
 				}
