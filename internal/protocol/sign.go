@@ -277,33 +277,19 @@ func verifyOne(doc []byte, e signatureEntry, p *Protocol, reg *registry.Registry
 	if err != nil {
 		return SignatureResult{Reason: err.Error()}
 	}
-	partner, _ := h[HeaderPartner].(string)
-	kid, _ := h[jws.KeyIDKey].(string)
+	partner, kid, alg, problem := signerHeader(h, allowedHeaders, SignatureType, func() string {
+		if len(e.Header) > 0 && !bytes.Equal(bytes.TrimSpace(e.Header), []byte("null")) {
+			return "unprotected header is not allowed"
+		}
+		return ""
+	})
 	res := SignatureResult{Partner: partner, KeyID: kid}
 	bad := func(format string, args ...any) SignatureResult {
 		res.Reason = fmt.Sprintf(format, args...)
 		return res
 	}
-	if partner == "" {
-		return bad("protected header has no partner")
-	}
-	if kid == "" {
-		return bad("protected header has no kid")
-	}
-	if len(e.Header) > 0 && !bytes.Equal(bytes.TrimSpace(e.Header), []byte("null")) {
-		return bad("unprotected header is not allowed")
-	}
-	for _, k := range slices.Sorted(maps.Keys(h)) {
-		if !allowedHeaders[k] {
-			return bad("header %q is not allowed", k)
-		}
-	}
-	alg, _ := h[jws.AlgorithmKey].(string)
-	if alg != jwa.ES256.String() && alg != jwa.EdDSA.String() {
-		return bad("algorithm %q is not allowed (ES256, EdDSA)", alg)
-	}
-	if typ, _ := h[jws.TypeKey].(string); typ != SignatureType {
-		return bad("typ %q is not %s", typ, SignatureType)
+	if problem != "" {
+		return bad("%s", problem)
 	}
 	if p != nil {
 		if v, ok := h[HeaderProtocol]; ok && v != p.ID {
@@ -376,4 +362,39 @@ func PartnerFromKeyID(kid string) (string, bool) {
 		return "", false
 	}
 	return id, true
+}
+
+// signerHeader checks the protected header of a partner's signature over
+// a Trust document (a protocol signature or a withdrawal), in this order:
+// it names the partner and the kid; extra (when not nil) does not refuse
+// it; it holds only the allowed parameters; its alg is ES256 or EdDSA; its
+// typ is typ. It returns the partner and kid it names (also when it
+// refuses the header), the alg, and the first problem ("" when none).
+func signerHeader(h map[string]any, allowed map[string]bool, typ string, extra func() string) (partner, kid, alg, problem string) {
+	partner, _ = h[HeaderPartner].(string)
+	kid, _ = h[jws.KeyIDKey].(string)
+	if partner == "" {
+		return partner, kid, "", "protected header has no partner"
+	}
+	if kid == "" {
+		return partner, kid, "", "protected header has no kid"
+	}
+	if extra != nil {
+		if p := extra(); p != "" {
+			return partner, kid, "", p
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		if !allowed[k] {
+			return partner, kid, "", fmt.Sprintf("header %q is not allowed", k)
+		}
+	}
+	alg, _ = h[jws.AlgorithmKey].(string)
+	if alg != jwa.ES256.String() && alg != jwa.EdDSA.String() {
+		return partner, kid, "", fmt.Sprintf("algorithm %q is not allowed (ES256, EdDSA)", alg)
+	}
+	if got, _ := h[jws.TypeKey].(string); got != typ {
+		return partner, kid, "", fmt.Sprintf("typ %q is not %s", got, typ)
+	}
+	return partner, kid, alg, ""
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -245,30 +244,14 @@ func verifyWithdrawal(compact string, reg *registry.Registry) WithdrawalResult {
 	if err != nil {
 		return WithdrawalResult{Reason: err.Error()}
 	}
-	partner, _ := h[HeaderPartner].(string)
-	kid, _ := h[jws.KeyIDKey].(string)
+	partner, kid, alg, problem := signerHeader(h, withdrawalHeaders, WithdrawalType, nil)
 	res := WithdrawalResult{Partner: partner, KeyID: kid}
 	bad := func(format string, args ...any) WithdrawalResult {
 		res.Reason = fmt.Sprintf(format, args...)
 		return res
 	}
-	if partner == "" {
-		return bad("protected header has no partner")
-	}
-	if kid == "" {
-		return bad("protected header has no kid")
-	}
-	for _, k := range slices.Sorted(maps.Keys(h)) {
-		if !withdrawalHeaders[k] {
-			return bad("header %q is not allowed", k)
-		}
-	}
-	alg, _ := h[jws.AlgorithmKey].(string)
-	if alg != jwa.ES256.String() && alg != jwa.EdDSA.String() {
-		return bad("algorithm %q is not allowed (ES256, EdDSA)", alg)
-	}
-	if typ, _ := h[jws.TypeKey].(string); typ != WithdrawalType {
-		return bad("typ %q is not %s", typ, WithdrawalType)
+	if problem != "" {
+		return bad("%s", problem)
 	}
 	key, problem := signingKey(reg, partner, kid, alg, "withdrawal")
 	if problem != "" {
