@@ -34,6 +34,7 @@ test: lint test-rego test-go
 lint:
 	@out=$$(gofmt -l cmd internal policies protocols); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags bench ./...   # every build-tagged benchmark compiles, so make bench cannot rot
 	$(OPA) fmt --list --fail policies
 	$(OPA) check --strict policies
 

@@ -168,7 +168,7 @@ func record(t *testing.T, path string, n int, serving *revision.Revision, from, 
 		t.Fatal(err)
 	}
 	g := newGenerator(serving.Registry, 42, 40_000, from, to)
-	r := &replayer{rev: serving.Policy, a: analyze(serving.PolicySources()), breaks: breakpoints(serving.Policy, analyze(serving.PolicySources())), memo: newMemo[string](1 << 20)}
+	r := &replayer{rev: serving.Policy, a: analyze(serving.PolicySources()), breaks: breakpoints(serving.Policy, analyze(serving.PolicySources())), memo: newMemo[string, Outcome](1 << 20)}
 	const appenders = 64
 	entries := make(chan *audit.Entry, 4*appenders)
 	var wg sync.WaitGroup
