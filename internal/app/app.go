@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
@@ -157,6 +158,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		IdleTimeout:       cfg.HTTP.IdleTimeout.Duration,
 		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       server.ConnContext,
 	}
 	if cfg.TLS.CertFile != "" {
 		a.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -164,6 +166,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	a.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.TLS.CertFile == "" {
+		a.ln = server.GuardListener(a.ln)
 	}
 	return a, nil
 }
@@ -191,7 +196,11 @@ func (a *App) seedReplay(ctx context.Context, c identity.Config) (int, error) {
 		if e.Time.Before(stopAt) {
 			return false, nil
 		}
-		if e.TokenID != "" && e.Requester != "" && !e.Time.Before(cutoff) {
+		// Only tokens whose signature held: an unverified failure's
+		// claimed (iss, jti) is the caller's invention, and seeding from a
+		// flood of them would fill the cache and refuse real tokens after
+		// the restart.
+		if e.TokenID != "" && e.Requester != "" && !strings.HasPrefix(e.Requester, "unverified:") && !e.Time.Before(cutoff) {
 			a.replay.Seed(identity.ReplayKey(e.Requester, e.TokenID), e.Time.Add(horizon))
 			n++
 		}

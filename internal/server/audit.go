@@ -421,6 +421,9 @@ func (s *Server) accessReport(x *exchange) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	// An appointment scoped to one agency does not name other agencies'
+	// practitioners: only a Trust-wide one sees who they were.
+	withhold = withhold || !x.grant.TrustWide()
 	rep, err := s.deps.AuditQuery.AccessReport(x.ctx, pseudo, cp, withhold)
 	if err != nil {
 		return 0, nil, auditError(x, err)

@@ -48,6 +48,9 @@ func (s *Server) decodeStrict(x *exchange, v any) error {
 // decodeLimited is decodeStrict with a body limit of its own (the what-if
 // endpoint takes whole proposed revisions).
 func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
+	if err := jsonContentType(x.r); err != nil {
+		return err
+	}
 	r := http.MaxBytesReader(nil, x.r.Body, limit)
 	raw, err := io.ReadAll(r)
 	if err != nil {
@@ -56,9 +59,6 @@ func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
 			return badRequest("body", fmt.Sprintf("larger than %d bytes", limit))
 		}
 		return badRequest("body", "could not be read")
-	}
-	if ct := x.r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return badRequest("Content-Type", "must be application/json")
 	}
 	if err := unknownField(raw, v); err != nil {
 		return err

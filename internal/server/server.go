@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,21 +167,38 @@ func (s *Server) Handler() http.Handler {
 	s.shareRoutes(v1)
 	s.auditRoutes(v1)
 	s.lifecycleRoutes(v1)
-	v1.NotFoundHandler = s.audited(func(x *exchange) (int, any, error) {
+	// A /v1 path that is not a route, or a route asked with another
+	// method, is answered (404, or 405 with Allow) and audited like any
+	// other /v1 request; paths are never cleaned or redirected (SkipClean),
+	// so /v1/protocols/../audit/entries is simply not found.
+	unrouted := s.audited(func(x *exchange) (int, any, error) {
+		if allow := allowedMethods(r, x.r); len(allow) > 0 {
+			return 0, nil, methodNotAllowed(x.w, x.r, allow)
+		}
 		return 0, nil, notFound("no such endpoint: " + x.r.Method + " " + x.r.URL.Path)
 	})
-	v1.MethodNotAllowedHandler = s.audited(func(x *exchange) (int, any, error) {
-		return 0, nil, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Reason: x.r.Method + " is not allowed on " + x.r.URL.Path, Kind: audit.KindRejected}
-	})
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	v1.NotFoundHandler, v1.MethodNotAllowedHandler = unrouted, unrouted
+	top := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/v1" || strings.HasPrefix(req.URL.Path, "/v1/") {
+			unrouted.ServeHTTP(w, req)
+			return
+		}
+		if allow := allowedMethods(r, req); len(allow) > 0 {
+			_, eb, _ := classify(methodNotAllowed(w, req, allow))
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": eb})
+			return
+		}
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": errorBody{Code: "not_found", Message: "no such endpoint"}})
 	})
+	r.NotFoundHandler, r.MethodNotAllowedHandler = top, top
+	r.SkipClean(true)
 	return r
 }
 
 // exchange is one /v1 request in flight and the audit entry it will leave.
 type exchange struct {
 	r      *http.Request
+	w      http.ResponseWriter // for response headers only (Allow, Connection)
 	ctx    context.Context
 	id     string
 	claims *identity.Claims
@@ -215,7 +233,7 @@ func (s *Server) audited(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.opts.Now()
 		id := newRequestID()
-		x := &exchange{r: r, ctx: r.Context(), id: id, log: s.log.With("request_id", id)}
+		x := &exchange{r: r, w: w, ctx: r.Context(), id: id, log: s.log.With("request_id", id)}
 		x.entry = audit.Entry{Time: start.UTC(), RequestID: id, Method: r.Method, Path: auditPath(r.URL.Path)}
 		w.Header().Set("X-Request-Id", id)
 
@@ -232,6 +250,7 @@ func (s *Server) audited(h handlerFunc) http.Handler {
 			}
 		}
 		x.entry.Status = status
+		redactEntry(&x.entry)
 		// The audit append gets its own deadline, detached from the caller:
 		// a caller hanging up must not leave a decision unrecorded.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
@@ -250,12 +269,16 @@ func (s *Server) audited(h handlerFunc) http.Handler {
 			m["audit_seq"] = seq
 		}
 		writeJSON(w, status, body)
-		x.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status, "kind", x.entry.Kind,
+		x.log.Debug("request", "method", r.Method, "path", x.entry.Path, "status", status, "kind", x.entry.Kind,
 			"latency_ms", float64(s.opts.Now().Sub(start).Microseconds())/1000)
 	})
 }
 
 func (s *Server) run(x *exchange, h handlerFunc) (int, any, error) {
+	if smuggled(x.r) {
+		x.w.Header().Set("Connection", "close")
+		return 0, nil, errSmuggled
+	}
 	raw, err := identity.ExtractBearer(x.r)
 	if err != nil {
 		x.entry.Kind = audit.KindAuthFailure

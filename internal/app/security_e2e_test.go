@@ -1,0 +1,420 @@
+package app_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/childrens-trust/trustgate/internal/app"
+	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/nhs"
+)
+
+// tokenAs mints a token for partner's practitioner sub with role.
+func (g *gateway) tokenAs(partner, sub, role string) string {
+	g.t.Helper()
+	tok, err := identity.Mint(g.key(partner), identity.MintClaims{
+		Issuer: partner, Subject: sub, Role: role, IssuedAt: g.clock.Now(), Lifetime: 2 * time.Minute,
+	})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return tok
+}
+
+// caller is one row of the authorisation matrix.
+type caller struct {
+	name                string
+	partner, sub, role  string
+	agency, appointment string // for the docs
+}
+
+var matrixCallers = []caller{
+	{"practitioner", "exley-csc", "sw-0042", "social_worker", "own", "none needed"},
+	{"role its agency may not hold", "exley-academy", "t-0007", "paediatrician", "school", "-"},
+	{"IG lead, not appointed", "safe-families", "v-0001", "ig_lead", "own", "none"},
+	{"IG lead, agency scope", "exley-police", "ig-0002", "ig_lead", "own", "agency"},
+	{"IG lead, Trust scope", "exley-csc", "ig-0001", "ig_lead", "own", "trust"},
+	{"auditor, not appointed", "exley-jcp", "wc-0001", "auditor", "own", "none"},
+	{"auditor, agency scope", "exley-community-health", "aud-0009", "auditor", "own", "agency"},
+	{"auditor, Trust scope", "exley-police", "prac-auditor", "auditor", "own", "trust"},
+}
+
+type endpoint struct {
+	method, path, doc string
+	body              []byte
+}
+
+var matrixEndpoints = []endpoint{
+	{http.MethodGet, "/v1/audit/entries", "GET /v1/audit/entries", nil},
+	{http.MethodGet, "/v1/audit/snapshot", "GET /v1/audit/snapshot", nil},
+	{http.MethodGet, "/v1/audit/stats?by=decision", "GET /v1/audit/stats", nil},
+	{http.MethodGet, "/v1/subjects/" + child + "/access-report", "GET /v1/subjects/{nhs}/access-report", nil},
+	{http.MethodGet, "/v1/reviews", "GET /v1/reviews (own agency's)", nil},
+	{http.MethodGet, "/v1/admin/status", "GET /v1/admin/status", nil},
+	{http.MethodPost, "/v1/admin/reload", "POST /v1/admin/reload", nil},
+	{http.MethodGet, "/v1/audit/checkpoints/latest", "GET /v1/audit/checkpoints/latest", nil},
+}
+
+// The expected answer of every endpoint to every caller: the table the
+// test checks and docs/security.md shows.
+var matrixWant = map[string][]int{
+	"GET /v1/audit/entries":                {403, 401, 401, 403, 403, 401, 403, 200},
+	"GET /v1/audit/snapshot":               {403, 401, 401, 403, 403, 401, 403, 200},
+	"GET /v1/audit/stats":                  {403, 401, 401, 200, 200, 401, 200, 200},
+	"GET /v1/subjects/{nhs}/access-report": {403, 401, 401, 200, 200, 401, 200, 200},
+	"GET /v1/reviews (own agency's)":       {403, 401, 401, 200, 200, 401, 403, 403},
+	"GET /v1/admin/status":                 {403, 401, 401, 403, 200, 401, 403, 403},
+	"POST /v1/admin/reload":                {403, 401, 401, 403, 200, 401, 403, 403},
+	"GET /v1/audit/checkpoints/latest":     {200, 401, 401, 200, 200, 401, 200, 200},
+}
+
+// TestAuthorisationMatrix: endpoint × role × agency × appointed or not,
+// over real HTTP against the demo Trust; every answer audited. The same
+// table is docs/security.md's matrix (TRUSTGATE_UPDATE_DOCS=1 rewrites it).
+func TestAuthorisationMatrix(t *testing.T) {
+	g := startGateway(t, nil)
+	decisionOf(t, g.decide("exley-csc", "social_worker", policeShare())) // the log is not empty
+	for _, e := range matrixEndpoints {
+		want := matrixWant[e.doc]
+		for i, c := range matrixCallers {
+			before, _ := g.app.Audit().Head()
+			r := g.do(e.method, e.path, g.tokenAs(c.partner, c.sub, c.role), e.body)
+			if r.Status != want[i] {
+				t.Errorf("%s as %s (%s/%s %s): %d, want %d: %.300s", e.doc, c.name, c.partner, c.sub, c.role, r.Status, want[i], r.Raw)
+			}
+			if after, _ := g.app.Audit().Head(); after != before+1 {
+				t.Errorf("%s as %s: %d audit entries", e.doc, c.name, after-before)
+			}
+		}
+	}
+	var b strings.Builder
+	b.WriteString("| endpoint |")
+	for _, c := range matrixCallers {
+		fmt.Fprintf(&b, " %s |", c.name)
+	}
+	b.WriteString("\n|---|")
+	for range matrixCallers {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n| (demo identity) |")
+	for _, c := range matrixCallers {
+		fmt.Fprintf(&b, " %s `%s` %s |", c.partner, c.sub, c.role)
+	}
+	b.WriteString("\n")
+	for _, e := range matrixEndpoints {
+		fmt.Fprintf(&b, "| `%s` |", e.doc)
+		for _, st := range matrixWant[e.doc] {
+			fmt.Fprintf(&b, " %d |", st)
+		}
+		b.WriteString("\n")
+	}
+	checkDocBlock(t, "matrix", b.String())
+}
+
+// checkDocBlock checks that docs/security.md holds text between the
+// markers <!-- name --> and <!-- /name --> (or writes it there when
+// TRUSTGATE_UPDATE_DOCS=1).
+func checkDocBlock(t *testing.T, name, text string) {
+	t.Helper()
+	path := filepath.Join("..", "..", "docs", "security.md")
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, end := "<!-- "+name+" -->\n", "<!-- /"+name+" -->"
+	i, j := bytes.Index(doc, []byte(open)), bytes.Index(doc, []byte(end))
+	if i < 0 || j < i {
+		t.Fatalf("docs/security.md has no %s block", name)
+	}
+	if got := string(doc[i+len(open) : j]); got != text {
+		if os.Getenv("TRUSTGATE_UPDATE_DOCS") == "1" {
+			out := append(append(append([]byte{}, doc[:i+len(open)]...), text...), doc[j:]...)
+			if err := os.WriteFile(path, out, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Fatalf("docs/security.md's %s block is out of date (TRUSTGATE_UPDATE_DOCS=1 go test ./internal/app -run %s):\n%s", name, t.Name(), text)
+	}
+}
+
+// TestFourEyes: nobody closes the review of an override they made; a
+// second IG lead of the agency does.
+func TestFourEyes(t *testing.T) {
+	g := startGateway(t, nil)
+	b := mustJSON(map[string]any{
+		"subject": child, "provider": "riverside-gp", "purpose": "safeguarding", "categories": []string{"health_summary"},
+		"override_ground": "risk_of_significant_harm",
+		"justification":   "Bruising seen at school on 20 November and an unexplained absence; strategy discussion held today.",
+	})
+	// The appointed IG lead ig-0001 made the override as a social worker.
+	r := g.do(http.MethodPost, "/v1/decisions", g.tokenAs("exley-csc", "ig-0001", "social_worker"), b)
+	d := decisionOf(t, r)
+	if d["override"] != true {
+		t.Fatalf("no override: %s", r.Raw)
+	}
+	e, _ := g.app.Audit().Get(context.Background(), uint64(r.Body["audit_seq"].(float64)))
+	close := mustJSON(map[string]any{"outcome": "upheld", "note": "proportionate"})
+	self := g.do(http.MethodPost, "/v1/reviews/"+e.ReviewID, g.tokenAs("exley-csc", "ig-0001", "ig_lead"), close)
+	if self.Status != http.StatusForbidden || errorOf(t, self)["code"] != "self_review" {
+		t.Fatalf("self-review: %d %s", self.Status, self.Raw)
+	}
+	head, _ := g.app.Audit().Head()
+	last, _ := g.app.Audit().Get(context.Background(), head)
+	if last.Status != 403 || last.Kind != audit.KindRejected || last.Practitioner != "ig-0001" {
+		t.Fatalf("self-review not audited: %+v", last)
+	}
+	other := g.do(http.MethodPost, "/v1/reviews/"+e.ReviewID, g.tokenAs("exley-csc", "ig-1", "ig_lead"), close)
+	mustStatus(t, other, http.StatusOK)
+}
+
+// TestHTTPHygiene: 405 with Allow, no path cleaning or redirect, 415,
+// CL+TE refused with the connection closed; every /v1 answer audited.
+func TestHTTPHygiene(t *testing.T) {
+	g := startGateway(t, nil)
+	tok := func() string { return g.tokenAs("exley-csc", "sw-0042", "social_worker") }
+	audited := func(name string, f func() int, want int) {
+		t.Helper()
+		before, _ := g.app.Audit().Head()
+		if got := f(); got != want {
+			t.Errorf("%s: %d, want %d", name, got, want)
+		}
+		if after, _ := g.app.Audit().Head(); after != before+1 {
+			t.Errorf("%s: %d audit entries", name, after-before)
+		}
+	}
+	routes := []struct{ method, path string }{
+		{"POST", "/v1/decisions"}, {"GET", "/v1/protocols"}, {"POST", "/v1/consents"},
+		{"POST", "/v1/consents/c-1/withdraw"}, {"GET", "/v1/subjects/" + child + "/consents"},
+		{"GET", "/v1/reviews"}, {"POST", "/v1/share-requests"}, {"GET", "/v1/notifications"},
+		{"PUT", "/v1/subjects/" + child + "/lead-professional"}, {"GET", "/v1/audit/entries"},
+		{"GET", "/v1/audit/snapshot"}, {"GET", "/v1/audit/checkpoints/latest"}, {"GET", "/v1/audit/stats"},
+		{"GET", "/v1/audit/proofs/inclusion"}, {"GET", "/v1/audit/proofs/consistency"},
+		{"GET", "/v1/subjects/" + child + "/access-report"}, {"GET", "/v1/policies"},
+		{"POST", "/v1/admin/reload"}, {"GET", "/v1/admin/status"}, {"POST", "/v1/admin/whatif"},
+	}
+	for _, rt := range routes {
+		for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
+			if m == rt.method {
+				continue
+			}
+			var allow string
+			audited(m+" "+rt.path, func() int {
+				req, _ := http.NewRequest(m, g.base+rt.path, nil)
+				req.Header.Set("Authorization", "Bearer "+tok())
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				allow = resp.Header.Get("Allow")
+				return resp.StatusCode
+			}, http.StatusMethodNotAllowed)
+			if !strings.Contains(allow, rt.method) {
+				t.Errorf("%s %s: Allow %q lacks %s", m, rt.path, allow, rt.method)
+			}
+		}
+	}
+	// Reviews answer GET and POST on one path.
+	req, _ := http.NewRequest("DELETE", g.base+"/v1/reviews/r-1", nil)
+	req.Header.Set("Authorization", "Bearer "+tok())
+	resp, _ := http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, POST" {
+		t.Errorf("DELETE /v1/reviews/r-1: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+
+	// A path the router would have cleaned: answered 404 and audited, no redirect.
+	for _, p := range []string{"/v1/protocols/../audit/entries", "/v1//decisions", "/v1/./protocols", "/v1/"} {
+		audited(p, func() int {
+			return rawStatus(t, g, "GET "+p+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tok()+"\r\n\r\n")
+		}, http.StatusNotFound)
+	}
+	// 415.
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "application/jsonx"} {
+		audited("Content-Type "+ct, func() int {
+			req, _ := http.NewRequest("POST", g.base+"/v1/decisions", bytes.NewReader(mustJSON(policeShare())))
+			req.Header.Set("Authorization", "Bearer "+tok())
+			if ct != "" {
+				req.Header.Set("Content-Type", ct)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}, http.StatusUnsupportedMediaType)
+	}
+	audited("charset allowed", func() int {
+		req, _ := http.NewRequest("POST", g.base+"/v1/decisions", bytes.NewReader(mustJSON(policeShare())))
+		req.Header.Set("Authorization", "Bearer "+tok())
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		resp, _ := http.DefaultClient.Do(req)
+		resp.Body.Close()
+		return resp.StatusCode
+	}, http.StatusOK)
+
+	// Content-Length with Transfer-Encoding: refused, audited, connection closed.
+	body := string(mustJSON(policeShare()))
+	chunked := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+	before, _ := g.app.Audit().Head()
+	c, err := net.Dial("tcp", strings.TrimPrefix(g.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/decisions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%s", tok(), len(chunked), chunked)
+	br := bufio.NewReader(c)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 400 || !resp.Close {
+		t.Fatalf("CL+TE: %d close %v", resp.StatusCode, resp.Close)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("the connection stayed open")
+	}
+	if after, _ := g.app.Audit().Head(); after != before+1 {
+		t.Fatalf("CL+TE: %d audit entries", after-before)
+	}
+}
+
+// rawStatus sends a raw request and returns the status.
+func rawStatus(t *testing.T, g *gateway, raw string) int {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(g.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, raw)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestNoNHSNumberInTheLog is the redaction property: random valid NHS
+// numbers placed in every field of random bad requests (paths, bodies,
+// query, claimed identities, provider, member names) never reach the
+// audit log in clear.
+func TestNoNHSNumberInTheLog(t *testing.T) {
+	g := startGateway(t, nil)
+	r := mrand.New(mrand.NewPCG(5, 11))
+	number := func() string {
+		for {
+			nine := fmt.Sprintf("999%06d", r.IntN(1000000))
+			if c, ok := nhs.CheckDigit(nine); ok {
+				n := nine + string(c)
+				switch r.IntN(4) {
+				case 0:
+					return n[:3] + " " + n[3:6] + " " + n[6:]
+				case 1:
+					return n[:3] + "-" + n[3:6] + "-" + n[6:]
+				case 2:
+					return "x" + n + "y"
+				}
+				return n
+			}
+		}
+	}
+	key := g.key("exley-csc")
+	var placed []string
+	for i := 0; i < 300; i++ {
+		n := number()
+		placed = append(placed, strings.Trim(nhs.StripSeparators(n), "xy"))
+		esc := strings.ReplaceAll(n, " ", "%20")
+		var method, path, ct string
+		var body []byte
+		tok := g.tokenAs("exley-csc", "sw-0042", "social_worker")
+		switch i % 10 {
+		case 0:
+			method, path = "GET", "/v1/subjects/"+esc+"/nothing"
+		case 1:
+			method, path = "GET", "/v1/subjects/"+esc+"/consents"
+		case 2:
+			method, path, ct = "POST", "/v1/decisions", "application/json"
+			body = mustJSON(map[string]any{"subject": child, "provider": n, "purpose": "safeguarding", "categories": []string{"household"}})
+		case 3:
+			method, path, ct = "POST", "/v1/decisions", "application/json"
+			body = []byte(`{"subject":"` + child + `","` + n + `":1}`)
+		case 4:
+			method, path, ct = "POST", "/v1/decisions", "application/json"
+			body = mustJSON(map[string]any{"subject": child, "provider": "exley-police", "purpose": n, "categories": []string{n}})
+		case 5:
+			tok, _ = identity.Mint(key, identity.MintClaims{Issuer: "exley-csc", Subject: n, Role: "social_worker", IssuedAt: g.clock.Now(), Lifetime: time.Minute})
+			method, path, ct = "POST", "/v1/decisions", "application/json"
+			body = mustJSON(map[string]any{"subject": n + "1", "provider": "exley-police", "purpose": "safeguarding", "categories": []string{"household"}})
+		case 6:
+			tok, _ = identity.Mint(key, identity.MintClaims{Issuer: n, Subject: n, Role: n, IssuedAt: g.clock.Now(), Lifetime: time.Minute})
+			method, path = "GET", "/v1/protocols"
+		case 7:
+			method, path, ct = "PUT", "/v1/subjects/"+child+"/lead-professional", "application/json"
+			body = mustJSON(map[string]any{"partner": n, "practitioner": n})
+		case 8:
+			method, path, ct = "POST", "/v1/reviews/"+esc, "application/json"
+			body = mustJSON(map[string]any{"outcome": n, "note": n})
+		case 9:
+			method, path = "DELETE", "/v1/subjects/"+esc+"/access-report"
+		}
+		req, _ := http.NewRequest(method, g.base+path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	head, _ := g.app.Audit().Head()
+	if head < 300 {
+		t.Fatalf("only %d entries", head)
+	}
+	for seq := uint64(1); seq <= head; seq++ {
+		e, err := g.app.Audit().Get(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Subject, e.PolicyRevision, e.DisclosedSHA256, e.PrevHash, e.Hash, e.InputResidual = "", "", "", "", "", nil
+		b, _ := json.Marshal(e)
+		flat := strings.NewReplacer(" ", "", "-", "", "%20", "").Replace(string(b))
+		for _, n := range placed {
+			if strings.Contains(flat, n) {
+				t.Fatalf("entry %d holds %s: %s", seq, n, b)
+			}
+		}
+	}
+	// And the file itself, as bytes.
+	g.stop()
+	raw, err := os.ReadFile(app.AuditPath(g.cfg.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.NewReplacer(" ", "", "-", "").Replace(string(raw))
+	for _, n := range placed {
+		if strings.Contains(flat, n) {
+			t.Fatalf("the audit file holds %s", n)
+		}
+	}
+}
