@@ -18,6 +18,7 @@ import (
 
 	"github.com/childrens-trust/trustgate/internal/app"
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/nhs"
 )
@@ -416,5 +417,51 @@ func TestNoNHSNumberInTheLog(t *testing.T) {
 		if strings.Contains(flat, n) {
 			t.Fatalf("the audit file holds %s", n)
 		}
+	}
+}
+
+// TestLeadProfessionalHijackRefused: a teacher cannot take over a lead
+// held in another agency; an agency with no lawful basis about the child
+// cannot be named; a change by the local authority notifies the previous
+// lead.
+func TestLeadProfessionalHijackRefused(t *testing.T) {
+	g := startGateway(t, nil)
+	put := func(partner, sub, role string, body map[string]any) response {
+		return g.do(http.MethodPut, "/v1/subjects/"+child+"/lead-professional", g.tokenAs(partner, sub, role), mustJSON(body))
+	}
+	mustStatus(t, put("exley-csc", "sw-0042", "social_worker", map[string]any{"practitioner": "sw-0042"}), http.StatusOK)
+	hijack := put("exley-academy", "t-0007", "teacher", map[string]any{"practitioner": "t-0007"})
+	if hijack.Status != http.StatusForbidden || errorOf(t, hijack)["code"] != "lead_held" {
+		t.Fatalf("hijack: %d %s", hijack.Status, hijack.Raw)
+	}
+	rev := g.app.Revisions().Current()
+	var outsider string
+	for _, p := range rev.Registry.Partners() {
+		if !authz.ReceivesUnderProtocols(rev.Protocols, rev.Registry, p.ID, testNow) {
+			outsider = p.ID
+			break
+		}
+	}
+	if outsider == "" {
+		t.Fatal("every demo partner receives under some protocol: no outsider to test with")
+	}
+	r := put("exley-csc", "sw-0042", "social_worker", map[string]any{"partner": outsider, "practitioner": "x-1"})
+	if r.Status != http.StatusForbidden || errorOf(t, r)["code"] != "not_involved" {
+		t.Fatalf("an agency not involved named lead: %d %s", r.Status, r.Raw)
+	}
+	// The council hands the lead to the school's DSL: the previous lead is told.
+	mustStatus(t, put("exley-csc", "tm-0001", "team_manager", map[string]any{"partner": "exley-academy", "practitioner": "dsl-07"}), http.StatusOK)
+	var n struct {
+		Notifications []map[string]any `json:"notifications"`
+	}
+	decodeInto(t, g.do(http.MethodGet, "/v1/notifications", g.tokenAs("exley-csc", "sw-0042", "social_worker"), nil).Raw, &n)
+	found := false
+	for _, x := range n.Notifications {
+		if x["event"] == "lead_professional_changed" && x["lead_practitioner"] == "sw-0042" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the previous lead was not told: %v", n.Notifications)
 	}
 }

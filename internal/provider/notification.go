@@ -19,8 +19,12 @@ const (
 	AsLeadProfessional = "lead_professional" // the child's lead professional's agency
 )
 
-// EventDisclosed is the only event so far: a record was disclosed.
-const EventDisclosed = "record_disclosed"
+// The events: a record was disclosed; the child's lead professional
+// changed (sent to the previous lead, carrying no categories or fields).
+const (
+	EventDisclosed   = "record_disclosed"
+	EventLeadChanged = "lead_professional_changed"
+)
 
 // Notification tells an agency that a child's record was disclosed through
 // the gateway: who asked, for which purpose, under which protocol rule,

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -46,4 +47,31 @@ func requireTrustWide(x *exchange, what string) error {
 	}
 	x.entry.Kind = audit.KindRejected
 	return &apiError{Status: http.StatusForbidden, Code: "forbidden", Reason: fmt.Sprintf("%s of %s may not %s: it needs a Trust-wide appointment (this one is scoped to %s)", x.claims.Practitioner, x.claims.Partner, what, x.claims.Partner), Kind: audit.KindRejected}
+}
+
+// Involvement says whether an agency is involved with a child (by
+// pseudonym): it has a lawful basis to know about them. Only a
+// practitioner of an involved agency may be the child's lead professional,
+// and only an involved agency is told of disclosures as the lead's. The
+// involvement index implements it; without one (Deps.Involvement nil) the
+// server answers from the protocols in force (protocolInvolvement).
+type Involvement interface {
+	Involved(ctx context.Context, rev *revision.Revision, partner, subject string, at time.Time) (bool, error)
+}
+
+// protocolInvolvement: an agency is involved with every child when an
+// in-force protocol has a rule under which it receives.
+type protocolInvolvement struct{}
+
+func (protocolInvolvement) Involved(_ context.Context, rev *revision.Revision, partner, _ string, at time.Time) (bool, error) {
+	return authz.ReceivesUnderProtocols(rev.Protocols, rev.Registry, partner, at), nil
+}
+
+var _ Involvement = protocolInvolvement{}
+
+func (s *Server) involvement() Involvement {
+	if s.deps.Involvement != nil {
+		return s.deps.Involvement
+	}
+	return protocolInvolvement{}
 }

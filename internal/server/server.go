@@ -96,6 +96,9 @@ type Deps struct {
 	// reads and lead professional updates answer 503.
 	Records RecordFetcher
 	Notices Notices
+	// Involvement says which agencies are involved with a child (lead
+	// professionals, notifications); nil: the protocols in force answer.
+	Involvement Involvement
 
 	// Auditors' endpoints (audit.go). When nil, they are not served.
 	AuditQuery  AuditQuery

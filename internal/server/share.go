@@ -182,6 +182,14 @@ func (s *Server) notifications(x *exchange, d *policy.Decision, req *DecisionReq
 		return nil, err
 	}
 	if lead != nil {
+		// Only an agency entitled to know is told as the lead's.
+		ok, err := s.involvement().Involved(x.ctx, x.rev, lead.Partner, x.entry.Subject, x.entry.Time)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return ns, nil
+		}
 		toLead := base
 		toLead.ID, toLead.Recipient, toLead.As, toLead.LeadPractitioner = provider.NewID(), lead.Partner, provider.AsLeadProfessional, lead.Practitioner
 		ns = append(ns, &toLead)
@@ -296,11 +304,10 @@ func (s *Server) putLeadProfessional(x *exchange) (int, any, error) {
 		return 0, nil, badRequest("practitioner", why)
 	}
 	x.entry.LeadPartner, x.entry.LeadPractitioner = lp.ID, req.Practitioner
-	if lp.ID != x.claims.Partner {
-		caller, _ := x.rev.Registry.Partner(x.claims.Partner)
-		if caller == nil || caller.Type != registry.LocalAuthority || !contains(coordinatingRoles, x.claims.Role) {
-			return 0, nil, forbidden("only a local authority social worker, team manager or early help worker may record a lead professional in another agency")
-		}
+	caller, _ := x.rev.Registry.Partner(x.claims.Partner)
+	coordinator := caller != nil && caller.Type == registry.LocalAuthority && contains(coordinatingRoles, x.claims.Role)
+	if lp.ID != x.claims.Partner && !coordinator {
+		return 0, nil, forbidden("only a local authority social worker, team manager or early help worker may record a lead professional in another agency")
 	}
 	kctx, cancel := context.WithTimeout(x.ctx, s.opts.KeyTimeout)
 	pseudo, err := s.deps.Keys.Pseudonym(kctx, subject)
@@ -310,6 +317,27 @@ func (s *Server) putLeadProfessional(x *exchange) (int, any, error) {
 		return 0, nil, err
 	}
 	x.entry.Subject = pseudo
+	// Only an agency involved with the child may hold the lead.
+	inv := s.involvement()
+	ok, err = inv.Involved(x.ctx, x.rev, lp.ID, pseudo, x.entry.Time)
+	if err != nil {
+		x.entry.Kind = audit.KindUnavailable
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, &apiError{Status: http.StatusForbidden, Code: "not_involved", Field: "partner", Reason: lp.ID + " is not involved with the child (no lawful basis to know about them), so none of its practitioners may be the lead professional", Kind: audit.KindRejected}
+	}
+	// A lead of another agency is not replaced from outside it except by
+	// the local authority practitioners who convene the team around the
+	// child: a practitioner cannot take over the lead for themselves.
+	cur, err := s.deps.Notices.Lead(x.ctx, pseudo)
+	if err != nil {
+		x.entry.Kind = audit.KindUnavailable
+		return 0, nil, err
+	}
+	if cur != nil && cur.Partner != x.claims.Partner && !coordinator {
+		return 0, nil, &apiError{Status: http.StatusForbidden, Code: "lead_held", Reason: "the child's lead professional is a practitioner of another agency; only a local authority social worker, team manager or early help worker may change it", Kind: audit.KindRejected}
+	}
 	lead := &notify.Lead{
 		Partner: lp.ID, Practitioner: req.Practitioner, SetAt: x.entry.Time, RequestID: x.id,
 		SetBy: provider.Requester{Partner: x.claims.Partner, Practitioner: x.claims.Practitioner, Role: x.claims.Role},
@@ -323,6 +351,28 @@ func (s *Server) putLeadProfessional(x *exchange) (int, any, error) {
 		_, err := s.deps.Notices.SetLead(ctx, pseudo, prev)
 		return err
 	})
+	// The previous lead is told they no longer hold it (held until the
+	// entry is durable, like a disclosure's notifications).
+	if prev != nil && (prev.Partner != lead.Partner || prev.Practitioner != lead.Practitioner) {
+		n := &provider.Notification{
+			ID: provider.NewID(), Recipient: prev.Partner, As: provider.AsLeadProfessional, LeadPractitioner: prev.Practitioner,
+			Event: provider.EventLeadChanged, Time: x.entry.Time, RequestID: x.id, Subject: subject,
+			Requester: lead.SetBy, Categories: []string{}, Fields: []string{},
+		}
+		ns := []*provider.Notification{n}
+		push := func(p string) bool { pp, ok := x.rev.Registry.Partner(p); return ok && pp.Webhook != "" }
+		if err := s.deps.Notices.Add(context.WithoutCancel(x.ctx), ns, push); err != nil {
+			x.entry.Kind = audit.KindUnavailable
+			return 0, nil, err
+		}
+		x.onAuditFailure(func(ctx context.Context) error { return s.deps.Notices.Remove(ctx, ns) })
+		x.afterAudit(func(ctx context.Context) {
+			if err := s.deps.Notices.Release(ctx, ns); err != nil {
+				x.log.Error("notification stays held until the gateway restarts", "err", err)
+			}
+		})
+		x.entry.NotificationIDs = append(x.entry.NotificationIDs, n.ID)
+	}
 	x.entry.Kind = audit.KindLead
 	return http.StatusOK, map[string]any{
 		"request_id":        x.id,
