@@ -78,6 +78,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
+	warnCheckpointKey(cfg, log) // keywarn.go
 	switch cfg.Keys.Backend {
 	case "local":
 		dir := cfg.Keys.LocalDir

@@ -72,6 +72,12 @@
 //
 // # What Verify detects, and what it cannot
 //
+// Before bbolt maps a file, Open and VerifyFile check its structure with
+// ordinary reads (structure.go): meta pages, every page of the tree,
+// the order of keys that lookups rely on, the freelist. Damage there is a
+// *StructureError naming the page (and the first entry on it, if any):
+// no byte sequence makes either crash in bbolt's memory map.
+//
 // VerifyFile walks the file offline and reports the first damage as a
 // *TamperError naming the entry: a deleted entry (a gap in the keys), an
 // altered entry (its hash no longer matches the next entry's prev_hash, or

@@ -191,15 +191,17 @@ func openBolt(path string, opts Options, readOnly bool) (*bolt.DB, error) {
 			return nil, err
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:  opts.OpenTimeout,
-		ReadOnly: readOnly,
-		PageSize: opts.PageSize,
-		// Map generously up front: growing the map waits for every open
-		// read transaction (a snapshot being streamed, a long query), and
-		// appends would wait behind it.
-		InitialMmapSize: initialMmap,
-		FreelistType:    bolt.FreelistMapType,
+	db, err := openChecked(path, readOnly, opts.OpenTimeout, func() (*bolt.DB, error) { // structure_open.go
+		return bolt.Open(path, 0o600, &bolt.Options{
+			Timeout:  opts.OpenTimeout,
+			ReadOnly: readOnly,
+			PageSize: opts.PageSize,
+			// Map generously up front: growing the map waits for every open
+			// read transaction (a snapshot being streamed, a long query), and
+			// appends would wait behind it.
+			InitialMmapSize: initialMmap,
+			FreelistType:    bolt.FreelistMapType,
+		})
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: the audit log at %s is in use (locked) by another process "+

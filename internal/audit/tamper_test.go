@@ -465,3 +465,67 @@ func TestHeadsDump(t *testing.T) {
 		t.Fatalf("err = %v, want the heads dump named", err)
 	}
 }
+
+// TestForgedResignedRewrite is issue 15's case: with the local key
+// store the checkpoint key sits beside the log, so an attacker with the
+// disk can rewrite the log from entry 31 and re-sign every stored
+// checkpoint after it. The external checkpoints (30 and 60) are
+// authoritative: the rewrite is located from the last external one that
+// still matches (30) to the earliest that does not (60), not from the
+// forged stored checkpoint at 50, which matches the forgery.
+func TestForgedResignedRewrite(t *testing.T) {
+	dir := t.TempDir()
+	genuine := filepath.Join(dir, "audit.db")
+	k, set := gatewayKeys(t)
+	var external []audit.ExternalCheckpoint
+	write := func(path string, edit func(seq uint64, e *audit.Entry), src *audit.Log) {
+		l := openLog(t, path, audit.Options{})
+		defer l.Close()
+		c := newCheckpointer(t, l, k, audit.CheckpointOptions{})
+		r := rand.New(rand.NewPCG(7, 7))
+		for i := range tamperN {
+			e := genEntry(r, i)
+			if src != nil {
+				got, err := src.Get(t.Context(), uint64(i+1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				e = *got
+				edit(uint64(i+1), &e)
+			}
+			if _, _, err := l.Append(t.Context(), &e); err != nil {
+				t.Fatal(err)
+			}
+			if (i+1)%tamperEvery == 0 {
+				cp, err := c.Checkpoint(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if src == nil && (cp.Size == 30 || cp.Size == tamperN) {
+					external = append(external, audit.ExternalCheckpoint{Name: fmt.Sprintf("witness-%d.jws", cp.Size), JWS: []byte(cp.JWS)})
+				}
+			}
+		}
+	}
+	write(genuine, nil, nil)
+	src := openLog(t, genuine, audit.Options{ReadOnly: true})
+	forged := filepath.Join(dir, "forged.db")
+	write(forged, func(seq uint64, e *audit.Entry) {
+		if seq == 31 {
+			e.Purpose = "early_help"
+		}
+	}, src)
+	src.Close()
+
+	if _, err := audit.VerifyFile(t.Context(), forged, audit.VerifyOptions{Keys: set}); err != nil {
+		t.Fatalf("without the external checkpoints a re-signed forgery cannot be told (docs/auditing.md), yet verify failed: %v", err)
+	}
+	_, err := audit.VerifyFile(t.Context(), forged, audit.VerifyOptions{Keys: set, Checkpoints: external})
+	wantRange(t, err, 31, tamperN, tamperN)
+	if !strings.Contains(err.Error(), "external checkpoint at 30 still matches") {
+		t.Fatalf("err = %v, want the external checkpoint at 30 named as the last that matches", err)
+	}
+	// Only the later witness: the whole log is in doubt, not 51..60.
+	_, err = audit.VerifyFile(t.Context(), forged, audit.VerifyOptions{Keys: set, Checkpoints: external[1:]})
+	wantRange(t, err, 1, tamperN, tamperN)
+}

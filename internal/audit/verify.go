@@ -113,8 +113,9 @@ func VerifyFile(ctx context.Context, path string, o VerifyOptions) (*Report, err
 
 // expectation is a checkpoint to compare with the recomputed log.
 type expectation struct {
-	cp     *Checkpoint
-	source string // "stored checkpoint" or the external name
+	cp       *Checkpoint
+	source   string // "stored checkpoint" or the external name
+	external bool   // given from outside the file: authoritative (compare)
 }
 
 type verifier struct {
@@ -125,6 +126,14 @@ type verifier struct {
 	expect   map[uint64][]expectation
 	sizes    []uint64 // sorted keys of expect
 	lastGood uint64   // the largest checkpoint size found consistent so far
+
+	// External checkpoints are authoritative (compare): lastGenuine is
+	// the largest external one found consistent so far, maxExternal the
+	// largest size given, and storedBad a stored checkpoint that does
+	// not match, held until an external checkpoint covering it says
+	// whether the entries or the stored checkpoint were changed.
+	lastGenuine, maxExternal uint64
+	storedBad                *TamperError
 
 	seed     maphash.Seed
 	expected map[byte]*digest
@@ -458,7 +467,13 @@ func (st *streamState) finish() error {
 			return err
 		}
 	}
-	return st.v.checkBeyond(st.last.seq)
+	if err := st.v.checkBeyond(st.last.seq); err != nil {
+		return err
+	}
+	if st.v.storedBad != nil {
+		return st.v.storedBad
+	}
+	return nil
 }
 
 // loadCheckpoints reads the stored checkpoints and the external ones,
@@ -487,7 +502,8 @@ func (v *verifier) loadCheckpoints(rep *Report) error {
 		if err != nil {
 			return fmt.Errorf("external checkpoint %s: %w", x.Name, err)
 		}
-		v.expect[cp.Size] = append(v.expect[cp.Size], expectation{cp: cp, source: "external checkpoint " + x.Name})
+		v.expect[cp.Size] = append(v.expect[cp.Size], expectation{cp: cp, source: "external checkpoint " + x.Name, external: true})
+		v.maxExternal = max(v.maxExternal, cp.Size)
 		rep.External = append(rep.External, cp)
 	}
 	for s := range v.expect {
@@ -499,20 +515,68 @@ func (v *verifier) loadCheckpoints(rep *Report) error {
 
 // compare checks every checkpoint of size n against the recomputed root
 // and head at n.
+//
+// Checkpoints given from outside the file are authoritative: the
+// checkpoints stored in the file were signed with a key that may sit on
+// the same disk (the local key store), so a rewrite re-signed with it
+// leaves stored checkpoints that match the forged entries. When external
+// checkpoints are given, only they narrow a mismatch down: the damage is
+// reported between the last external checkpoint that still matches and
+// the earliest one (or stored one) that does not. A stored checkpoint
+// that does not match, with an external one at or beyond its size still
+// to come, is held: if that external checkpoint matches, the entries are
+// intact and the stored checkpoint is what was changed.
 func (v *verifier) compare(n uint64, root []byte, headHash string) error {
+	rootHex := hex.EncodeToString(root)
+	matches := func(x expectation) bool { return x.cp.Root == rootHex && x.cp.Head == headHash }
+	genuine := false
 	for _, x := range v.expect[n] {
-		if x.cp.Root != hex.EncodeToString(root) || x.cp.Head != headHash {
-			narrowed := "no earlier checkpoint narrows it down"
-			if v.lastGood > 0 {
-				narrowed = fmt.Sprintf("the checkpoint at %d still matches", v.lastGood)
+		if x.external {
+			if !matches(x) {
+				return v.differs(n, x)
 			}
-			return &TamperError{Seq: v.lastGood + 1, Last: n, Checkpoint: n, Reason: fmt.Sprintf(
-				"the Merkle root over entries 1 to %d is not the one in the %s signed at %s: one of these entries was changed, removed, inserted or moved, and the chain recomputed to hide it (%s)",
-				n, x.source, x.cp.Time.Format(time.RFC3339), narrowed)}
+			genuine = true
+		}
+	}
+	for _, x := range v.expect[n] {
+		if !x.external && !matches(x) {
+			if genuine || v.maxExternal > n {
+				if v.storedBad == nil {
+					v.storedBad = v.differs(n, x)
+				}
+				continue
+			}
+			return v.differs(n, x)
+		}
+	}
+	if genuine {
+		v.lastGenuine = n
+		if bad := v.storedBad; bad != nil {
+			return &TamperError{Checkpoint: bad.Checkpoint, Reason: fmt.Sprintf(
+				"the stored checkpoint at size %d does not match the log, but the external checkpoint at size %d, which covers it, does: the entries are intact and the stored checkpoint was altered or forged",
+				bad.Checkpoint, n)}
 		}
 	}
 	v.lastGood = n
 	return nil
+}
+
+// differs is the error for checkpoint x of size n that no longer matches:
+// the entries from the last checkpoint still trusted to match (external
+// ones only, when any were given) to n.
+func (v *verifier) differs(n uint64, x expectation) *TamperError {
+	lower, narrowed := v.lastGood, "no earlier checkpoint narrows it down"
+	switch {
+	case v.maxExternal > 0 && v.lastGenuine > 0:
+		lower, narrowed = v.lastGenuine, fmt.Sprintf("the external checkpoint at %d still matches; stored checkpoints are not trusted to narrow it down, since they could have been re-signed", v.lastGenuine)
+	case v.maxExternal > 0:
+		lower, narrowed = 0, "no earlier external checkpoint narrows it down; stored checkpoints are not trusted to, since they could have been re-signed"
+	case lower > 0:
+		narrowed = fmt.Sprintf("the checkpoint at %d still matches", lower)
+	}
+	return &TamperError{Seq: lower + 1, Last: n, Checkpoint: n, Reason: fmt.Sprintf(
+		"the Merkle root over entries 1 to %d is not the one in the %s signed at %s: one of these entries was changed, removed, inserted or moved, and the chain recomputed to hide it (%s)",
+		n, x.source, x.cp.Time.Format(time.RFC3339), narrowed)}
 }
 
 // checkBeyond reports a checkpoint that covers more entries than the log
