@@ -229,6 +229,17 @@ func TestHTTPHygiene(t *testing.T) {
 			}
 		}
 	}
+	// The unaudited probes answer 405 with Allow too.
+	for _, p := range []string{"/healthz", "/readyz", "/.well-known/jwks.json"} {
+		resp, err := http.Post(g.base+p, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET" {
+			t.Errorf("POST %s: %d Allow %q", p, resp.StatusCode, resp.Header.Get("Allow"))
+		}
+	}
 	// Reviews answer GET and POST on one path.
 	req, _ := http.NewRequest("DELETE", g.base+"/v1/reviews/r-1", nil)
 	req.Header.Set("Authorization", "Bearer "+tok())

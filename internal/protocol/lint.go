@@ -41,7 +41,9 @@ func HasErrors(problems []Problem) bool {
 // Lint checks a parsed protocol against the registry, as of now. Errors:
 // unknown signatories, partners, partner types, purposes, categories and
 // roles (override roles included); a partner named in a rule who is not a
-// signatory; a rule whose providers or requesters match no signatory.
+// signatory; a rule whose providers or requesters match no signatory; a
+// role (requesters' or override) that none of the rule's requesters may
+// hold (the registry's held_by).
 // Warnings: a signatory with no registered keys (it cannot sign), a partner
 // type in a rule that no signatory has, a review date that has passed.
 // Problems come in document order.
@@ -84,6 +86,26 @@ func Lint(p *Protocol, reg *registry.Registry, now time.Time) []Problem {
 		for j, role := range r.OverrideRoles {
 			if !reg.HasRole(role) {
 				l.err(fmt.Sprintf("%s.override_roles[%d]", f, j), "unknown role %q", role)
+			}
+		}
+		// A role that none of the rule's requesters may hold (the
+		// registry's held_by) makes the rule, or that part of it, dead.
+		requesters := matchSignatories(p, reg, r.Requesters)
+		for _, side := range []struct {
+			field string
+			roles []string
+		}{{f + ".requesters.roles", r.Requesters.Roles}, {f + ".override_roles", r.OverrideRoles}} {
+			for j, role := range side.roles {
+				if !reg.HasRole(role) || len(requesters) == 0 {
+					continue
+				}
+				held := false
+				for _, id := range requesters {
+					held = held || reg.MayHold(id, role)
+				}
+				if !held {
+					l.err(fmt.Sprintf("%s[%d]", side.field, j), "no signatory that may receive under this rule may hold role %q (the registry's held_by)", role)
+				}
 			}
 		}
 	}

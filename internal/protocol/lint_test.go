@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,52 @@ func TestDocsExample(t *testing.T) {
 	}
 	if p.ID != "isp-safeguarding" || len(p.Rules) != 3 {
 		t.Errorf("docs example = %s with %d rules", p.ID, len(p.Rules))
+	}
+}
+
+func TestLintRoleNoSignatoryMayHold(t *testing.T) {
+	reg, err := registry.Parse(context.Background(), []byte(`
+id: t
+name: T
+purposes: [{id: safeguarding, description: s}]
+categories: [{id: police_concerns, description: p}]
+roles:
+  - {id: social_worker, description: s, held_by: {types: [local_authority]}}
+  - {id: police_officer, description: p, held_by: {types: [police]}}
+partners:
+  - {id: exley-csc, name: C, type: local_authority}
+  - {id: exley-police, name: P, type: police}
+`), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte(`id: isp-x
+version: "1"
+title: X
+signatories: [exley-csc, exley-police]
+effective_from: 2026-01-01
+review_by: 2027-01-01
+expires: 2028-01-01
+purposes: [safeguarding]
+rules:
+  - id: r-1
+    providers: {partners: [exley-police]}
+    requesters: {partners: [exley-csc], roles: [social_worker, police_officer]}
+    purposes: [safeguarding]
+    categories: [police_concerns]
+    lawful_basis: x
+    consent: not_required
+`)
+	p, err := Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, pr := range Lint(p, reg, time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)) {
+		got = append(got, pr.String())
+	}
+	want := `rules[0].requesters.roles[1]: no signatory that may receive under this rule may hold role "police_officer" (the registry's held_by)`
+	if !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, want) }) {
+		t.Fatalf("lint %q, want %q", got, want)
 	}
 }
