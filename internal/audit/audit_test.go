@@ -718,7 +718,7 @@ func TestCommitFailure(t *testing.T) {
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	commits := 0
-	l, err := audit.OpenWithHooks(path, audit.Options{}, audit.Hooks{
+	l, err := audit.OpenWithHooks(path, audit.Options{ProbeInterval: time.Hour}, audit.Hooks{
 		Enqueued: func() { queued <- struct{}{} },
 		BeforeCommit: func(int) error {
 			commits++

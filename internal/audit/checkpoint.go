@@ -182,12 +182,8 @@ func (l *Log) AddCheckpoint(ctx context.Context, compact string) (*Checkpoint, e
 	case err == nil:
 		return cp, nil
 	case committed: // the Put was made: the commit itself failed
-		err = fmt.Errorf("audit: add checkpoint: %w: commit failed; refusing further appends until reopened: %w", ErrUnavailable, err)
-		l.headMu.Lock()
-		if l.failed == nil {
-			l.failed = err
-		}
-		l.headMu.Unlock()
+		err = fmt.Errorf("audit: add checkpoint: %w: commit failed; refusing appends until a probe append succeeds: %w", ErrUnavailable, err)
+		l.fail(err) // recover.go
 		return nil, err
 	default:
 		return nil, fmt.Errorf("audit: add checkpoint: %w", err)

@@ -186,7 +186,10 @@ func readerAnswers(t testing.TB, path string) (string, error) {
 	filters = append(filters, audit.Filter{Protocol: "isp-safeguarding"}, audit.Filter{From: genBase.Add(time.Hour), To: genBase.Add(3 * time.Hour)})
 	for _, f := range filters {
 		q := audit.Query{Filter: f, Limit: 150}
-		for {
+		for pages := 0; ; pages++ {
+			if pages > damageN {
+				return "", fmt.Errorf("query %+v: more pages than entries (a paging loop)", f)
+			}
 			page, err := l.Query(ctx, q)
 			if err != nil {
 				return "", fmt.Errorf("query %+v: %w", f, err)

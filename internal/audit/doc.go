@@ -23,9 +23,10 @@
 // and links them in that order, and commits once: concurrent requests
 // share one fsync. If the commit fails, every append in the group fails,
 // the head, the tree and the chain heads do not advance, and the Log
-// refuses further appends (and checkpoints) until it is reopened (after
-// a failed fsync the file's state is uncertain; failing closed is the
-// safe answer for an audit log).
+// refuses further appends (and checkpoints) while it probes in the
+// background (recover.go): when a probe file and a probe transaction on
+// the log are written and fsynced, it re-reads the committed state from
+// the file and takes appends again. Health reports the state.
 //
 // Append-only. No code path updates or deletes an entry: the only writes
 // to "entries" are Puts of keys above the current last key, checked inside

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"reflect"
 	"slices"
@@ -49,6 +50,11 @@ type Options struct {
 	// offline): Append fails with ErrReadOnly and the file is not changed.
 	// Another process may read it at the same time, but not a writer.
 	ReadOnly bool
+	// ProbeInterval is how often a Log whose commit failed probes for
+	// recovery (recover.go). Zero means DefaultProbeInterval.
+	ProbeInterval time.Duration
+	// Logger receives the failure and recovery transitions. Nil: none.
+	Logger *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -63,6 +69,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CommitDelay == 0 {
 		o.CommitDelay = DefaultCommitDelay
+	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o
 }
@@ -91,7 +103,8 @@ type Log struct {
 	head   head
 	tree   *tree
 	heads  heads // chain heads (chains.go); replaced entries only under headMu, read by the committer without it
-	failed error // the first commit failure; set, it never clears
+	failed error // the first commit failure; cleared when a probe succeeds (recover.go)
+	rec    recovery
 
 	closeOnce sync.Once
 	closeErr  error
@@ -173,6 +186,7 @@ func open(path string, opts Options, h hooks) (*Log, error) {
 		head:        hd,
 		tree:        tr,
 		heads:       hds,
+		rec:         recovery{since: time.Now(), interval: opts.ProbeInterval, log: opts.Logger, stop: make(chan struct{})},
 	}
 	if opts.ReadOnly {
 		close(l.done)
@@ -362,9 +376,9 @@ func (l *Log) readHead(tx *bolt.Tx) uint64 {
 // Errors:
 //   - ErrUnavailable: the transaction failed. Nothing in it was
 //     acknowledged and the head did not advance. The Log then refuses
-//     every later Append (also ErrUnavailable), because after a failed
-//     commit the file's state is uncertain; reopen the log, which checks
-//     the head, to recover.
+//     every later Append (also ErrUnavailable) until a background probe
+//     append and sync succeeds and the committed state has been re-read
+//     from the file (recover.go).
 //   - ErrUnavailable and ErrClosed: the Log is closed.
 //   - ErrInvalidEntry: e cannot be encoded; nothing was written.
 //   - ctx's error, if ctx ends first. If it ends after the entry was
@@ -564,11 +578,9 @@ func (l *Log) commit(batch []*appendReq) {
 		return nil
 	})
 	if err != nil {
-		err = fmt.Errorf("audit: append: %w: commit of %d entries after seq %d failed; refusing further appends until reopened: %w",
+		err = fmt.Errorf("audit: append: %w: commit of %d entries after seq %d failed; refusing appends until a probe append succeeds: %w",
 			ErrUnavailable, len(recs), from.seq, err)
-		l.headMu.Lock()
-		l.failed = err
-		l.headMu.Unlock()
+		l.fail(err) // recover.go
 		for _, r := range ok {
 			r.res <- appendResult{err: err}
 		}
@@ -609,6 +621,8 @@ func (l *Log) Close() error {
 		}
 		l.mu.Unlock()
 		<-l.done
+		close(l.rec.stop)
+		l.rec.wg.Wait()
 		if err := l.db.Close(); err != nil {
 			l.closeErr = fmt.Errorf("audit: close %s: %w", l.path, err)
 		}
@@ -617,8 +631,8 @@ func (l *Log) Close() error {
 }
 
 // Err reports whether the log can take appends: nil while it can, an error
-// wrapping ErrUnavailable once it is closed or a commit has failed (it then
-// stays unavailable until reopened). Readiness probes call it.
+// wrapping ErrUnavailable once it is closed or while a failed commit has
+// not yet been recovered from (recover.go). Readiness probes call it.
 func (l *Log) Err() error {
 	l.mu.RLock()
 	closed := l.closed

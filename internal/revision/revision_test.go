@@ -371,22 +371,7 @@ func TestLoaderKeepsServingOnRejection(t *testing.T) {
 
 func TestWatchReloadsAfterChanges(t *testing.T) {
 	src, dir := trust(t)
-	h := &revision.Holder{}
-	l := revision.NewLoader(h, src, revision.LoaderOptions{Now: func() time.Time { return now }})
-	first, err := l.Start(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Watch(ctx, 20*time.Millisecond) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	waitFor(t, func() bool { return l.Status().Watch != nil })
+	h, l, first := watching(t, src)
 	if got := l.Status().Watch.Dirs; len(got) < 3 {
 		t.Fatalf("watched dirs %q", got)
 	}
@@ -405,6 +390,29 @@ func TestWatchReloadsAfterChanges(t *testing.T) {
 	if h.Current() != second {
 		t.Fatal("a rejected revision replaced the serving one")
 	}
+}
+
+// watching starts a loader on src and its file watch (20 ms debounce),
+// stopped when the test ends.
+func watching(t *testing.T, src revision.Sources) (*revision.Holder, *revision.Loader, *revision.Revision) {
+	t.Helper()
+	h := &revision.Holder{}
+	l := revision.NewLoader(h, src, revision.LoaderOptions{Now: func() time.Time { return now }})
+	first, err := l.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Watch(ctx, 20*time.Millisecond) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, func() bool { return l.Status().Watch != nil })
+	return h, l, first
 }
 
 // waitFor polls cond for up to 10s (the watcher runs on real time).
@@ -439,4 +447,64 @@ func TestLoadOutOfTime(t *testing.T) {
 			t.Fatalf("a timeout blamed on %+v", p)
 		}
 	}
+}
+
+// A deploy that replaces the watched directories instead of editing them
+// (`rm -rf policies && mv new policies`, a fresh copy of protocols/):
+// the watch follows the new directories, reloads from them, and still
+// sees later edits; while a directory is missing, the status says so.
+func TestWatchSurvivesReplacedDirectories(t *testing.T) {
+	src, dir := trust(t)
+	h, l, first := watching(t, src)
+	pols := filepath.Join(dir, "policies")
+	replace := func(name string, edit func(tmp string)) {
+		t.Helper()
+		tmp := filepath.Join(dir, name+".new")
+		if err := os.CopyFS(tmp, os.DirFS(filepath.Join(dir, name))); err != nil {
+			t.Fatal(err)
+		}
+		if edit != nil {
+			edit(tmp)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 1. rm -rf policies && mv new policies: reloaded from the new one.
+	replace("policies", func(tmp string) {
+		edit(t, filepath.Join(tmp, "sharing.rego"), "# The decision", "# The decision (deploy 1)")
+	})
+	waitFor(t, func() bool { return h.Current().Hash() != first.Hash() })
+	second := h.Current()
+	// 2. A later edit inside the new directory is still seen.
+	edit(t, filepath.Join(pols, "sharing.rego"), "# The decision (deploy 1)", "# The decision (edit after deploy)")
+	waitFor(t, func() bool { return h.Current().Hash() != second.Hash() })
+	third := h.Current()
+	// 3. protocols/ replaced by a fresh copy; a later edit in it is seen
+	// (an unsigned edit is rejected, which is how it shows).
+	replace("protocols", nil)
+	waitFor(t, func() bool { return l.Status().Watch.Resyncs >= 2 })
+	edit(t, filepath.Join(dir, "protocols", "early-help.yaml"), "title: Exley early help", "title: Exley Early Help")
+	waitFor(t, func() bool { return l.Status().LastRejected != nil })
+	if h.Current() != third {
+		t.Fatal("a rejected revision replaced the serving one")
+	}
+	edit(t, filepath.Join(dir, "protocols", "early-help.yaml"), "title: Exley Early Help", "title: Exley early help")
+	// 4. A directory removed and not replaced: the status says so.
+	if err := os.Rename(pols, pols+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		w := l.Status().Watch
+		return len(w.NotWatching) == 1 && strings.Contains(w.Error, "not watching")
+	})
+	if err := os.Rename(pols+".gone", pols); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { w := l.Status().Watch; return len(w.NotWatching) == 0 && w.Error == "" })
+	edit(t, filepath.Join(pols, "sharing.rego"), "# The decision (edit after deploy)", "# The decision (back)")
+	waitFor(t, func() bool { return h.Current().Hash() != third.Hash() })
 }

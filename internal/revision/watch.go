@@ -21,6 +21,14 @@ type WatchStatus struct {
 	LastEvent  time.Time     `json:"last_event,omitzero"`
 	LastChange string        `json:"last_change,omitempty"`
 	Error      string        `json:"error,omitempty"`
+	// NotWatching lists the directories the config names (WatchDirs)
+	// that are not being watched at the moment, each with the reason
+	// (removed, not yet replaced, cannot be watched). While it is not
+	// empty, Error says so too.
+	NotWatching []string `json:"not_watching,omitempty"`
+	// Resyncs counts the times a watched directory was found replaced
+	// (a new directory under the same name) and watched again.
+	Resyncs int64 `json:"resyncs"`
 }
 
 // WatchDirs are the directories a change in which can change the
@@ -69,6 +77,16 @@ func ignoredName(name string) bool {
 // that never goes quiet is reloaded after 10 × debounce). A change that
 // arrives during a reload leads to another reload after it. It returns
 // nil when ctx ends, or an error if the watch cannot be set up.
+//
+// A deploy often replaces a directory instead of editing it (`rm -rf
+// policies && mv new policies`, or a fresh copy of protocols/): inotify
+// watches the directory's inode, which is then gone. So Watch also
+// watches each directory's parent, and on a create, rename or removal of
+// a watched name — and every resyncEvery, in case an event was missed —
+// resyncs: every directory WatchDirs names is compared (os.SameFile) with
+// the one being watched, re-added when it was replaced, and reported in
+// WatchStatus.NotWatching while it is missing; a resync that finds a
+// directory replaced triggers a reload.
 func (l *Loader) Watch(ctx context.Context, debounce time.Duration) error {
 	dirs := l.WatchDirs()
 	if len(dirs) == 0 {
@@ -87,6 +105,12 @@ func (l *Loader) Watch(ctx context.Context, debounce time.Duration) error {
 			return fmt.Errorf("watch %s: %w", d, err)
 		}
 	}
+	ws := &dirWatch{w: w, watched: map[string]os.FileInfo{}, parents: map[string]bool{}, want: dirs}
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil {
+			ws.watched[d] = fi
+		}
+	}
 	st := WatchStatus{Dirs: dirs, Debounce: debounce}
 	l.watch.Store(&st)
 	var events atomic.Int64
@@ -96,12 +120,53 @@ func (l *Loader) Watch(ctx context.Context, debounce time.Duration) error {
 		cur.Events = events.Load()
 		l.watch.Store(&cur)
 	}
+	ws.addParents(dirs)
 	l.o.Log.Info("watching for policy and protocol changes", "dirs", dirs, "debounce", debounce)
 
 	var timer *time.Timer
 	var fire <-chan time.Time
 	var first time.Time
 	var changed []string
+	schedule := func(name string) {
+		if !slices.Contains(changed, name) {
+			changed = append(changed, name)
+		}
+		now := time.Now()
+		switch {
+		case timer == nil:
+			first = now
+			timer = time.NewTimer(debounce)
+			fire = timer.C
+		case now.Sub(first) < 10*debounce:
+			timer.Reset(debounce)
+		}
+	}
+	resync := func() {
+		want := l.WatchDirs()
+		replaced, missing := ws.resync(want)
+		ws.addParents(want)
+		publish(func(s *WatchStatus) {
+			s.Dirs = ws.dirs(want)
+			wasMissing := len(s.NotWatching) > 0
+			s.NotWatching = missing
+			switch {
+			case len(missing) > 0:
+				s.Error = "not watching what the config names: " + strings.Join(missing, "; ")
+			case wasMissing:
+				s.Error = ""
+			}
+			s.Resyncs += int64(len(replaced))
+		})
+		for _, d := range replaced {
+			l.o.Log.Warn("a watched directory was replaced; watching the new one", "dir", d)
+			schedule(d)
+		}
+		if len(missing) > 0 {
+			l.o.Log.Error("the file watch is not watching what the config names", "missing", missing)
+		}
+	}
+	tick := time.NewTicker(resyncEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -109,6 +174,8 @@ func (l *Loader) Watch(ctx context.Context, debounce time.Duration) error {
 				timer.Stop()
 			}
 			return nil
+		case <-tick.C:
+			resync()
 		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
@@ -116,24 +183,20 @@ func (l *Loader) Watch(ctx context.Context, debounce time.Duration) error {
 			if ev.Op == fsnotify.Chmod || ignoredName(ev.Name) {
 				continue
 			}
+			if ws.parentOnly(ev.Name) {
+				continue // another file beside a watched directory
+			}
 			events.Add(1)
 			if ev.Has(fsnotify.Create) && filepath.Dir(ev.Name) == filepath.Clean(l.src.ProtocolsDir) {
 				if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
 					_ = w.Add(ev.Name) // a new key-set directory
+					ws.watched[filepath.Clean(ev.Name)] = fi
 				}
 			}
-			if !slices.Contains(changed, ev.Name) {
-				changed = append(changed, ev.Name)
-			}
 			publish(func(s *WatchStatus) { s.LastEvent, s.LastChange = l.o.Now(), ev.Op.String()+" "+ev.Name })
-			now := time.Now()
-			switch {
-			case timer == nil:
-				first = now
-				timer = time.NewTimer(debounce)
-				fire = timer.C
-			case now.Sub(first) < 10*debounce:
-				timer.Reset(debounce)
+			schedule(ev.Name)
+			if slices.Contains(ws.want, filepath.Clean(ev.Name)) {
+				resync() // a watched directory itself was created, removed or renamed
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -143,11 +206,101 @@ func (l *Loader) Watch(ctx context.Context, debounce time.Duration) error {
 			publish(func(s *WatchStatus) { s.Error = err.Error() })
 		case <-fire:
 			timer, fire = nil, nil
+			resync() // pick up a replaced directory before loading from it
 			source := "file watch: " + describeChanges(changed)
 			changed = nil
 			l.Reload(ctx, source)
 		}
 	}
+}
+
+// resyncEvery is how often Watch checks, without an event, that it
+// watches the directories the config names.
+var resyncEvery = 2 * time.Second
+
+// dirWatch is the set of directories Watch has added, with the identity
+// (inode) of each when added, and the parents watched for replacements.
+type dirWatch struct {
+	w       *fsnotify.Watcher
+	watched map[string]os.FileInfo
+	parents map[string]bool
+	want    []string // what WatchDirs named at the last resync
+}
+
+// resync makes the watch match want: a directory that is gone is dropped
+// (and reported missing), one replaced by a new directory of the same
+// name is watched again (and returned as replaced), one no longer wanted
+// is removed.
+func (d *dirWatch) resync(want []string) (replaced, missing []string) {
+	d.want = want
+	for name := range d.watched {
+		if !slices.Contains(want, name) {
+			_ = d.w.Remove(name)
+			delete(d.watched, name)
+		}
+	}
+	for _, name := range want {
+		cur, err := os.Stat(name)
+		old, had := d.watched[name]
+		switch {
+		case err != nil:
+			if had {
+				_ = d.w.Remove(name)
+				delete(d.watched, name)
+			}
+			missing = append(missing, fmt.Sprintf("%s: %v", name, err))
+			continue
+		case had && os.SameFile(old, cur):
+			continue
+		case had:
+			_ = d.w.Remove(name) // the watch of the old directory, if it still exists elsewhere
+		}
+		if err := d.w.Add(name); err != nil {
+			missing = append(missing, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		d.watched[name] = cur
+		replaced = append(replaced, name)
+	}
+	return replaced, missing
+}
+
+// addParents watches the parent of every wanted directory (not itself
+// wanted), to see it replaced.
+func (d *dirWatch) addParents(want []string) {
+	for _, name := range want {
+		p := filepath.Dir(name)
+		if d.parents[p] || slices.Contains(want, p) {
+			continue
+		}
+		if err := d.w.Add(p); err == nil {
+			d.parents[p] = true
+		}
+	}
+}
+
+// parentOnly reports whether an event is about a file in a watched
+// parent that is neither wanted nor inside a watched directory.
+func (d *dirWatch) parentOnly(name string) bool {
+	dir := filepath.Dir(name)
+	if !d.parents[dir] {
+		return false
+	}
+	if _, ok := d.watched[dir]; ok {
+		return false
+	}
+	return !slices.Contains(d.want, filepath.Clean(name))
+}
+
+// dirs are the wanted directories being watched, in want's order.
+func (d *dirWatch) dirs(want []string) []string {
+	var out []string
+	for _, name := range want {
+		if _, ok := d.watched[name]; ok {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func describeChanges(files []string) string {
