@@ -1,7 +1,13 @@
 package app_test
 
 import (
+	"bytes"
+	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
@@ -78,7 +84,8 @@ func TestAccessReportHoldsEveryRejection(t *testing.T) {
 	}
 
 	var ar accessReport
-	decodeInto(t, g.get("exley-csc", "ig_lead", "/v1/subjects/"+child+"/access-report").Raw, &ar)
+	raw := g.get("exley-csc", "ig_lead", "/v1/subjects/"+child+"/access-report").Raw
+	decodeInto(t, raw, &ar)
 	rep := ar.Report
 	cp, err := audit.ParseCheckpoint([]byte(rep.Checkpoint), g.jwks())
 	if err != nil {
@@ -106,6 +113,31 @@ func TestAccessReportHoldsEveryRejection(t *testing.T) {
 	}
 	if len(rep.Entries) != len(calls) {
 		t.Errorf("report holds %d entries, want the %d requests about the child", len(rep.Entries), len(calls))
+	}
+
+	// The outsider's walk-through (docs/auditing.md §8): python3 and
+	// openssl, no trustgate code, verify the report and its checkpoint
+	// with the Trust's copy of the JWKS, and reject an altered entry.
+	dir := t.TempDir()
+	jwks := filepath.Join(dir, "trust-jwks.json")
+	if err := os.WriteFile(jwks, g.do(http.MethodGet, "/.well-known/jwks.json", "", nil).Raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(dir, "report.json")
+	if err := os.WriteFile(report, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := "../../testdata/audit-format/verify_report.py"
+	out, err := exec.Command("python3", script, report, jwks).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("%d entries: stored bytes, leaf hashes and inclusion proofs OK", len(calls))) {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	t.Logf("outsider's check:\n%s", out)
+	if err := os.WriteFile(report, bytes.Replace(raw, []byte(`"status":400`), []byte(`"status":200`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("python3", script, report, jwks).CombinedOutput(); err == nil {
+		t.Fatalf("the outsider's check accepted an altered report:\n%s", out)
 	}
 }
 
