@@ -12,6 +12,11 @@ require (
 )
 
 require (
+	github.com/gowebpki/jcs v1.0.2 // indirect
+	golang.org/x/mod v0.43.0 // indirect
+)
+
+require (
 	github.com/agnivade/levenshtein v1.2.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect

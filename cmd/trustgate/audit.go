@@ -28,7 +28,7 @@ import (
 // (docs/auditing.md).
 func auditCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify, copy, report on and export the audit log"}
-	cmd.AddCommand(auditVerifyCommand(), auditSnapshotCommand(), auditReportCommand(), auditExportCommand())
+	cmd.AddCommand(auditVerifyCommand(), auditSnapshotCommand(), auditReportCommand(), auditExportCommand(), auditMigrateCommand())
 	return cmd
 }
 
@@ -221,6 +221,68 @@ To verify a running gateway's log, take a snapshot first (trustgate audit snapsh
 	}
 	cmd.Flags().StringVar(&db, "db", ".demo/data/audit.db", "audit log file (a snapshot, or a stopped gateway's log)")
 	cmd.Flags().StringArrayVar(&checkpoints, "checkpoint", nil, "a checkpoint kept outside the gateway (compact JWS file); repeatable")
+	cmd.Flags().StringVar(&jwks, "jwks", "", "the gateway's public keys: a JWK set file or URL")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
+	return cmd
+}
+
+func auditMigrateCommand() *cobra.Command {
+	var (
+		db, jwks string
+		timeout  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "migrate --db FILE [--jwks FILE|URL]",
+		Short: "Carry a log of an earlier format (2 or 3) into the current one, keeping the old file read-only",
+		Long: `Checks the old log (chain, Merkle tree, every stored signed checkpoint; their
+signatures too with --jwks), moves it aside to FILE.format-N (made read-only),
+and writes a new log at FILE whose first entry commits to the old log's final
+root, head and last signed checkpoint, followed by every old entry with its
+old seq and hash (docs/audit-format.md §5). Run it with the gateway stopped.
+Exit status 1 if the old log does not verify (nothing is changed then).`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o := audit.MigrateOptions{OpenTimeout: timeout}
+			if jwks != "" {
+				set, err := loadJWKS(cmd.Context(), jwks)
+				if err != nil {
+					return err
+				}
+				o.Keys = set
+			}
+			if _, err := os.Stat(db); err != nil {
+				return err
+			}
+			tmp := db + ".migrating"
+			rep, err := audit.Migrate(cmd.Context(), db, tmp, o)
+			if errors.Is(err, audit.ErrBadCheckpoint) || errors.Is(err, audit.ErrUnsupportedVersion) {
+				return fmt.Errorf("%w: %w", errFound, err)
+			}
+			if err != nil {
+				return err
+			}
+			kept := fmt.Sprintf("%s.format-%d", db, rep.OldFormat)
+			if _, err := os.Lstat(kept); err == nil {
+				os.Remove(tmp)
+				return fmt.Errorf("%s exists: move it away first", kept)
+			}
+			if err := os.Rename(db, kept); err != nil {
+				os.Remove(tmp)
+				return err
+			}
+			if err := os.Rename(tmp, db); err != nil {
+				return fmt.Errorf("the new log is at %s (rename it to %s): %w", tmp, db, err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "migrated format %d to format 4: %d entries\n  old log     %s (read-only, mode %s)\n  old root    %s\n  old head    %s\n  checkpoints %d matched the old tree\n  new log     %s: %d entries, head %s\n",
+				rep.OldFormat, rep.Entries, kept, rep.OldFileMode, rep.OldRoot, rep.OldHead, rep.Checkpoints, db, rep.NewSize, rep.NewHead)
+			if !rep.Signatures {
+				fmt.Fprintln(out, "  signatures  NOT checked: give --jwks with the Trust's copy of the gateway's public keys")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&db, "db", ".demo/data/audit.db", "the audit log file of an earlier format (gateway stopped)")
 	cmd.Flags().StringVar(&jwks, "jwks", "", "the gateway's public keys: a JWK set file or URL")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
 	return cmd

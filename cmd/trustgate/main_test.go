@@ -3,14 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/keys"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string) {
@@ -131,5 +136,84 @@ func TestUsageErrors(t *testing.T) {
 	os.WriteFile(cfg, []byte("listen: 0.0.0.0:9\n"), 0o600)
 	if code, out := runCLI(t, "serve", "--config", cfg); code != exitConfig || !strings.Contains(out, "loopback") {
 		t.Fatalf("bad config: %d %s", code, out)
+	}
+}
+
+// TestAuditMigrateCommand carries a format-3 log, which the test writes
+// itself, into the current format: the old file is kept read-only beside
+// the new log, which verifies; a current log and a damaged old one are
+// refused with exit status 1.
+func TestAuditMigrateCommand(t *testing.T) {
+	dir := t.TempDir()
+	k, err := keys.OpenLocal(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := k.PublicKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := filepath.Join(dir, "jwks.json")
+	b, _ := json.Marshal(set)
+	if err := os.WriteFile(jwks, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var es []audit.Entry
+	for i := range 12 {
+		es = append(es, audit.Entry{
+			Time: time.Date(2026, 3, 1, 8, i, 0, 0, time.UTC), RequestID: fmt.Sprintf("%024x", i+1), Kind: audit.KindDecision,
+			Status: 200, Requester: "exley-csc", Practitioner: "sw-0042", Purpose: "safeguarding", Decision: "allow",
+			Protocol: "isp-safeguarding", ProtocolVersion: "3", Rule: "police-to-social-care",
+			Reasons: []string{"allowed by isp-safeguarding v3 rule police-to-social-care"}, Subject: fmt.Sprintf("%064x", i%3+1),
+		})
+	}
+	write := func(path string) {
+		err := audit.WriteLegacy(context.Background(), path, audit.LegacyFile{
+			Version: 3, Entries: es, CheckpointAt: []uint64{5, 10}, Signer: k, LogID: "trustgate", Time: time.Now().UTC(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "audit.db")
+	write(path)
+	if code, out := runCLI(t, "audit", "verify", "--db", path); code == 0 {
+		t.Fatalf("verify of a format-3 log succeeded: %s", out)
+	}
+	code, out := runCLI(t, "audit", "migrate", "--db", path, "--jwks", jwks)
+	if code != 0 || !strings.Contains(out, "12 entries") || !strings.Contains(out, "checkpoints 2 matched") {
+		t.Fatalf("migrate: %d %s", code, out)
+	}
+	st, err := os.Stat(path + ".format-3")
+	if err != nil || st.Mode().Perm() != 0o444 {
+		t.Fatalf("old file kept: %v %v", st, err)
+	}
+	if code, out := runCLI(t, "audit", "verify", "--db", path); code != 0 || !strings.Contains(out, "13 entries") {
+		t.Fatalf("verify of the migrated log: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "audit", "migrate", "--db", path); code != exitFailure || !strings.Contains(out, "nothing to migrate") {
+		t.Fatalf("migrate of a current log: %d %s", code, out)
+	}
+	// A damaged old log is refused and left as it was.
+	bad := filepath.Join(dir, "bad.db")
+	write(bad)
+	db, err := bolt.Open(bad, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("entries"))
+		k := []byte{0, 0, 0, 0, 0, 0, 0, 4}
+		return b.Put(k, bytes.Replace(append([]byte(nil), b.Get(k)...), []byte(`"st":200`), []byte(`"st":201`), 1))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runCLI(t, "audit", "migrate", "--db", bad); code != exitFailure || !strings.Contains(out, "entry 4") {
+		t.Fatalf("migrate of a damaged log: %d %s", code, out)
+	}
+	if _, err := os.Stat(bad + ".format-3"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a failed migration moved the old file")
 	}
 }

@@ -154,6 +154,12 @@ type response struct {
 
 func (g *gateway) do(method, path, token string, body []byte) response {
 	g.t.Helper()
+	return g.doHeader(method, path, token, body, nil)
+}
+
+// doHeader is do with headers of its own (set after the defaults).
+func (g *gateway) doHeader(method, path, token string, body []byte, h http.Header) response {
+	g.t.Helper()
 	req, err := http.NewRequest(method, g.base+path, bytes.NewReader(body))
 	if err != nil {
 		g.t.Fatal(err)
@@ -163,6 +169,9 @@ func (g *gateway) do(method, path, token string, body []byte) response {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

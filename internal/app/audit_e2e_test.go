@@ -279,11 +279,22 @@ func TestCheckpointsAndProofs(t *testing.T) {
 
 	// Consistency between the two signed checkpoints.
 	var cons struct {
-		Proof audit.ConsistencyProof `json:"proof"`
+		Proof          audit.ConsistencyProof `json:"proof"`
+		Checkpoint     checkpointView         `json:"checkpoint"`
+		FromCheckpoint checkpointView         `json:"from_checkpoint"`
 	}
 	decodeInto(t, g.get("exley-police", "police_officer", "/v1/audit/proofs/consistency?from=6&to="+itoa(cp2.Size)).Raw, &cons)
 	if err := audit.VerifyConsistency(&cons.Proof, cp1.Root, cp2.Root); err != nil {
 		t.Fatalf("consistency 6→%d: %v", cp2.Size, err)
+	}
+	// The answer names the signed checkpoints its roots are from.
+	if cons.Checkpoint.JWS != cp2.JWS || cons.FromCheckpoint.JWS != cp1.JWS ||
+		cons.Proof.FromRoot != cp1.Root || cons.Proof.ToRoot != cp2.Root {
+		t.Fatalf("consistency answer names checkpoints %q and %q", cons.FromCheckpoint.JWS, cons.Checkpoint.JWS)
+	}
+	// A size nobody signed is refused as the target.
+	if r := g.do(http.MethodGet, "/v1/audit/proofs/consistency?from=6&to="+itoa(cp2.Size-1), g.token("exley-police", "teacher"), nil); r.Status != 400 || !strings.Contains(string(r.Raw), `"to"`) {
+		t.Fatalf("consistency to an unsigned size: %d %s", r.Status, r.Raw)
 	}
 }
 

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -22,6 +20,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gowebpki/jcs"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
 )
@@ -83,200 +83,36 @@ func mustVerify(t *testing.T, path string) *audit.Report {
 	return rep
 }
 
-// storedNames is the documented table of stored names (doc.go),
-// repeated here so that a change to the format fails a test.
-var storedNames = map[string]string{
-	"seq": "n", "time": "t", "request_id": "i", "kind": "k", "method": "m", "path": "u", "status": "st",
-	"requester": "r", "practitioner": "pr", "role": "rl", "token_id": "j", "provider": "pv", "purpose": "pu",
-	"subject": "s", "categories": "c", "decision": "d", "allowed_categories": "a", "reasons": "w",
-	"protocol": "p", "protocol_version": "v", "rule": "ru", "lawful_basis": "l", "override_ground": "og",
-	"policy_revision": "q", "input_residual": "x", "override": "o", "review_id": "rv", "consents": "cs", "refusals_on_record": "rf",
-	"consent_id": "ci", "consent_action": "ca", "receipt_id": "rc", "review_outcome": "ro",
-	"disclosed_categories": "dc", "disclosed_fields": "df", "disclosed_sha256": "dh", "provider_error": "pe",
-	"notification_ids": "ni", "lead_partner": "lp", "lead_practitioner": "lq", "error": "e",
-	"prev_subject": "ps", "prev_practitioner": "pp", "prev_hash": "h",
-}
-
-// renameKeys re-encodes the JSON object b with each key renamed by
-// rename (a missing key keeps its name; "" drops the member) and each
-// value passed through value (keyed by the original name), keeping the
-// order of the members.
-func renameKeys(t *testing.T, b []byte, rename func(string) string, value func(string, json.RawMessage) json.RawMessage) []byte {
-	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		t.Fatalf("not an object: %s", b)
-	}
-	var out bytes.Buffer
-	out.WriteByte('{')
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			t.Fatal(err)
-		}
-		name := rename(tok.(string))
-		if name == "" {
-			continue
-		}
-		if out.Len() > 1 {
-			out.WriteByte(',')
-		}
-		k, _ := json.Marshal(name)
-		out.Write(k)
-		out.WriteByte(':')
-		out.Write(value(tok.(string), raw))
-	}
-	out.WriteByte('}')
-	return out.Bytes()
-}
-
-// The documented stored values (docs/auditing.md), computed independently
-// of the package: the time as decimal seconds since the epoch with at
-// most nine fractional digits and no trailing zero; a hex identifier that
-// is lowercase hex of even length as unpadded base64url of its bytes, any
-// other as "~" and the value.
-var hexNames = map[string]bool{"request_id": true, "subject": true, "policy_revision": true, "disclosed_sha256": true, "prev_hash": true}
-
-func storedValue(t *testing.T, name string, raw json.RawMessage) json.RawMessage {
-	t.Helper()
-	switch {
-	case name == "time":
-		var at time.Time
-		if err := json.Unmarshal(raw, &at); err != nil {
-			t.Fatal(err)
-		}
-		ns := new(big.Int).Add(new(big.Int).Mul(big.NewInt(at.Unix()), big.NewInt(1e9)), big.NewInt(int64(at.Nanosecond())))
-		d := new(big.Rat).SetFrac(ns, big.NewInt(1e9)).FloatString(9)
-		if strings.Contains(d, ".") {
-			d = strings.TrimRight(strings.TrimRight(d, "0"), ".")
-		}
-		if d == "-0" {
-			d = "0"
-		}
-		return json.RawMessage(d)
-	case hexNames[name]:
-		var v string
-		if err := json.Unmarshal(raw, &v); err != nil {
-			t.Fatal(err)
-		}
-		if b, err := hex.DecodeString(v); err == nil && v != "" && v == strings.ToLower(v) {
-			v = base64.RawURLEncoding.EncodeToString(b)
-		} else if v != "" {
-			v = "~" + v
-		}
-		out, _ := json.Marshal(v)
-		return out
-	}
-	return raw
-}
-
-// entryValue is storedValue's inverse.
-func entryValue(t *testing.T, name string, raw json.RawMessage) json.RawMessage {
-	t.Helper()
-	switch {
-	case name == "time":
-		r, ok := new(big.Rat).SetString(string(raw))
-		if !ok {
-			t.Fatalf("time %s", raw)
-		}
-		ns := new(big.Int).Quo(new(big.Int).Mul(r.Num(), big.NewInt(1e9)), r.Denom())
-		sec, rem := new(big.Int).DivMod(ns, big.NewInt(1e9), new(big.Int))
-		out, _ := json.Marshal(time.Unix(sec.Int64(), rem.Int64()).UTC())
-		return out
-	case hexNames[name]:
-		var v string
-		if err := json.Unmarshal(raw, &v); err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(v, "~") {
-			v = v[1:]
-		} else if b, err := base64.RawURLEncoding.DecodeString(v); err == nil {
-			v = hex.EncodeToString(b)
-		}
-		out, _ := json.Marshal(v)
-		return out
-	}
-	return raw
-}
-
-// docRuleRef is the documented rule reference a decision's stored
-// reasons abbreviate to U+001E.
-func docRuleRef(e audit.Entry) string {
-	ref := e.Protocol + " v" + e.ProtocolVersion + " rule " + e.Rule
-	if e.Protocol == "" || e.Rule == "" || strings.ContainsAny(ref, "\x1e\x1f") {
-		return ""
-	}
-	return ref
-}
-
-// canonical is the format as documented, computed independently of the
-// package: json.Marshal of the entry, the keys renamed to their stored
-// names, the time, the hex identifiers and the reasons in their stored
-// form, the hash left out.
+// canonical is the format as documented (docs/audit-format.md),
+// computed independently of the package's encoder: the entry's JSON as
+// the API shows it, hash left out, in RFC 8785 canonical form.
 func canonical(t *testing.T, e audit.Entry) []byte {
 	t.Helper()
-	e.Hash = ""
-	var rs []string
-	for _, r := range e.Reasons {
-		r = strings.NewReplacer("\x1e", "\x1f\x1e", "\x1f", "\x1f\x1f").Replace(r)
-		if ref := docRuleRef(e); ref != "" {
-			r = strings.ReplaceAll(r, ref, "\x1e")
-		}
-		rs = append(rs, r)
-	}
-	e.Reasons = rs
-	long, err := json.Marshal(&e)
+	b, err := json.Marshal(&e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return renameKeys(t, long, func(k string) string {
-		if k == "hash" {
-			return ""
-		}
-		if s, ok := storedNames[k]; ok {
-			return s
-		}
-		return k
-	}, func(k string, raw json.RawMessage) json.RawMessage { return storedValue(t, k, raw) })
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "hash")
+	if b, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	out, err := jcs.Transform(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // decodeStored decodes stored bytes leniently (as an attacker would).
 func decodeStored(t *testing.T, v []byte) audit.Entry {
 	t.Helper()
-	long := map[string]string{}
-	for k, s := range storedNames {
-		long[s] = k
-	}
-	name := func(k string) string {
-		if l, ok := long[k]; ok {
-			return l
-		}
-		return k
-	}
 	var e audit.Entry
-	if err := json.Unmarshal(renameKeys(t, v, name, func(k string, raw json.RawMessage) json.RawMessage {
-		return entryValue(t, name(k), raw)
-	}), &e); err != nil {
+	if err := json.Unmarshal(v, &e); err != nil {
 		t.Fatal(err)
-	}
-	for i, r := range e.Reasons {
-		var b strings.Builder
-		for j := 0; j < len(r); j++ {
-			switch {
-			case r[j] == 0x1f && j+1 < len(r):
-				j++
-				b.WriteByte(r[j])
-			case r[j] == 0x1e:
-				b.WriteString(docRuleRef(e))
-			default:
-				b.WriteByte(r[j])
-			}
-		}
-		e.Reasons[i] = b.String()
 	}
 	return e
 }
@@ -1277,9 +1113,9 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			v := entries.Get(key(6))
 			return entries.Put(key(6), append([]byte(`{"hash":"00",`), v[1:]...))
 		}, 6, 0},
-		tc{"long field name", func(t *testing.T, entries, _ *bolt.Bucket) error {
+		tc{"short field name", func(t *testing.T, entries, _ *bolt.Bucket) error {
 			v := entries.Get(key(6))
-			return entries.Put(key(6), bytes.Replace(v, []byte(`"pu":`), []byte(`"purpose":`), 1))
+			return entries.Put(key(6), bytes.Replace(v, []byte(`"purpose":`), []byte(`"pu":`), 1))
 		}, 6, 0},
 		tc{"subject link broken", rewrite(11, func(e *audit.Entry) { e.PrevSubject = 3 }), 11, 0},
 		tc{"trailing data", func(t *testing.T, entries, _ *bolt.Bucket) error {
@@ -1346,7 +1182,7 @@ func TestVerifyNotAnAuditLog(t *testing.T) {
 	t.Run("future format version", func(t *testing.T) {
 		path := tempPath(t)
 		audit.BuildLog(t, path, 1)
-		alter(t, path, func(_, meta *bolt.Bucket) error { return meta.Put([]byte("version"), key(4)) })
+		alter(t, path, func(_, meta *bolt.Bucket) error { return meta.Put([]byte("version"), key(5)) })
 		if _, err := audit.Verify(t.Context(), path, audit.Options{}); !errors.Is(err, audit.ErrUnsupportedVersion) {
 			t.Fatalf("Verify: err = %v, want ErrUnsupportedVersion", err)
 		}

@@ -49,7 +49,7 @@ func TestBenchAudit(t *testing.T) {
 	typical.Seq, typical.PrevHash, typical.PrevSubject, typical.PrevPractitioner = 123_457, audit.GenesisHash, 101_000, 118_000
 	stored := storedSize(t, typical)
 	noConsent := typical
-	noConsent.InputResidual = json.RawMessage(typicalResidualWithoutConsent)
+	noConsent.InputResidual = audit.Residual(typicalResidualWithoutConsent)
 	t.Logf("typical entry (a gateway decision with its input residual, one consent record on file): %d bytes stored (%d with no consent record on file)",
 		stored, storedSize(t, noConsent))
 

@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
+	"github.com/gowebpki/jcs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -19,11 +21,13 @@ import (
 // log: 64 '0's.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// formatVersion is the on-disk format this package writes and reads.
-// Version 1 (long JSON names, no Merkle tree, no indexes) and version 2
-// (decisions recorded their whole policy input, under "input") are
-// refused.
-const formatVersion uint64 = 3
+// formatVersion is the on-disk format this package writes and reads:
+// each entry stored as the RFC 8785 (JCS) canonical JSON of the entry as
+// the API shows it, without "hash" (docs/audit-format.md). Version 1
+// (no Merkle tree, no indexes) is refused; versions 2 and 3 (short
+// stored names, legacy.go) are refused by Open and carried into this
+// format by Migrate.
+const formatVersion uint64 = 4
 
 var (
 	bucketEntries     = []byte("entries")
@@ -69,15 +73,10 @@ func hashHex(stored []byte) string {
 
 // --- the stored encoding -------------------------------------------------
 
-// storedNames maps an Entry field's JSON name to the name it has in the
-// stored bytes. Short names (and the denser values of codec.go) keep a
-// typical entry under 1 KiB on disk. The table is part of the format: a
-// name is changed only with the format version, and a name once used is
-// never reused for another field (version 2's "id", "ac", "rs", "lb",
-// "rev" and "input" are retired). A field missing from the table (a field
-// added to Entry later) is stored under its JSON name, which must not
-// clash with a short name.
-var storedNames = map[string]string{
+// v3Names maps an Entry field's JSON name to the name it had in the
+// stored bytes of format 3 (legacy.go reads them for Migrate). Format 4
+// stores every field under its JSON name.
+var v3Names = map[string]string{
 	"seq":                  "n",
 	"time":                 "t",
 	"request_id":           "i",
@@ -127,17 +126,22 @@ var storedNames = map[string]string{
 
 var (
 	entryType = reflect.TypeFor[Entry]()
-	// storedType is Entry with the json tags rewritten to the stored
-	// names, and the time and the hex identifiers given the types that
-	// encode them as stored (codec.go): the same fields, layout and order,
-	// so an *Entry can be viewed as a pointer to it (asStored).
-	storedType = buildStoredType()
+	// storedType is Entry with Hash left out (it is never stored): the
+	// same fields, names, layout and order, so an *Entry can be viewed as
+	// a pointer to it (asStored).
+	storedType = buildStoredType(nil, false)
+	// v3Type is Entry as format 3 stored it: the json tags rewritten to
+	// the short names of v3Names, and the time and the hex identifiers
+	// given the types that encoded them (codec.go).
+	v3Type = buildStoredType(v3Names, true)
 )
 
-// buildStoredType derives storedType from Entry. A clash between stored
-// names is a programming error in this package, caught at start-up by
-// every test.
-func buildStoredType() reflect.Type {
+// buildStoredType derives a stored type from Entry: each field under its
+// name in names (its JSON name if absent), hash left out, and with dense
+// the time and hex identifiers given codec.go's types. A clash between
+// stored names is a programming error in this package, caught at
+// start-up by every test.
+func buildStoredType(names map[string]string, dense bool) reflect.Type {
 	fields := make([]reflect.StructField, entryType.NumField())
 	used := map[string]string{}
 	for i := range entryType.NumField() {
@@ -146,9 +150,12 @@ func buildStoredType() reflect.Type {
 		if name == "" || name == "-" {
 			panic("audit: Entry field " + f.Name + " has no JSON name")
 		}
-		short, ok := storedNames[name]
+		short, ok := names[name]
 		if !ok {
 			short = name
+		}
+		if name == "hash" {
+			short = "-"
 		}
 		if short != "-" {
 			if prev, dup := used[short]; dup {
@@ -162,10 +169,13 @@ func buildStoredType() reflect.Type {
 		}
 		typ := f.Type
 		switch {
+		case !dense:
 		case typ == reflect.TypeFor[time.Time]():
 			typ = reflect.TypeFor[storedTime]()
 		case hexFields[name]:
 			typ = reflect.TypeFor[storedHex]()
+		case typ == reflect.TypeFor[Residual]():
+			typ = reflect.TypeFor[json.RawMessage]()
 		}
 		if !f.Type.ConvertibleTo(typ) || f.Type.Size() != typ.Size() {
 			panic("audit: Entry field " + f.Name + " cannot be stored as " + typ.String())
@@ -195,46 +205,86 @@ func asStored(e *Entry) any {
 	return reflect.NewAt(storedType, unsafe.Pointer(e)).Interface()
 }
 
-// marshalStored returns the stored bytes of e: encoding/json of e under
-// the stored names, with the stored values of codec.go (the time, hex
-// identifiers, the reasons). The encoding is deterministic.
+// asV3 views e as a pointer to v3Type, as asStored does for storedType.
+func asV3(e *Entry) any {
+	return reflect.NewAt(v3Type, unsafe.Pointer(e)).Interface()
+}
+
+// marshalStored returns the stored bytes of e (format 4,
+// docs/audit-format.md): the RFC 8785 canonical form (JCS) of the
+// entry's JSON as the API shows it, without hash. jcs.Transform
+// (github.com/gowebpki/jcs, a port of the RFC's reference code)
+// canonicalises what encoding/json writes: members sorted by name,
+// strings with only the escapes JCS makes, numbers in their shortest
+// form. e's strings must be valid UTF-8 (Append makes them so).
 func marshalStored(e *Entry) ([]byte, error) {
-	if rs, changed := storeReasons(e.Reasons, ruleRef(e)); changed {
-		c := *e
-		c.Reasons = rs
-		e = &c
+	b, err := json.Marshal(asStored(e))
+	if err != nil {
+		return nil, err
 	}
-	return json.Marshal(asStored(e))
+	return jcs.Transform(b)
+}
+
+// makeStorable gives e the one form its stored bytes hold, so that what
+// the log indexes, returns and shows is exactly what it stored: each
+// byte of a string that is not part of valid UTF-8 becomes U+FFFD (as
+// encoding/json would write it), in InputResidual too.
+func makeStorable(e *Entry) {
+	v := reflect.ValueOf(e).Elem()
+	for i := range v.NumField() {
+		switch f := v.Field(i); {
+		case f.Kind() == reflect.String:
+			if s := f.String(); !utf8.ValidString(s) {
+				f.SetString(toValidUTF8(s))
+			}
+		case f.Type() == reflect.TypeFor[[]string]():
+			for j := range f.Len() {
+				if s := f.Index(j).String(); !utf8.ValidString(s) {
+					f.Index(j).SetString(toValidUTF8(s))
+				}
+			}
+		}
+	}
+	if !utf8.Valid(e.InputResidual) {
+		e.InputResidual = Residual(toValidUTF8(string(e.InputResidual)))
+	}
+}
+
+// toValidUTF8 replaces each byte of s that is not part of a valid UTF-8
+// sequence by U+FFFD (one per byte, unlike strings.ToValidUTF8).
+func toValidUTF8(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // Splicing. The committer must not spend its time in encoding/json: it
 // holds the one write transaction every request waits on. So Append
 // encodes the entry in the caller's goroutine as a template, with Seq,
 // PrevSubject, PrevPractitioner and PrevHash zero, and the committer only
-// splices in the values it assigns. That gives exactly the bytes
-// encoding/json would, because Seq is the first stored field and
-// PrevSubject, PrevPractitioner (both omitempty) and PrevHash the last
-// three; canSplice checks this once, and without it the committer encodes
-// in full.
+// splices in the values it assigns. In the canonical form the members
+// are sorted: prev_hash (always written), prev_practitioner and
+// prev_subject (left out when 0) are adjacent, and seq comes later. The
+// last `,"prev_hash":""` and the last `,"seq":0` of a template are these
+// members: a quote inside a string is always escaped, and no member after
+// them holds an object. canSplice checks the result against a full
+// encoding once; without it the committer encodes in full.
 
 const (
-	tmplHead = `{"n":0,`
-	tmplTail = `"h":""}`
+	tmplHash = `,"prev_hash":""`
+	tmplSeq  = `,"seq":0`
 )
 
 var canSplice = func() bool {
-	var names []string
-	for i := range storedType.NumField() {
-		name := storedType.Field(i).Tag.Get("json")
-		if name != "-" {
-			names = append(names, name)
-		}
-	}
-	n := len(names)
-	if n < 5 || names[0] != "n" || names[n-3] != "ps,omitempty" || names[n-2] != "pp,omitempty" || names[n-1] != "h" {
-		return false
-	}
-	e := Entry{Time: time.Unix(1, 0).UTC(), RequestID: "r", Kind: KindDecision, Subject: "s", Practitioner: "p"}
+	e := Entry{Time: time.Unix(1, 0).UTC(), RequestID: "r", Kind: KindDecision, Subject: "s", Practitioner: "p", Status: 200}
 	tmpl, err := marshalTemplate(e)
 	if err != nil {
 		return false
@@ -252,32 +302,34 @@ func marshalTemplate(e Entry) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.HasPrefix(b, []byte(tmplHead)) || !bytes.HasSuffix(b, []byte(tmplTail)) {
+	i, j := bytes.LastIndex(b, []byte(tmplHash)), bytes.LastIndex(b, []byte(tmplSeq))
+	if i < 0 || j < i+len(tmplHash) || j+len(tmplSeq) >= len(b) || (b[j+len(tmplSeq)] != ',' && b[j+len(tmplSeq)] != '}') {
 		return nil, fmt.Errorf("unexpected stored encoding %.40q", b)
 	}
 	return b, nil
 }
 
-// splice completes a template made by marshalTemplate.
+// splice completes a template made by marshalTemplate. prevHash is a
+// chain hash (lowercase hex), which JSON writes as it is.
 func splice(tmpl []byte, seq, prevSubject, prevPractitioner uint64, prevHash string) []byte {
-	b := make([]byte, 0, len(tmpl)+len(prevHash)+64)
-	b = append(b, `{"n":`...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, ',')
-	b = append(b, tmpl[len(tmplHead):len(tmpl)-len(tmplTail)]...)
-	if prevSubject != 0 {
-		b = append(b, `"ps":`...)
-		b = strconv.AppendUint(b, prevSubject, 10)
-		b = append(b, ',')
-	}
+	i, j := bytes.LastIndex(tmpl, []byte(tmplHash)), bytes.LastIndex(tmpl, []byte(tmplSeq))
+	b := make([]byte, 0, len(tmpl)+len(prevHash)+80)
+	b = append(b, tmpl[:i]...)
+	b = append(b, `,"prev_hash":"`...)
+	b = append(b, prevHash...)
+	b = append(b, '"')
 	if prevPractitioner != 0 {
-		b = append(b, `"pp":`...)
+		b = append(b, `,"prev_practitioner":`...)
 		b = strconv.AppendUint(b, prevPractitioner, 10)
-		b = append(b, ',')
 	}
-	b = append(b, `"h":`...)
-	b = appendStoredHexJSON(b, prevHash)
-	return append(b, '}')
+	if prevSubject != 0 {
+		b = append(b, `,"prev_subject":`...)
+		b = strconv.AppendUint(b, prevSubject, 10)
+	}
+	b = append(b, tmpl[i+len(tmplHash):j]...)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	return append(b, tmpl[j+len(tmplSeq):]...)
 }
 
 // record is one encoded entry, ready to Put.
@@ -304,26 +356,36 @@ func encodeEntry(e Entry, seq uint64, prevHash string) (record, error) {
 }
 
 // decodeEntry strictly decodes the stored value of key seq: one JSON
-// object under the stored names, no unknown fields, nothing after it, its
+// object under the JSON names, no unknown fields, nothing after it, its
 // seq equal to the key. It fills Hash with the recomputed chain hash. The
 // result shares no memory with val, so val may be a bbolt value that is
 // about to become invalid.
 func decodeEntry(seq uint64, val []byte) (*Entry, error) {
-	dec := json.NewDecoder(bytes.NewReader(val))
-	dec.DisallowUnknownFields()
 	var e Entry
-	if err := dec.Decode(asStored(&e)); err != nil {
-		return nil, tampered(seq, "stored value is not a valid entry: %v", err)
+	if err := decodeStrict(seq, val, asStored(&e), &e.Seq, "entry"); err != nil {
+		return nil, err
 	}
-	if dec.InputOffset() != int64(len(val)) {
-		return nil, tampered(seq, "stored value has data after the entry")
-	}
-	if e.Seq != seq {
-		return nil, tampered(seq, "seq field is %d but the entry is stored at seq %d", e.Seq, seq)
-	}
-	loadReasons(e.Reasons, ruleRef(&e))
+	e.Time = e.Time.UTC()
 	e.Hash = hashHex(val)
 	return &e, nil
+}
+
+// decodeStrict decodes val, the stored value of key seq, into v: one
+// JSON object, no unknown fields, nothing after it, and *gotSeq (the
+// decoded seq) equal to the key. what names the format in errors.
+func decodeStrict(seq uint64, val []byte, v any, gotSeq *uint64, what string) error {
+	dec := json.NewDecoder(bytes.NewReader(val))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return tampered(seq, "stored value is not a valid %s: %v", what, err)
+	}
+	if dec.InputOffset() != int64(len(val)) {
+		return tampered(seq, "stored value has data after the entry")
+	}
+	if *gotSeq != seq {
+		return tampered(seq, "seq field is %d but the entry is stored at seq %d", *gotSeq, seq)
+	}
+	return nil
 }
 
 // --- meta ----------------------------------------------------------------
@@ -349,6 +411,11 @@ func readMeta(meta *bolt.Bucket) (head, error) {
 		}
 		return head{}, fmt.Errorf("format version %d (this build reads %d)%s: %w", ver, formatVersion, hint, ErrUnsupportedVersion)
 	}
+	return readHead(meta)
+}
+
+// readHead reads the head recorded in meta, whatever the format version.
+func readHead(meta *bolt.Bucket) (head, error) {
 	s, ok := keySeq(meta.Get(metaHeadSeq))
 	if !ok {
 		return head{}, tampered(0, "meta has no valid head seq")

@@ -215,6 +215,27 @@ func (l *Log) LatestCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	return cp, nil
 }
 
+// CheckpointAt returns the stored checkpoint of size entries, or an error
+// wrapping ErrNoCheckpoint if none was signed at that size.
+func (l *Log) CheckpointAt(ctx context.Context, size uint64) (*Checkpoint, error) {
+	var raw []byte
+	err := l.view(ctx, func(tx *bolt.Tx) error {
+		raw = bytes.Clone(tx.Bucket(bucketCheckpoints).Get(seqKey(size)))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: checkpoint at %d: %w", size, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("audit: checkpoint at %d: %w", size, ErrNoCheckpoint)
+	}
+	cp, err := ParseCheckpoint(raw, nil)
+	if err != nil {
+		return nil, fmt.Errorf("audit: checkpoint at %d: %w", size, err)
+	}
+	return cp, nil
+}
+
 // Signer signs checkpoints (keys.Signer satisfies it).
 type Signer interface {
 	// Sign returns a compact JWS over payload whose protected header

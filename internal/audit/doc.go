@@ -33,23 +33,23 @@
 // each write transaction against the head recorded in meta. Reads run in
 // read transactions and copy values out before the transaction ends.
 //
-// # Format (version 3)
+// # Format (version 4)
 //
 // Bucket "entries": key = seq as 8 bytes big-endian, starting at 1 (so
 // cursor order is log order); value = the stored bytes E of the entry:
-// encoding/json of the Entry with Seq, PrevSubject, PrevPractitioner and
-// PrevHash set and Hash left out, under the short stored names of
-// storedNames in chain.go (a field added to Entry without a short name is
-// stored under its JSON name), with three kinds of value in a denser,
-// lossless form (codec.go): the time as decimal seconds, hex identifiers
-// (request id, subject, policy revision, disclosed digest, prev hash) as
-// base64url, and a decision's reasons with its own protocol rule
-// reference abbreviated. Reads, exports and reports give the Entry in full.
-// The entry's hash is lowercase hex of its Merkle leaf hash,
-// SHA-256(0x00 || E): one hash serves the chain and the tree. Entry 1 has
-// PrevHash = GenesisHash (64 '0's); entry n has PrevHash = the hash of
-// entry n-1. Hash is never stored; reads fill it in. Version 2 (RFC 3339
-// times, hex, the whole policy input under "input") is refused.
+// the RFC 8785 (JCS) canonical JSON of the entry as the API shows it,
+// with Seq, PrevSubject, PrevPractitioner and PrevHash set and hash left
+// out (docs/audit-format.md is the specification, with test vectors in
+// testdata/audit-format/). Append first gives the entry the one form its
+// bytes hold: times in UTC, each byte of a string that is not valid UTF-8
+// replaced by U+FFFD, so that reads, exports and reports show exactly
+// what was hashed. The entry's hash is lowercase hex of its Merkle leaf
+// hash, SHA-256(0x00 || E): one hash serves the chain and the tree. Entry
+// 1 has PrevHash = GenesisHash (64 '0's); entry n has PrevHash = the hash
+// of entry n-1. Hash is never stored; reads fill it in. Versions 2 and 3
+// (short stored names, dense values: legacy.go) are refused by Open and
+// carried into version 4 by Migrate, whose first entry commits to the old
+// log's final state and last signed checkpoint.
 //
 // The Merkle tree (merkle.go) is RFC 9162's: leaf n-1 is entry n, its
 // hash SHA-256(0x00 || E); interior nodes SHA-256(0x01 || left || right).
@@ -68,7 +68,7 @@
 // review id; subjects and practitioners are chained instead (chains.go:
 // PrevSubject, PrevPractitioner, with bucket "heads" holding a periodic
 // dump of each chain's newest seq); bucket "times" summarises the times of
-// each block of 256 entries. Meta holds "version" (3), "head_seq",
+// each block of 256 entries. Meta holds "version" (4), "head_seq",
 // "head_hash", "tree_range" and "time_tail".
 //
 // # What Verify detects, and what it cannot

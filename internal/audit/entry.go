@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -20,6 +21,7 @@ const (
 	KindReview      Kind = "review"            // an IG review outcome recorded for a safeguarding override
 	KindDisclosure  Kind = "disclosure"        // a record was fetched from the provider and disclosed (minimised)
 	KindLead        Kind = "lead_professional" // a child's lead professional was recorded
+	KindMigration   Kind = "migration"         // the log was carried over from an earlier format (Migrate): entry 1 only
 )
 
 // ConsentAction says what a KindConsent entry recorded.
@@ -73,8 +75,9 @@ type Entry struct {
 	// never the NHS number or any record content). With the entry's time,
 	// requester, practitioner, role, provider, purpose, categories and
 	// override ground it rebuilds the exact input (whatif.InputOf), so that
-	// decisions can be replayed against a proposed revision.
-	InputResidual json.RawMessage `json:"input_residual,omitempty"`
+	// decisions can be replayed against a proposed revision. It is shown
+	// and stored as a JSON string holding that text (Residual).
+	InputResidual Residual `json:"input_residual,omitempty"`
 
 	// Override marks a decision allowed on a safeguarding override (so an
 	// auditor can filter overrides); ReviewID names the IG review item it
@@ -114,6 +117,19 @@ type Entry struct {
 	// was wrong (the field and the reason); it never holds a key or a token.
 	Error string `json:"error,omitempty"`
 
+	// Origin fields tie a migrated log to the file it was carried from
+	// (Migrate, docs/audit-format.md §5). The KindMigration entry (entry
+	// 1) records the old file's format, size, Merkle root, head chain hash
+	// and its last signed checkpoint verbatim; every entry carried over
+	// records its seq and entry hash (its RFC 9162 leaf hash) in the old
+	// file.
+	OriginFormat     int    `json:"origin_format,omitempty"`
+	OriginSize       uint64 `json:"origin_size,omitempty"`
+	OriginRoot       string `json:"origin_root,omitempty"`
+	OriginCheckpoint string `json:"origin_checkpoint,omitempty"`
+	OriginSeq        uint64 `json:"origin_seq,omitempty"`
+	OriginHash       string `json:"origin_hash,omitempty"`
+
 	// PrevSubject and PrevPractitioner are assigned by the log, like Seq
 	// (callers leave them zero): the seq of the previous entry with the
 	// same Subject (the same Practitioner), 0 for the first. They link each
@@ -125,4 +141,28 @@ type Entry struct {
 
 	PrevHash string `json:"prev_hash"`
 	Hash     string `json:"hash"`
+}
+
+// Residual is a decision's recorded input residual: the compact JSON text
+// policy.EncodeResidual wrote. It is shown and stored as a JSON string
+// holding that text, not as a nested JSON value: its numbers (decimal
+// seconds with up to nine fractional digits) keep every digit through
+// any JSON parser and the canonical form (docs/audit-format.md), which
+// would round them to doubles.
+type Residual []byte
+
+// MarshalJSON writes r as a JSON string of its text.
+func (r Residual) MarshalJSON() ([]byte, error) { return json.Marshal(string(r)) }
+
+// UnmarshalJSON reads a JSON string (null leaves r unchanged).
+func (r *Residual) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("input_residual: %w", err)
+	}
+	*r = Residual(s)
+	return nil
 }

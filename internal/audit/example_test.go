@@ -57,7 +57,7 @@ func Example() {
 	}
 	fmt.Println("verified", rep.Entries, "entries, head", rep.Head == hash)
 	// Output:
-	// entry 1 10e14e69a4eebbee26a963225f4ac5e35f8ce1fce5fe9c2942b34daa58204d52
+	// entry 1 6f0452fe18c41531a33819b78c66e82369340d52920b65bfa1db0a1bc27780fe
 	// verified 1 entries, head true
 }
 

@@ -115,7 +115,7 @@ func csvRow(e *Entry) []string {
 			}
 		case bool:
 			s = strconv.FormatBool(x)
-		case json.RawMessage:
+		case Residual:
 			s = string(x)
 		default:
 			switch f.Kind() {

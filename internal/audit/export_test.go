@@ -2,7 +2,6 @@ package audit
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -82,7 +81,7 @@ func TypicalEntry(i int) Entry {
 		Rule:              "police-to-social-care",
 		LawfulBasis:       "DPA 2018 Part 3 s35; Sch 8 para 4 (safeguarding of children)",
 		PolicyRevision:    "85f4b3abe78f6363a54fc3c684b846bbf747bd2ff1ad35df2fbd8539b2b6d7ec",
-		InputResidual: json.RawMessage(fmt.Sprintf(`["local_authority","police",[["cns-%04x%016x","given","parent",0,["early_help"],["identity","immunisations"],["exley-csc"],[],[],%s,%d]]]`,
+		InputResidual: Residual(fmt.Sprintf(`["local_authority","police",[["cns-%04x%016x","given","parent",0,["early_help"],["identity","immunisations"],["exley-csc"],[],[],%s,%d]]]`,
 			child*0x2545&0xffff, child*0x2545f4914f6cdd1d, seconds(consentFrom), consentUntil.Unix())),
 	}
 }

@@ -21,7 +21,7 @@ func TestDecisionInputIsStoredAndVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := TypicalEntry(1)
-	e.InputResidual = json.RawMessage(decisionInput)
+	e.InputResidual = Residual(decisionInput)
 	seq, _, err := l.Append(context.Background(), &e)
 	if err != nil {
 		t.Fatal(err)
@@ -41,20 +41,15 @@ func TestDecisionInputIsStoredAndVerified(t *testing.T) {
 	}
 }
 
-func TestScanEntryRawValues(t *testing.T) {
-	accept := map[string]string{
-		"object":        decisionInput,
-		"empty object":  `{}`,
-		"array":         `[1,"a",true,null,{"x":[]}]`,
-		"string":        `"x\u00e9"`,
-		"numbers":       `[0,-1,1.5,-0.25e+3,2E-2,10]`,
-		"literals":      `[true,false,null]`,
-		"whitespace":    "{ \"a\" : [ 1 , 2 ] }",
-		"nested object": `{"a":{"b":{"c":{}}}}`,
-	}
-	for name, v := range accept {
+// The residual is stored as a JSON string of its text: the scanner
+// accepts any string there and nothing else.
+func TestScanEntryResidualValues(t *testing.T) {
+	for name, v := range map[string]string{
+		"object": decisionInput, "empty": ``, "escapes": "x\u00e9\n\"", "not JSON": `{[`,
+	} {
 		t.Run("accepts "+name, func(t *testing.T) {
-			b := []byte(`{"n":1,"x":` + v + `}`)
+			q, _ := json.Marshal(v)
+			b := []byte(`{"input_residual":` + string(q) + `,"seq":1}`)
 			if _, err := scanEntry(b); err != nil {
 				t.Fatalf("scanEntry(%s): %v", b, err)
 			}
@@ -63,24 +58,11 @@ func TestScanEntryRawValues(t *testing.T) {
 			}
 		})
 	}
-	reject := map[string]string{
-		"missing value":   ``,
-		"leading zero":    `01`,
-		"bare fraction":   `.5`,
-		"empty fraction":  `1.`,
-		"empty exponent":  `1e`,
-		"unquoted key":    `{a:1}`,
-		"trailing comma":  `[1,]`,
-		"object comma":    `{"a":1,}`,
-		"missing colon":   `{"a" 1}`,
-		"unterminated":    `[1,2`,
-		"bad literal":     `nul`,
-		"control in text": "\"a\x01\"",
-		"too deep":        deep(maxDepth + 2),
-	}
-	for name, v := range reject {
+	for name, v := range map[string]string{
+		"object": `{}`, "array": `[1]`, "number": `12`, "literal": `true`, "missing value": ``, "control in text": "\"a\x01\"",
+	} {
 		t.Run("rejects "+name, func(t *testing.T) {
-			b := []byte(`{"n":1,"x":` + v + `}`)
+			b := []byte(`{"input_residual":` + v + `,"seq":1}`)
 			if _, err := scanEntry(b); err == nil {
 				t.Fatalf("scanEntry accepted %q", b)
 			}
@@ -88,22 +70,10 @@ func TestScanEntryRawValues(t *testing.T) {
 	}
 }
 
-func deep(n int) string {
-	s := ""
-	for range n {
-		s += "["
-	}
-	for range n {
-		s += "]"
-	}
-	return s
-}
-
-// Whatever encoding/json writes for an input (it compacts a raw value and
-// escapes HTML characters in it), the scanner accepts.
+// Whatever the residual's text, the stored form carries it exactly.
 func TestScanEntryAcceptsMarshalledInputs(t *testing.T) {
 	for _, in := range []string{decisionInput, `{ "a" : "<&>` + "\u2028é" + `", "b": [1.5e3, null, -0] }`, `[]`, `"x"`, `12`} {
-		e := Entry{Seq: 2, PrevHash: GenesisHash, Kind: KindDecision, InputResidual: json.RawMessage(in)}
+		e := Entry{Seq: 2, PrevHash: GenesisHash, Kind: KindDecision, InputResidual: Residual(in)}
 		b := marshal(t, e)
 		if _, err := scanEntry(b); err != nil {
 			t.Fatalf("scanEntry(%s): %v", b, err)
@@ -112,8 +82,7 @@ func TestScanEntryAcceptsMarshalledInputs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var x, y any
-		if json.Unmarshal(got.InputResidual, &x) != nil || json.Unmarshal([]byte(in), &y) != nil {
+		if string(got.InputResidual) != in {
 			t.Fatalf("input %s read back as %s", in, got.InputResidual)
 		}
 	}

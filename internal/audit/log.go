@@ -387,20 +387,9 @@ func (l *Log) Append(ctx context.Context, e *Entry) (seq uint64, hash string, er
 	if err := ctx.Err(); err != nil {
 		return 0, "", fmt.Errorf("audit: append: %w", err)
 	}
-	r := &appendReq{entry: cloneEntry(e), res: make(chan appendResult, 1)}
-	if r.entry.Time.IsZero() {
-		r.entry.Time = time.Now()
-	}
-	r.entry.Time = r.entry.Time.UTC()
-	if y := r.entry.Time.Year(); y < 0 || y > 9999 {
-		return 0, "", fmt.Errorf("audit: append: %w: time %v outside years 0-9999", ErrInvalidEntry, r.entry.Time)
-	}
-	if canSplice {
-		tmpl, err := marshalTemplate(r.entry)
-		if err != nil {
-			return 0, "", fmt.Errorf("audit: append: %w: %w", ErrInvalidEntry, err)
-		}
-		r.tmpl = tmpl
+	r, err := newAppendReq(e)
+	if err != nil {
+		return 0, "", err
 	}
 	if err := l.enqueue(ctx, r); err != nil {
 		return 0, "", err
@@ -411,6 +400,29 @@ func (l *Log) Append(ctx context.Context, e *Entry) (seq uint64, hash string, er
 	case <-ctx.Done():
 		return 0, "", fmt.Errorf("audit: append: waiting for commit (the entry may still be committed): %w", ctx.Err())
 	}
+}
+
+// newAppendReq prepares the append of e: a copy in its storable form
+// (UTC time, valid UTF-8), encoded as a template if the committer
+// splices.
+func newAppendReq(e *Entry) (*appendReq, error) {
+	r := &appendReq{entry: cloneEntry(e), res: make(chan appendResult, 1)}
+	if r.entry.Time.IsZero() {
+		r.entry.Time = time.Now()
+	}
+	r.entry.Time = r.entry.Time.UTC()
+	if y := r.entry.Time.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("audit: append: %w: time %v outside years 0-9999", ErrInvalidEntry, r.entry.Time)
+	}
+	makeStorable(&r.entry)
+	if canSplice {
+		tmpl, err := marshalTemplate(r.entry)
+		if err != nil {
+			return nil, fmt.Errorf("audit: append: %w: %w", ErrInvalidEntry, err)
+		}
+		r.tmpl = tmpl
+	}
+	return r, nil
 }
 
 func (l *Log) enqueue(ctx context.Context, r *appendReq) error {

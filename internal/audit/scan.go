@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -19,16 +21,15 @@ import (
 // this), a subset that includes all encoding/json output for an entry.
 //
 // It accepts exactly one JSON object (whitespace allowed between tokens,
-// nothing after the object) whose keys are the stored names of Entry's
-// fields (chain.go) spelled exactly (no escapes, no case folding), each
-// at most once, with values of the field's type: a string; an array of
-// strings; true or false; an integer in range, without fraction or
-// exponent; for the time, the stored form (codec.go: decimal seconds);
-// for a hex identifier, a string in its stored form (codec.go); or, for
-// json.RawMessage, any JSON value nested at most maxDepth deep. Strings
-// must be valid UTF-8 with valid escapes; the prev_hash field must not
-// be escaped. The values the index is built from (and prev_hash) are
-// returned as the Entry holds them: hex identifiers decoded.
+// nothing after the object) whose keys are the JSON names of Entry's
+// fields other than hash, spelled exactly (no escapes, no case folding),
+// each at most once, with values of the field's type: a string; an array
+// of strings; true or false; an integer in range, without fraction or
+// exponent; for the time, a string in its stored form (RFC 3339, UTC,
+// shortest fraction); or, for json.RawMessage, any JSON value nested at
+// most maxDepth deep. Strings must be valid UTF-8 with valid escapes; the
+// prev_hash field must not be escaped. The values the index is built
+// from (and prev_hash) are returned as the Entry holds them.
 
 type fieldKind uint8
 
@@ -40,7 +41,6 @@ const (
 	kindTime
 	kindBool
 	kindRaw
-	kindHex
 )
 
 type fieldInfo struct {
@@ -65,11 +65,9 @@ var entryFields = func() map[string]fieldInfo {
 		}
 		var k fieldKind
 		switch {
-		case f.Type == reflect.TypeFor[storedTime]():
+		case f.Type == reflect.TypeFor[time.Time]():
 			k = kindTime
-		case f.Type == reflect.TypeFor[storedHex]():
-			k = kindHex
-		case f.Type.Kind() == reflect.String:
+		case f.Type.Kind() == reflect.String, f.Type == reflect.TypeFor[Residual]():
 			k = kindString
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.String:
 			k = kindStrings
@@ -89,8 +87,8 @@ var entryFields = func() map[string]fieldInfo {
 	return m
 }()
 
-// orderedFields are entryFields in struct order (the order encoding/json
-// writes them in).
+// orderedFields are entryFields in the order the canonical form writes
+// them in: sorted by name.
 var orderedFields = func() (out []struct {
 	name string
 	info fieldInfo
@@ -104,6 +102,12 @@ var orderedFields = func() (out []struct {
 			}{name, f})
 		}
 	}
+	slices.SortFunc(out, func(a, b struct {
+		name string
+		info fieldInfo
+	}) int {
+		return strings.Compare(a.name, b.name)
+	})
 	return out
 }()
 
@@ -145,7 +149,7 @@ func scanEntry(val []byte) (scanned, error) {
 		if err != nil {
 			return out, err
 		}
-		// encoding/json writes the fields in struct order: look ahead
+		// The canonical form writes the fields sorted: look ahead
 		// from the field after the last one before asking the map.
 		var f fieldInfo
 		ok := false
@@ -171,36 +175,20 @@ func scanEntry(val []byte) (scanned, error) {
 		}
 		s.ws()
 		switch f.kind {
-		case kindHex:
-			start := s.i
-			v, esc, err := s.str()
-			if err != nil {
-				return out, err
-			}
-			if esc && f.name == "PrevHash" {
-				return out, fmt.Errorf("field prev_hash is escaped")
-			}
-			if esc {
-				var u string
-				if err := json.Unmarshal(s.b[start:s.i], &u); err != nil {
-					return out, fmt.Errorf("field %s: %w", key, err)
-				}
-				v = []byte(u)
-			}
-			dst := out.fields.field(f.name)
-			if f.name == "PrevHash" {
-				dst = &out.prevHash
-			}
-			if err := scanStoredHex(v, dst); err != nil {
-				return out, fmt.Errorf("field %s: %w", key, err)
-			}
 		case kindString:
 			start := s.i
 			v, esc, err := s.str()
 			if err != nil {
 				return out, err
 			}
-			if dst := out.fields.field(f.name); dst != nil {
+			dst := out.fields.field(f.name)
+			if f.name == "PrevHash" {
+				if esc {
+					return out, fmt.Errorf("field prev_hash is escaped")
+				}
+				dst = &out.prevHash
+			}
+			if dst != nil {
 				if esc {
 					var u string
 					if err := json.Unmarshal(s.b[start:s.i], &u); err != nil {
@@ -242,11 +230,11 @@ func scanEntry(val []byte) (scanned, error) {
 				out.prevPractitioner = n
 			}
 		case kindTime:
-			start := s.i
-			if err := s.number(); err != nil {
+			v, esc, err := s.str()
+			if err != nil {
 				return out, err
 			}
-			t, err := parseStoredTime(s.b[start:s.i])
+			t, err := parseTime(v, esc)
 			if err != nil {
 				return out, fmt.Errorf("field %s: %w", key, err)
 			}
@@ -482,6 +470,17 @@ func (s *entryScanner) number() error {
 		}
 	}
 	return nil
+}
+
+// parseTime reads the stored form of the time, and only that form: RFC
+// 3339 in UTC ("Z") with the fraction of a second as time.RFC3339Nano
+// writes it (no trailing zero, none when zero).
+func parseTime(v []byte, escaped bool) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, string(v))
+	if err == nil && (escaped || string(t.UTC().AppendFormat(nil, time.RFC3339Nano)) != string(v)) {
+		err = errors.New("not in the stored form (RFC 3339, UTC, shortest fraction)")
+	}
+	return t.UTC(), err
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -21,6 +21,7 @@ import (
 // the log; none writes an entry.
 type AuditQuery interface {
 	LatestCheckpoint(ctx context.Context) (*audit.Checkpoint, error)
+	CheckpointAt(ctx context.Context, size uint64) (*audit.Checkpoint, error)
 	InclusionProof(ctx context.Context, seq, size uint64) (*audit.InclusionProof, error)
 	ConsistencyProof(ctx context.Context, from, to uint64) (*audit.ConsistencyProof, error)
 	Query(ctx context.Context, q audit.Query) (*audit.Page, error)
@@ -225,8 +226,11 @@ func (s *Server) inclusionProof(x *exchange) (int, any, error) {
 
 // consistencyProof handles GET /v1/audit/proofs/consistency?from=&to=:
 // the proof that the tree of from entries is a prefix of the tree of to
-// entries (to defaults to the latest checkpoint, which the answer then
-// carries). Any authenticated partner may ask: it holds only hashes.
+// entries. to defaults to the latest checkpoint; an explicit to must be
+// the size of a signed checkpoint; the answer carries that checkpoint,
+// and from's (from_checkpoint) when one was signed at that size, so its
+// roots are always signed ones. Any authenticated partner may ask: it
+// holds only hashes.
 func (s *Server) consistencyProof(x *exchange) (int, any, error) {
 	x.entry.Kind = audit.KindRejected
 	p, err := queryParams(x, "from", "to")
@@ -241,15 +245,31 @@ func (s *Server) consistencyProof(x *exchange) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	x.entry.Kind = audit.KindAccess
 	body := map[string]any{"request_id": x.id}
 	if to == 0 {
+		x.entry.Kind = audit.KindAccess
 		cp, err := s.covering(x, from)
 		if err != nil {
 			return 0, nil, err
 		}
 		to = cp.Size
 		body["checkpoint"] = viewCheckpoint(cp)
+	} else {
+		// An explicit to must be a signed checkpoint's size: the answer
+		// names the checkpoint whose root the proof leads to.
+		cp, err := s.deps.AuditQuery.CheckpointAt(x.ctx, to)
+		if errors.Is(err, audit.ErrNoCheckpoint) {
+			return 0, nil, badRequest("to", fmt.Sprintf("%d is not the size of a signed checkpoint (GET /v1/audit/checkpoints/latest; omit to for the latest)", to))
+		}
+		if err != nil {
+			return 0, nil, auditError(x, err)
+		}
+		x.entry.Kind = audit.KindAccess
+		body["checkpoint"] = viewCheckpoint(cp)
+	}
+	// The old size's checkpoint too, when one was signed at it.
+	if cp, err := s.deps.AuditQuery.CheckpointAt(x.ctx, from); err == nil {
+		body["from_checkpoint"] = viewCheckpoint(cp)
 	}
 	proof, err := s.deps.AuditQuery.ConsistencyProof(x.ctx, from, to)
 	if err != nil {

@@ -122,6 +122,7 @@ func (s *Server) postConsent(x *exchange) (int, any, error) {
 		return 0, nil, errStateUnavailable
 	}
 	if err := s.permit(x, policy.ActionRecord, nil); err != nil {
+		s.noteBodyChild(x)
 		return 0, nil, err
 	}
 	var req ConsentRequest

@@ -60,6 +60,7 @@ func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
 		}
 		return badRequest("body", "could not be read")
 	}
+	x.noteChild(subjectOf(raw))
 	if err := unknownField(raw, v); err != nil {
 		return err
 	}
@@ -75,6 +76,24 @@ func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
 		return badRequest("body", "must hold exactly one JSON object")
 	}
 	return nil
+}
+
+// subjectOf is the "subject" member of a JSON body's first value, read
+// leniently (whatever else is wrong with the body), or "".
+func subjectOf(raw []byte) string {
+	var probe struct {
+		Subject string `json:"subject"`
+	}
+	_ = json.NewDecoder(bytes.NewReader(raw)).Decode(&probe)
+	return probe.Subject
+}
+
+// noteBodyChild reads the body of a request refused before its body was
+// decoded, only to note the child it names (bounded as decodeStrict is).
+func (s *Server) noteBodyChild(x *exchange) {
+	if raw, err := io.ReadAll(http.MaxBytesReader(nil, x.r.Body, s.opts.MaxBodyBytes)); err == nil {
+		x.noteChild(subjectOf(raw))
+	}
 }
 
 func jsonError(err error) error {

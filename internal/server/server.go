@@ -20,6 +20,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/consent"
 	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/revision"
 )
@@ -217,6 +218,46 @@ type exchange struct {
 	after []func(context.Context)
 	// review is the IG review item an overriding decision opened.
 	review *consent.Review
+	// child is the NHS number (normalised) of the child the request
+	// names, once a handler has seen a valid one (noteChild): whatever
+	// check then rejects the request, its entry is indexed under the
+	// child (indexUnderChild).
+	child string
+}
+
+// noteChild records raw as the child the request names if it is a valid
+// NHS number and none was noted before.
+func (x *exchange) noteChild(raw string) {
+	if x.child == "" && raw != "" {
+		if n, err := nhs.Normalize(raw); err == nil {
+			x.child = n
+		}
+	}
+}
+
+// indexUnderChild gives an entry that names no subject the pseudonym of
+// the child the request named (in the body, or as the {nhs} of the
+// route), so that every request about a child, whichever check rejected
+// it, appears in the child's access report. An unauthenticated request
+// is not read for a child (no key-store work for anonymous callers). If
+// the key store cannot pseudonymise now, the entry goes without (it is
+// still recorded).
+func (s *Server) indexUnderChild(x *exchange) {
+	if x.entry.Subject != "" || x.claims == nil {
+		return
+	}
+	x.noteChild(mux.Vars(x.r)["nhs"])
+	if x.child == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), s.opts.KeyTimeout)
+	defer cancel()
+	p, err := s.deps.Keys.Pseudonym(ctx, x.child)
+	if err != nil {
+		x.log.Warn("rejected request not indexed under its child: pseudonym unavailable", "err", err)
+		return
+	}
+	x.entry.Subject = p
 }
 
 // onAuditFailure registers f to undo a state change if the request's audit
@@ -253,6 +294,7 @@ func (s *Server) audited(h handlerFunc) http.Handler {
 			}
 		}
 		x.entry.Status = status
+		s.indexUnderChild(x)
 		redactEntry(&x.entry)
 		// The audit append gets its own deadline, detached from the caller:
 		// a caller hanging up must not leave a decision unrecorded.

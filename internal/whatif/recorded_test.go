@@ -119,7 +119,7 @@ func TestInputsRebuiltFromARealLog(t *testing.T) {
 		}
 	}
 	bad := decisionEntry(&inputs[0], 0)
-	bad.InputResidual = json.RawMessage(`["local_authority"]`)
+	bad.InputResidual = audit.Residual(`["local_authority"]`)
 	if _, err := InputOf(bad); !errors.Is(err, policy.ErrResidual) {
 		t.Fatalf("a residual that does not decode: %v", err)
 	}
