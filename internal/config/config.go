@@ -214,7 +214,7 @@ type Policy struct {
 	ReloadTimeout Duration `yaml:"reload_timeout"`
 	// DecisionMemo is how many decisions of the active revision the
 	// gateway remembers, to answer a request exactly like an earlier one
-	// without evaluating it again (whatif.DecisionMemo: only when the
+	// without evaluating it again (decision.Memo: only when the
 	// policy reads the time only against protocol dates, never with a
 	// consent record on file; one hit in 256 is re-evaluated as a check),
 	// at least 1,024. 0 turns it off.
