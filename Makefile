@@ -65,7 +65,7 @@ $(VAULT_BIN):
 
 # Benchmarks (not part of `make test`): see docs/performance.md.
 bench: build $(VAULT_BIN)
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/audit/ ./internal/identity/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/audit/ ./internal/identity/ ./internal/decision/
 	TRUSTGATE_VAULT_BIN=$(VAULT_BIN) $(GO) test -tags bench -count=1 -run 'TestBench' -v -timeout 20m ./internal/bench/
 	$(GO) test -tags bench -count=1 -run 'TestBenchWhatIf' -v -timeout 30m ./internal/whatif/
 	$(GO) test -tags bench -count=1 -run 'TestBenchAudit' -v -timeout 30m ./internal/audit/

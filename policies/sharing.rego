@@ -18,7 +18,7 @@ import rego.v1
 default decision := {
 	"allow": false,
 	"categories": [],
-	"reasons": ["no decision could be made"],
+	"reasons": ["no_decision: no decision could be made"],
 	"protocol": null,
 	"lawful_basis": "",
 	"basis": "",
@@ -58,17 +58,44 @@ deny_decision := {
 }
 
 # ---------------------------------------------------------------------------
-# Protocols in force now, and which of them bind both parties.
+# The Trust-level part of a decision: everything that depends only on who
+# asks (partner, type, role), of whom (partner, type, sensitivity), for
+# which purpose, and where the time falls among the protocols' dates —
+# which rules of which in-force protocols apply, which in-force protocols
+# the requester signed, and, when no rule applies, why. The gateway may
+# compute it once for each such key of a revision (with an input holding
+# only those fields) and hand it in as input.trust; without input.trust
+# the policy computes it here. Protocols are named by their index in
+# data.trustgate.protocols, rules by their index in the protocol.
 
-in_force contains p if {
-	some p in data.trustgate.protocols
+trust := input.trust if input.trust
+
+trust := trust_part if not input.trust
+
+trust_part := {
+	"applicable": sort([x | some x in applicable_ix]),
+	"requester_protocols": sort([p.id |
+		some i in in_force_ix
+		p := data.trustgate.protocols[i]
+		input.requester.partner in p.signatories
+	]),
+	"none": no_rule_reasons,
+}
+
+# Protocols in force now (by index), and which of them bind both parties.
+in_force_ix contains i if {
+	some i, p in data.trustgate.protocols
 	p.effective_from_ns <= input.time_ns
 	input.time_ns < p.expires_ns
 }
 
 # A protocol binds, and benefits, only its signatories.
-binding contains p if {
-	some p in in_force
+binding_ix contains i if {
+	some i in in_force_ix
+	signed_by_both(data.trustgate.protocols[i])
+}
+
+signed_by_both(p) if {
 	input.requester.partner in p.signatories
 	input.provider.partner in p.signatories
 }
@@ -92,14 +119,111 @@ role_ok(r) if count(r.requesters.roles) == 0
 
 role_ok(r) if input.requester.role in r.requesters.roles
 
-# Rules of binding protocols whose parties, role and purpose match.
-applicable contains [p, r] if {
-	some p in binding
-	some r in p.rules
+# A rule whose parties, role and purpose match the request.
+rule_matches(r) if {
+	input.purpose in r.purposes
 	provider_matches(r)
 	requester_party(r)
 	role_ok(r)
-	input.purpose in r.purposes
+}
+
+# Rules of binding protocols that match, as [protocol index, rule index].
+applicable_ix contains [i, j] if {
+	some i in binding_ix
+	some j, r in data.trustgate.protocols[i].rules
+	rule_matches(r)
+}
+
+# Why no rule applies (empty when one does). A protocol signed by both
+# parties with a rule that would apply, but not in force now, is the
+# cause, named with why it is not in force; otherwise, when no in-force
+# protocol binds both, that is the cause (with the protocols both signed
+# that are not in force); otherwise no rule of the binding ones fits.
+no_rule_reasons := [] if count(applicable_ix) > 0
+
+no_rule_reasons := sort([m | some m in lapsed_causes]) if {
+	count(applicable_ix) == 0
+	count(lapsed_causes) > 0
+}
+
+no_rule_reasons := array.concat([no_binding_reason], sort([m | some m in pair_lapsed_causes])) if {
+	count(applicable_ix) == 0
+	count(lapsed_causes) == 0
+	count(binding_ix) == 0
+}
+
+no_rule_reasons := array.concat(
+	[concat("", [
+		"no_rule_matches: no rule of ",
+		concat(", ", sort([data.trustgate.protocols[i].id | some i in binding_ix])),
+		" lets a ", input.requester.type, " (", input.requester.role, ") receive data from ",
+		input.provider.partner, " for purpose ", input.purpose,
+	])],
+	sensitive_note,
+) if {
+	count(applicable_ix) == 0
+	count(lapsed_causes) == 0
+	count(binding_ix) > 0
+}
+
+no_binding_reason := concat("", ["no_shared_protocol: no protocol in force is signed by both ", input.requester.partner, " and ", input.provider.partner]) if {
+	count(in_force_ix) > 0
+}
+
+no_binding_reason := "no_protocol_in_force: no protocol is in force" if count(in_force_ix) == 0
+
+sensitive_note := [concat("", ["sensitive_service: ", input.provider.partner, " is a sensitive service: only a rule that names it may disclose its data"])] if input.provider.sensitive
+
+sensitive_note := [] if not input.provider.sensitive
+
+# Protocols both parties signed that are not in force now: those of the
+# data outside their period, and those the data lists as lapsed (not in
+# force for a reason of their own: a missing or bad signature, a
+# withdrawal, an end date passed). Each cause is "code: words".
+not_in_force_cause(p) := concat("", ["protocol_not_yet_in_force: ", p.id, " v", p.version, " is not yet in force: effective from ", p.effective_from]) if {
+	input.time_ns < p.effective_from_ns
+}
+
+not_in_force_cause(p) := concat("", [p.ends.code, ": ", p.id, " v", p.version, " is no longer in force: ", p.ends.words]) if {
+	input.time_ns >= p.expires_ns
+}
+
+lapsed_cause(p) := concat("", [p.cause.code, ": ", p.id, " v", p.version, " is not in force: ", p.cause.words])
+
+lapsed_causes contains not_in_force_cause(p) if {
+	some i, p in data.trustgate.protocols
+	not i in in_force_ix
+	signed_by_both(p)
+	some r in p.rules
+	rule_matches(r)
+}
+
+lapsed_causes contains lapsed_cause(p) if {
+	some p in data.trustgate.lapsed
+	signed_by_both(p)
+	some r in p.rules
+	rule_matches(r)
+}
+
+pair_lapsed_causes contains not_in_force_cause(p) if {
+	some i, p in data.trustgate.protocols
+	not i in in_force_ix
+	signed_by_both(p)
+}
+
+pair_lapsed_causes contains lapsed_cause(p) if {
+	some p in data.trustgate.lapsed
+	signed_by_both(p)
+}
+
+# ---------------------------------------------------------------------------
+# The rest of the decision, about this child and these categories.
+
+# The applicable rules, as [protocol, rule].
+applicable contains [p, r] if {
+	some [i, j] in trust.applicable
+	p := data.trustgate.protocols[i]
+	r := p.rules[j]
 }
 
 asked := {c | some c in input.categories}
@@ -168,9 +292,7 @@ recipient_named(c) if input.requester.type in c.recipients.types
 
 recipient_named(c) if {
 	some pid in c.recipients.protocols
-	some p in in_force
-	p.id == pid
-	input.requester.partner in p.signatories
+	pid in trust.requester_protocols
 }
 
 # An active refusal by whoever's decision counts, covering the purpose and
@@ -283,13 +405,14 @@ candidates contains g if {
 
 # The grant that discloses the most of what was asked; ties go to the
 # protocol id, then the rule id, so the choice is deterministic.
-rank_key(g) := sprintf("%04d|%s|%s", [1000 - count(g.categories), g.protocol, g.rule])
+best_count := max({count(g.categories) | some g in candidates})
 
-best_key := min({rank_key(g) | some g in candidates})
+best_key := min({[g.protocol, g.rule] | some g in candidates; count(g.categories) == best_count})
 
 best := g if {
 	some g in candidates
-	rank_key(g) == best_key
+	count(g.categories) == best_count
+	[g.protocol, g.rule] == best_key
 }
 
 # ---------------------------------------------------------------------------
@@ -308,49 +431,29 @@ override_obligations := [
 override_obligations := [] if best.basis != "override"
 
 # ---------------------------------------------------------------------------
-# Reasons, in plain words, for the allow and for every denial.
+# Reasons, each a stable code and plain words ("code: words";
+# docs/api.md lists the codes), for the allow and for every denial.
 
-allow_reason := sprintf("allowed by %s v%s rule %s (%s)", [best.protocol, best.version, best.rule, basis_words[best.basis]])
+allow_reason := concat("", ["allowed: allowed by ", best.protocol, " v", best.version, " rule ", best.rule, " (", basis_words[best.basis], ")"])
 
 basis_words := {
 	"no_consent_needed": "consent not required by the rule",
 	"consent": "covered by the consent on record",
-	"override": sprintf("safeguarding override: %s", [input.override.ground]),
+	"override": concat("", ["safeguarding override: ", input.override.ground]),
 }
 
-withheld_reasons := [sprintf("category %s withheld: %s", [c, withheld_why(c)]) |
+withheld_reasons := [withheld(c) |
 	some c in sort(asked)
 	not c in best.categories
 ]
 
-withheld_why(c) := sprintf("rule %s does not cover it", [best.rule]) if not c in best.rule_categories
+withheld(c) := concat("", ["category_not_in_rule: category ", c, " withheld: rule ", best.rule, " does not cover it"]) if not c in best.rule_categories
 
-withheld_why(c) := "no active consent covers it" if c in best.rule_categories
+withheld(c) := concat("", ["category_no_consent: category ", c, " withheld: no active consent covers it"]) if c in best.rule_categories
 
-deny_reasons := [no_binding_reason] if count(binding) == 0
-
-deny_reasons := array.concat(
-	[sprintf("no rule of %s lets a %s (%s) receive data from %s for purpose %s", [
-		concat(", ", sort([p.id | some p in binding])),
-		input.requester.type, input.requester.role, input.provider.partner, input.purpose,
-	])],
-	sensitive_note,
-) if {
-	count(binding) > 0
-	count(applicable) == 0
-}
+deny_reasons := trust.none if count(applicable) == 0
 
 deny_reasons := sort([m | some m in denials]) if count(applicable) > 0
-
-no_binding_reason := sprintf("no protocol in force is signed by both %s and %s", [input.requester.partner, input.provider.partner]) if {
-	count(in_force) > 0
-}
-
-no_binding_reason := "no protocol is in force" if count(in_force) == 0
-
-sensitive_note := [sprintf("%s is a sensitive service: only a rule that names it may disclose its data", [input.provider.partner])] if input.provider.sensitive
-
-sensitive_note := [] if not input.provider.sensitive
 
 rule_covers_asked(r) if {
 	some c in asked
@@ -359,19 +462,19 @@ rule_covers_asked(r) if {
 
 needs_consent(r) if r.consent in {"required", "overridable"}
 
-denials contains sprintf("%s rule %s does not cover categories %s", [p.id, r.id, concat(", ", sort(asked))]) if {
+denials contains concat("", ["categories_not_in_rule: ", p.id, " rule ", r.id, " does not cover categories ", concat(", ", sort(asked))]) if {
 	some [p, r] in applicable
 	not rule_covers_asked(r)
 }
 
-denials contains sprintf("%s rule %s does not permit a safeguarding override", [p.id, r.id]) if {
+denials contains concat("", ["override_not_permitted: ", p.id, " rule ", r.id, " does not permit a safeguarding override"]) if {
 	override_requested
 	some [p, r] in applicable
 	rule_covers_asked(r)
 	r.consent == "required"
 }
 
-denials contains sprintf("%s rule %s does not permit override ground %s", [p.id, r.id, input.override.ground]) if {
+denials contains concat("", ["override_ground_not_permitted: ", p.id, " rule ", r.id, " does not permit override ground ", input.override.ground]) if {
 	override_requested
 	some [p, r] in applicable
 	rule_covers_asked(r)
@@ -379,7 +482,7 @@ denials contains sprintf("%s rule %s does not permit override ground %s", [p.id,
 	not input.override.ground in r.override_grounds
 }
 
-denials contains sprintf("role %s may not invoke a safeguarding override under %s rule %s", [input.requester.role, p.id, r.id]) if {
+denials contains concat("", ["override_role_not_permitted: role ", input.requester.role, " may not invoke a safeguarding override under ", p.id, " rule ", r.id]) if {
 	override_requested
 	some [p, r] in applicable
 	rule_covers_asked(r)
@@ -387,7 +490,7 @@ denials contains sprintf("role %s may not invoke a safeguarding override under %
 	not input.requester.role in r.override_roles
 }
 
-denials contains sprintf("a safeguarding override under %s rule %s needs a justification", [p.id, r.id]) if {
+denials contains concat("", ["override_unjustified: a safeguarding override under ", p.id, " rule ", r.id, " needs a justification"]) if {
 	override_requested
 	some [p, r] in applicable
 	rule_covers_asked(r)
@@ -395,7 +498,7 @@ denials contains sprintf("a safeguarding override under %s rule %s needs a justi
 	not input.override.justified == true
 }
 
-denials contains sprintf("%s rule %s requires consent: %s", [p.id, r.id, m]) if {
+denials contains concat("", [m[0], ": ", p.id, " rule ", r.id, " requires consent: ", m[1]]) if {
 	some [p, r] in applicable
 	rule_covers_asked(r)
 	needs_consent(r)
@@ -403,52 +506,52 @@ denials contains sprintf("%s rule %s requires consent: %s", [p.id, r.id, m]) if 
 	some m in consent_problems
 }
 
-# Why no consent covers the request; one line per problem, naming the part
-# that is missing.
-consent_problems contains "no consent is recorded for this child" if count(input.consents) == 0
+# Why no consent covers the request; one [code, words] per problem, naming
+# the part that is missing.
+consent_problems contains ["consent_missing", "no consent is recorded for this child"] if count(input.consents) == 0
 
-consent_problems contains sprintf("the child, assessed as competent, refused consent (%s); this prevails over any consent by a parent", [c.id]) if {
+consent_problems contains ["consent_refused_by_child", concat("", ["the child, assessed as competent, refused consent (", c.id, "); this prevails over any consent by a parent"])] if {
 	some c in input.consents
 	consent_status(c) == "refused"
 	c.given_by == "self"
 	input.purpose in c.purposes
 }
 
-consent_problems contains sprintf("consent was refused (%s)", [c.id]) if {
+consent_problems contains ["consent_refused", concat("", ["consent was refused (", c.id, ")"])] if {
 	some c in input.consents
 	c.given_by != "self"
 	c.id in blocking_refusals
 }
 
-consent_problems contains sprintf("consent %s was withdrawn", [c.id]) if {
+consent_problems contains ["consent_withdrawn", concat("", ["consent ", c.id, " was withdrawn"])] if {
 	some c in input.consents
 	consent_status(c) == "withdrawn"
 }
 
-consent_problems contains sprintf("consent %s has expired", [c.id]) if {
+consent_problems contains ["consent_expired", concat("", ["consent ", c.id, " has expired"])] if {
 	some c in input.consents
 	consent_status(c) == "expired"
 }
 
-consent_problems contains sprintf("consent %s is not yet valid", [c.id]) if {
+consent_problems contains ["consent_not_yet_valid", concat("", ["consent ", c.id, " is not yet valid"])] if {
 	some c in input.consents
 	consent_status(c) == "not_yet_valid"
 }
 
-consent_problems contains sprintf("consent %s was given by a %s, but the child is recorded as competent: only the child's own consent counts", [c.id, c.given_by]) if {
+consent_problems contains ["consent_not_by_competent_child", concat("", ["consent ", c.id, " was given by a ", c.given_by, ", but the child is recorded as competent: only the child's own consent counts"])] if {
 	some c in input.consents
 	consent_status(c) == "active"
 	not decider_ok(c)
 }
 
-consent_problems contains sprintf("consent %s does not cover purpose %s", [c.id, input.purpose]) if {
+consent_problems contains ["consent_purpose_not_covered", concat("", ["consent ", c.id, " does not cover purpose ", input.purpose])] if {
 	some c in input.consents
 	consent_status(c) == "active"
 	decider_ok(c)
 	not input.purpose in c.purposes
 }
 
-consent_problems contains sprintf("consent %s does not name %s as a recipient", [c.id, input.requester.partner]) if {
+consent_problems contains ["consent_recipient_not_named", concat("", ["consent ", c.id, " does not name ", input.requester.partner, " as a recipient"])] if {
 	some c in input.consents
 	consent_status(c) == "active"
 	decider_ok(c)
@@ -456,7 +559,7 @@ consent_problems contains sprintf("consent %s does not name %s as a recipient", 
 	not recipient_named(c)
 }
 
-consent_problems contains sprintf("consent %s does not cover category %s", [c.id, cat]) if {
+consent_problems contains ["consent_category_not_covered", concat("", ["consent ", c.id, " does not cover category ", cat])] if {
 	some c in input.consents
 	covering(c)
 	some cat in asked

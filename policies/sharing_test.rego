@@ -25,6 +25,7 @@ fixture := {
 			"id": "isp-a", "version": "1", "title": "A", "digest": "x",
 			"signatories": ["csc", "gp1", "police", "school1", "camhs"],
 			"effective_from_ns": 0, "expires_ns": 2000, "purposes": ["safeguarding", "child_protection"],
+			"effective_from": "1970-01-01", "ends": {"code": "protocol_expired", "words": "expired on 1970-01-02"},
 			"rules": [
 				rule("health-to-csc", ["gp1"], ["health", "gp"], [], ["local_authority"], ["social_worker", "team_manager"], ["safeguarding"], ["identity", "health_summary"], "overridable", ["social_worker"], ["risk_of_significant_harm"]),
 				rule("police-to-csc", [], ["police"], [], ["local_authority"], ["social_worker"], ["safeguarding", "child_protection"], ["police_concerns", "household"], "not_required", [], []),
@@ -38,9 +39,31 @@ fixture := {
 			"id": "isp-expired", "version": "1", "title": "Old", "digest": "y",
 			"signatories": ["edu", "school2"],
 			"effective_from_ns": 0, "expires_ns": 500, "purposes": ["education_welfare"],
+			"effective_from": "1970-01-01", "ends": {"code": "protocol_expired", "words": "expired on 1970-01-01"},
 			"rules": [rule("s2-to-edu", [], ["school"], [], ["local_authority"], [], ["education_welfare"], ["school_attendance"], "not_required", [], [])],
 		},
+		{
+			"id": "isp-yj", "version": "2", "title": "Youth justice", "digest": "z",
+			"signatories": ["csc", "police"],
+			"effective_from_ns": 0, "expires_ns": 900, "purposes": ["youth_justice"],
+			"effective_from": "1970-01-01", "ends": {"code": "protocol_withdrawn", "words": "withdrawn by police from 1970-01-01"},
+			"rules": [rule("police-to-csc-yj", [], ["police"], [], ["local_authority"], [], ["youth_justice"], ["offending"], "not_required", [], [])],
+		},
+		{
+			"id": "isp-future", "version": "1", "title": "Future", "digest": "f",
+			"signatories": ["csc", "police"],
+			"effective_from_ns": 1500, "expires_ns": 3000, "purposes": ["education_welfare"],
+			"effective_from": "1970-01-03", "ends": {"code": "protocol_expired", "words": "expired on 1970-01-04"},
+			"rules": [rule("police-to-csc-ew", [], ["police"], [], ["local_authority"], [], ["education_welfare"], ["offending"], "not_required", [], [])],
+		},
 	],
+	"lapsed": [{
+		"id": "isp-eh", "version": "1", "title": "Early help", "digest": "u",
+		"signatories": ["csc", "school1"],
+		"effective_from_ns": 0, "expires_ns": 2000, "purposes": ["early_help"],
+		"cause": {"code": "signature_missing", "words": "signature of school1 missing"},
+		"rules": [rule("school-to-csc-eh", [], ["school"], [], ["local_authority"], [], ["early_help"], ["school_attendance"], "required", [], [])],
+	}],
 }
 
 rule(id, ppart, ptype, rpart, rtype, roles, purposes, cats, consent, oroles, ogrounds) := {
@@ -78,7 +101,7 @@ consent(id, by, competent, outcome, purposes, cats, partners) := {
 parent_ok := consent("c1", "parent", false, "given", ["safeguarding"], ["identity", "health_summary"], ["csc"])
 
 decide(inp) := d if {
-	d := sharing.decision with input as inp with data.trustgate.protocols as fixture.protocols with data.trustgate.partners as fixture.partners with data.trustgate.settings as fixture.settings
+	d := sharing.decision with input as inp with data.trustgate.protocols as fixture.protocols with data.trustgate.partners as fixture.partners with data.trustgate.settings as fixture.settings with data.trustgate.lapsed as fixture.lapsed
 }
 
 has_reason(d, fragment) if {
@@ -136,19 +159,20 @@ test_unsigned_provider_not_bound if {
 test_expired_protocol_plays_no_part if {
 	d := decide(req("edu", "local_authority", "education_welfare_officer", "school2", "school", false, "education_welfare", ["school_attendance"]))
 	not d.allow
-	has_reason(d, "no protocol in force is signed by both")
+	has_reason(d, "protocol_expired: isp-expired v1")
 }
 
 test_not_yet_effective_protocol_plays_no_part if {
 	inp := object.union(req("csc", "local_authority", "social_worker", "police", "police", false, "safeguarding", ["police_concerns"]), {"time_ns": -1})
 	d := decide(inp)
 	not d.allow
-	has_reason(d, "no protocol is in force")
+	has_reason(d, "protocol_not_yet_in_force: isp-a v1 is not yet in force: effective from 1970-01-01")
 }
 
 test_expires_at_the_instant if {
 	inp := object.union(req("csc", "local_authority", "social_worker", "police", "police", false, "safeguarding", ["police_concerns"]), {"time_ns": 2000})
 	not decide(inp).allow
+	decide(inp).reasons == ["protocol_expired: isp-a v1 is no longer in force: expired on 1970-01-02"]
 	inp2 := object.union(inp, {"time_ns": 1999})
 	decide(inp2).allow
 }
@@ -364,4 +388,48 @@ test_refusal_does_not_block_override_but_is_shown if {
 test_decision_always_defined if {
 	d := sharing.decision with input as {} with data.trustgate.protocols as fixture.protocols with data.trustgate.partners as fixture.partners with data.trustgate.settings as fixture.settings
 	d.allow == false
+}
+
+# ---------------------------------------------------------------------------
+# A protocol that is not in force is named with its cause, even when the
+# pair shares another protocol (whose purpose is not the point).
+
+test_withdrawn_protocol_is_the_cause if {
+	d := decide(req("csc", "local_authority", "social_worker", "police", "police", false, "youth_justice", ["offending"]))
+	not d.allow
+	d.reasons == ["protocol_withdrawn: isp-yj v2 is no longer in force: withdrawn by police from 1970-01-01"]
+}
+
+test_protocol_not_yet_in_force_is_the_cause if {
+	d := decide(req("csc", "local_authority", "social_worker", "police", "police", false, "education_welfare", ["offending"]))
+	d.reasons == ["protocol_not_yet_in_force: isp-future v1 is not yet in force: effective from 1970-01-03"]
+}
+
+test_expired_protocol_is_the_cause if {
+	d := decide(req("edu", "local_authority", "education_welfare_officer", "school2", "school", false, "education_welfare", ["school_attendance"]))
+	d.reasons == ["protocol_expired: isp-expired v1 is no longer in force: expired on 1970-01-01"]
+}
+
+test_unsigned_protocol_is_the_cause if {
+	d := decide(req("csc", "local_authority", "early_help_worker", "school1", "school", false, "early_help", ["school_attendance"]))
+	d.reasons == ["signature_missing: isp-eh v1 is not in force: signature of school1 missing"]
+}
+
+test_no_shared_protocol_has_a_code if {
+	d := decide(req("csc", "local_authority", "social_worker", "school2", "school", false, "safeguarding", ["school_attendance"]))
+	d.reasons == ["no_shared_protocol: no protocol in force is signed by both csc and school2"]
+}
+
+test_every_reason_has_a_code if {
+	inputs := [
+		req("csc", "local_authority", "social_worker", "police", "police", false, "safeguarding", ["police_concerns", "offending"]),
+		gp_req,
+		req("csc", "local_authority", "teacher", "police", "police", false, "safeguarding", ["police_concerns"]),
+	]
+	every inp in inputs {
+		d := decide(inp)
+		every r in d.reasons {
+			regex.match(`^[a-z_]+: `, r)
+		}
+	}
 }

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/decision"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/revision"
-	"github.com/childrens-trust/trustgate/internal/whatif"
 )
 
 // TestPolicyTools runs the IG lead's tools as a review pipeline would:
@@ -155,7 +155,7 @@ func TestPolicyWhatIf(t *testing.T) {
 			Protocol: d.Protocol.ID, ProtocolVersion: d.Protocol.Version, Rule: d.Protocol.Rule,
 			Requester: in.Requester.Partner, Practitioner: in.Requester.Practitioner, Role: in.Requester.Role,
 			Provider: in.Provider.Partner, Purpose: in.Purpose, Categories: in.Categories}
-		if err := whatif.RecordInput(e, &in); err != nil {
+		if err := decision.RecordInput(e, &in); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := l.Append(context.Background(), e); err != nil {

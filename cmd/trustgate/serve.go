@@ -45,6 +45,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(cfg.Runtime.GCPercent)
 	}
+	// The soft memory limit, unless the operator set GOMEMLIMIT.
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.Runtime.MemoryLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(cfg.Runtime.MemoryLimitMiB) << 20)
+	}
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -69,7 +69,8 @@ func TestDemoSharesAllowedAndDenied(t *testing.T) {
 		d := decisionOf(t, g.decide("exley-education", "education_welfare_officer", map[string]any{
 			"subject": child, "provider": "st-annes-primary", "purpose": "education_welfare", "categories": []string{"school_attendance"},
 		}))
-		if d["allow"] != false || strings.Contains(strings.Join(strs(d["reasons"]), ";"), "isp-education-welfare") {
+		// Denied, and the reason names the protocol and the missing signature.
+		if d["allow"] != false || !strings.Contains(strings.Join(strs(d["reasons"]), ";"), "signature_missing: isp-education-welfare v1 is not in force: the signature of exley-district is missing") {
 			t.Fatalf("got %v", d)
 		}
 	})

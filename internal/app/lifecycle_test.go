@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/childrens-trust/trustgate/internal/config"
+	"github.com/childrens-trust/trustgate/internal/decision"
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/protocol"
@@ -263,14 +264,14 @@ func TestBrokenEditsLeaveThePreviousRevisionServing(t *testing.T) {
 		{
 			name: "a syntax error",
 			edit: func(t *testing.T, _, pols string) {
-				replaceIn(t, filepath.Join(pols, "sharing.rego"), "in_force contains p if {", "in_force contains p if {{")
+				replaceIn(t, filepath.Join(pols, "sharing.rego"), "in_force_ix contains i if {", "in_force_ix contains i if {{")
 			},
 			check: revision.CheckCompile, file: "sharing.rego", part: "rego_parse_error",
 		},
 		{
 			name: "a failing test",
 			edit: func(t *testing.T, _, pols string) {
-				replaceIn(t, filepath.Join(pols, "sharing.rego"), `"no protocol is in force"`, `"no protocol in force"`)
+				replaceIn(t, filepath.Join(pols, "sharing.rego"), `"no_shared_protocol: no protocol in force is signed by both "`, `"no protocol in force is signed by both "`)
 			},
 			check: revision.CheckTests, file: "sharing_test.rego", part: "test_",
 		},
@@ -502,7 +503,8 @@ func TestExpiryAtTheInstantWithoutReload(t *testing.T) {
 	if dec["allow"] != false || r.Body["policy_revision"] != rev || g.serving() != rev {
 		t.Fatalf("at expiry: %s", r.Raw)
 	}
-	if strings.Contains(strings.Join(strs(dec["reasons"]), ";"), "isp-safeguarding") {
+	// The reason names the protocol that expired, not another the pair shares.
+	if rs := strs(dec["reasons"]); len(rs) != 1 || !strings.HasPrefix(rs[0], "protocol_expired: isp-safeguarding v3 is no longer in force: expired on ") {
 		t.Fatalf("reasons %v", dec["reasons"])
 	}
 }
@@ -682,7 +684,7 @@ func TestWhatIfOverTheRecordedLog(t *testing.T) {
 			continue
 		}
 		decisions++
-		in, err := whatif.InputOf(e)
+		in, err := decision.InputOf(e)
 		if err != nil {
 			t.Fatalf("seq %d: no recorded input: %v", seq, err)
 		}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/decision"
 	"github.com/childrens-trust/trustgate/internal/policy"
-	"github.com/childrens-trust/trustgate/internal/whatif"
 )
 
 // The input a real decision entry records rebuilds exactly the input the
@@ -105,7 +105,7 @@ func TestRecordedInputsRebuildExactly(t *testing.T) {
 			if e.Kind != audit.KindDecision {
 				t.Fatalf("%s: entry %d is %s", c.name, c.seq, e.Kind)
 			}
-			got, err := whatif.InputOf(e)
+			got, err := decision.InputOf(e)
 			if err != nil {
 				t.Fatalf("%s (%s): %v", c.name, when, err)
 			}

@@ -74,7 +74,7 @@ type Entry struct {
 	// override was justified (a compact JSON object, policy.EncodeResidual;
 	// never the NHS number or any record content). With the entry's time,
 	// requester, practitioner, role, provider, purpose, categories and
-	// override ground it rebuilds the exact input (whatif.InputOf), so that
+	// override ground it rebuilds the exact input (decision.InputOf), so that
 	// decisions can be replayed against a proposed revision. It is shown
 	// and stored as a JSON string holding that text (Residual).
 	InputResidual Residual `json:"input_residual,omitempty"`

@@ -26,7 +26,6 @@ import (
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/protocol"
-	"github.com/childrens-trust/trustgate/policies"
 )
 
 func envDuration(name string, def time.Duration) time.Duration {
@@ -140,37 +139,7 @@ func TestBenchDecisionsVsOPA(t *testing.T) {
 	g := gws[0].p
 
 	// The peer: OPA's server with the same policy and data.
-	work := t.TempDir()
-	src, err := policy.LoadFS(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var args []string
-	for name, body := range src.Modules {
-		p := filepath.Join(work, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, p)
-	}
-	raw, _ := json.Marshal(map[string]any{"trustgate": revisionData(t, g.dir)})
-	dataPath := filepath.Join(work, "data.json")
-	if err := os.WriteFile(dataPath, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	cmd := exec.Command(opaBinary(t), append([]string{"run", "--server", "--addr", addr, "--log-level", "error", "--skip-version-check", "--optimize-store-for-read-speed", dataPath}, args...)...)
-	logf, err := os.Create(filepath.Join(work, "opa.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitHealthy(t, "http://"+addr+"/health", 3*time.Minute)
+	cmd, opaURL := startOPA(t, g.dir)
 
 	in := policy.Input{
 		TimeNS:     time.Now().UnixNano(),
@@ -181,7 +150,6 @@ func TestBenchDecisionsVsOPA(t *testing.T) {
 		Consents:   []policy.Consent{},
 	}
 	opaBody, _ := json.Marshal(map[string]any{"input": in.Map()})
-	opaURL := "http://" + addr + "/v1/data/trustgate/sharing/decision"
 	checkOPAAllows(t, opaURL, opaBody)
 	opaReq := JSONPost(opaURL, opaBody, nil)
 

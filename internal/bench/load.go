@@ -165,3 +165,70 @@ func JSONPost(url string, body []byte, header func(i int64) http.Header) Request
 		return req, nil
 	}
 }
+
+// OpenResult is the outcome of an open-loop run: requests sent at a fixed
+// rate whatever the answers, each timed from the instant it was due (so
+// that a slow answer cannot hide the requests queued behind it).
+type OpenResult struct {
+	Name           string
+	Rate           int
+	Sent, Errors   int64
+	FirstError     string
+	P50, P99, P999 time.Duration
+}
+
+func (r OpenResult) String() string {
+	return fmt.Sprintf("%-28s open loop %5d/s  p50 %6.2f ms  p99 %6.2f ms  p99.9 %6.2f ms  (%d requests, %d errors)",
+		r.Name, r.Rate, ms(r.P50), ms(r.P99), ms(r.P999), r.Sent, r.Errors)
+}
+
+// DriveOpen sends rate requests a second for d, each from a goroutine of
+// its own, and measures each from the instant it was due.
+func DriveOpen(ctx context.Context, name string, rate int, d time.Duration, want int, mk Request) OpenResult {
+	tr := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	n := int(d.Seconds() * float64(rate))
+	lat := make([]time.Duration, n)
+	ok := make([]bool, n)
+	var firstErr atomic.Value
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range n {
+		due := start.Add(time.Duration(i) * interval)
+		if w := time.Until(due); w > 0 {
+			time.Sleep(w)
+		}
+		req, err := mk(int64(i))
+		if err != nil {
+			firstErr.CompareAndSwap(nil, err.Error())
+			continue
+		}
+		wg.Go(func() {
+			resp, err := hc.Do(req.WithContext(ctx))
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err.Error())
+				return
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d: %.300s", resp.StatusCode, body))
+				return
+			}
+			lat[i], ok[i] = time.Since(due), true
+		})
+	}
+	wg.Wait()
+	var good []time.Duration
+	for i, l := range lat {
+		if ok[i] {
+			good = append(good, l)
+		}
+	}
+	sort.Slice(good, func(i, j int) bool { return good[i] < good[j] })
+	fe, _ := firstErr.Load().(string)
+	return OpenResult{Name: name, Rate: rate, Sent: int64(n), Errors: int64(n - len(good)), FirstError: fe,
+		P50: percentile(good, 0.5), P99: percentile(good, 0.99), P999: percentile(good, 0.999)}
+}

@@ -80,6 +80,12 @@ type Runtime struct {
 	// few hundred MB at most. A GOGC environment variable wins; so does
 	// GOMEMLIMIT, which bounds the heap whatever this says.
 	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimitMiB is the Go runtime's soft memory limit (Go's
+	// GOMEMLIMIT, which wins when set): near it the collector runs
+	// sooner whatever GCPercent says, so that the heap GCPercent lets grow
+	// stays bounded under load (docs/performance.md: resident memory).
+	// 0: no limit.
+	MemoryLimitMiB int `yaml:"memory_limit_mib"`
 }
 
 // TLS names the server certificate and key files (certs/README.md).
@@ -214,7 +220,7 @@ type Policy struct {
 	ReloadTimeout Duration `yaml:"reload_timeout"`
 	// DecisionMemo is how many decisions of the active revision the
 	// gateway remembers, to answer a request exactly like an earlier one
-	// without evaluating it again (whatif.DecisionMemo: only when the
+	// without evaluating it again (decision.Memo: only when the
 	// policy reads the time only against protocol dates, never with a
 	// consent record on file; one hit in 256 is re-evaluated as a check),
 	// at least 1,024. 0 turns it off.
@@ -254,7 +260,7 @@ func Default() Config {
 		Keys:    Keys{Backend: "local", Timeout: Duration{2 * time.Second}, Vault: DefaultVault()},
 		Policy:  Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200, ReloadTimeout: Duration{time.Minute}, DecisionMemo: 10_000},
 		Log:     Log{Level: "info", Format: "text"},
-		Runtime: Runtime{GCPercent: 400},
+		Runtime: Runtime{GCPercent: 400, MemoryLimitMiB: 100},
 
 		Providers:     defaultProviders(),
 		Notifications: defaultNotifications(),
@@ -340,6 +346,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.DecisionMemo < 0 || c.Policy.DecisionMemo > 1_000_000 {
 		bad("policy.decision_memo", "must be between 0 (off) and 1000000")
+	}
+	if c.Runtime.MemoryLimitMiB < 0 || (c.Runtime.MemoryLimitMiB > 0 && c.Runtime.MemoryLimitMiB < 32) {
+		bad("runtime.memory_limit_mib", "must be 0 (no limit) or at least 32")
 	}
 	if c.Runtime.GCPercent < 25 || c.Runtime.GCPercent > 10000 {
 		bad("runtime.gc_percent", "must be between 25 and 10000")

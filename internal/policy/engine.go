@@ -82,6 +82,7 @@ type Revision struct {
 	hash     string
 	files    []string
 	prepared rego.PreparedEvalQuery
+	trust    rego.PreparedEvalQuery // TrustQuery (trust.go)
 	permit   rego.PreparedEvalQuery // PermissionQuery (permission.go)
 	data     Data
 	compiled time.Time
@@ -127,10 +128,15 @@ func Prepare(ctx context.Context, src Sources, data Data) (*Revision, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w: %w", ErrCompile, err)
 	}
+	trust, err := prepareTrust(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w: %w", ErrCompile, err)
+	}
 	return &Revision{
 		hash:     hex.EncodeToString(h.Sum(nil)),
 		files:    src.Files(),
 		prepared: pq,
+		trust:    trust,
 		permit:   permit,
 		data:     data,
 		compiled: time.Now(),
@@ -147,27 +153,32 @@ func (r *Revision) Files() []string { return r.files }
 // Data returns the data the revision was prepared with.
 func (r *Revision) Data() Data { return r.data }
 
-// Decide evaluates in. It never returns an allow with an error. An
-// undefined or malformed result is a deny with a reason; an evaluation
+// Decide evaluates in: the plain evaluation, the policy computing every
+// part of the decision itself. It never returns an allow with an error.
+// An undefined or malformed result is a deny with a reason; an evaluation
 // error is a deny and an error wrapping ErrEvaluation.
 func (r *Revision) Decide(ctx context.Context, in *Input) (*Decision, error) {
-	rs, err := r.prepared.Eval(ctx, rego.EvalParsedInput(in.value()))
+	return r.decide(ctx, in.value(nil), in.Categories)
+}
+
+func (r *Revision) decide(ctx context.Context, input ast.Value, asked []string) (*Decision, error) {
+	rs, err := r.prepared.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
-		return denied("policy evaluation failed"), fmt.Errorf("policy: %w: %w", ErrEvaluation, err)
+		return denied("policy_evaluation_failed: policy evaluation failed"), fmt.Errorf("policy: %w: %w", ErrEvaluation, err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return denied("the policy gave no decision (undefined result): denied"), nil
+		return denied("policy_undefined: the policy gave no decision (undefined result): denied"), nil
 	}
 	m, ok := rs[0].Expressions[0].Value.(map[string]any)
 	if !ok {
-		return denied("the policy's decision is not an object: denied"), nil
+		return denied("policy_malformed: the policy's decision is not an object: denied"), nil
 	}
 	d, err := decodeDecision(m)
 	if err != nil {
-		return denied("the policy's decision is malformed: denied"), nil
+		return denied("policy_malformed: the policy's decision is malformed: denied"), nil
 	}
-	if err := d.check(in); err != nil {
-		return denied("the policy's decision is inconsistent (" + err.Error() + "): denied"), nil
+	if err := d.check(asked); err != nil {
+		return denied("policy_inconsistent: the policy's decision is inconsistent (" + err.Error() + "): denied"), nil
 	}
 	return d, nil
 }
@@ -178,7 +189,7 @@ func denied(reason string) *Decision {
 
 // check enforces what no policy may get wrong: an allow names a protocol
 // rule and grants only (and at least one of) the categories asked.
-func (d *Decision) check(in *Input) error {
+func (d *Decision) check(categories []string) error {
 	if !d.Allow {
 		if len(d.Categories) != 0 {
 			return errors.New("a deny grants categories")
@@ -191,8 +202,8 @@ func (d *Decision) check(in *Input) error {
 	if len(d.Categories) == 0 {
 		return errors.New("an allow grants no category")
 	}
-	asked := map[string]bool{}
-	for _, c := range in.Categories {
+	asked := make(map[string]bool, len(categories))
+	for _, c := range categories {
 		asked[c] = true
 	}
 	for _, c := range d.Categories {
@@ -210,8 +221,17 @@ func (d *Decision) check(in *Input) error {
 
 func (d Data) normalized() Data {
 	out := d
-	out.Protocols = make([]ProtocolData, len(d.Protocols))
-	for i, p := range d.Protocols {
+	out.Protocols = normalizedProtocols(d.Protocols)
+	out.Lapsed = normalizedProtocols(d.Lapsed)
+	if out.Partners == nil {
+		out.Partners = map[string]PartnerData{}
+	}
+	return out
+}
+
+func normalizedProtocols(ps []ProtocolData) []ProtocolData {
+	out := make([]ProtocolData, len(ps))
+	for i, p := range ps {
 		p.Signatories = nz(p.Signatories)
 		p.Purposes = nz(p.Purposes)
 		rules := make([]RuleData, len(p.Rules))
@@ -228,10 +248,7 @@ func (d Data) normalized() Data {
 			rules[j] = r
 		}
 		p.Rules = rules
-		out.Protocols[i] = p
-	}
-	if out.Partners == nil {
-		out.Partners = map[string]PartnerData{}
+		out[i] = p
 	}
 	return out
 }
@@ -247,8 +264,9 @@ func nz(s []string) []string {
 	return s
 }
 
-// value builds the input as an AST value directly, without a JSON round trip.
-func (in *Input) value() ast.Value {
+// value builds the input as an AST value directly, without a JSON round
+// trip; with trust (the Trust-level part, trust.go) as input.trust.
+func (in *Input) value(trust *ast.Term) ast.Value {
 	consents := make([]*ast.Term, len(in.Consents))
 	for i, c := range in.Consents {
 		consents[i] = ast.ObjectTerm(
@@ -268,7 +286,7 @@ func (in *Input) value() ast.Value {
 			item("withdrawn_ns", ast.IntNumberTerm(int(c.WithdrawnNS))),
 		)
 	}
-	return ast.NewObject(
+	obj := ast.NewObject(
 		item("time_ns", ast.IntNumberTerm(int(in.TimeNS))),
 		item("requester", ast.ObjectTerm(
 			item("partner", ast.StringTerm(in.Requester.Partner)),
@@ -289,6 +307,10 @@ func (in *Input) value() ast.Value {
 			item("justified", ast.BooleanTerm(in.Override.Justified)),
 		)),
 	)
+	if trust != nil {
+		obj.Insert(ast.StringTerm("trust"), trust)
+	}
+	return obj
 }
 
 func item(k string, v *ast.Term) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), v} }

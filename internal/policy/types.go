@@ -87,9 +87,15 @@ type Obligation struct {
 
 // Data is what the policy knows besides the input.
 type Data struct {
-	Protocols []ProtocolData         `json:"protocols"`
-	Partners  map[string]PartnerData `json:"partners"`
-	Settings  Settings               `json:"settings"`
+	Protocols []ProtocolData `json:"protocols"`
+	// Lapsed are the protocols that parse but are not in force for a
+	// reason of their own (a signature missing or bad, a withdrawal or an
+	// end date passed, a failed check), each with its Cause: they never
+	// grant anything; the policy names them when they are why a request
+	// is denied.
+	Lapsed   []ProtocolData         `json:"lapsed"`
+	Partners map[string]PartnerData `json:"partners"`
+	Settings Settings               `json:"settings"`
 }
 
 // ProtocolData is one signature-verified protocol. Dates are checked by the
@@ -105,6 +111,22 @@ type ProtocolData struct {
 	ExpiresNS       int64      `json:"expires_ns"`
 	Purposes        []string   `json:"purposes"`
 	Rules           []RuleData `json:"rules"`
+	// EffectiveFrom is the effective date as the protocol states it (for
+	// the words of a reason); Ends says why the protocol stops being in
+	// force at ExpiresNS (it expires, or a signatory withdraws).
+	EffectiveFrom string `json:"effective_from"`
+	Ends          Cause  `json:"ends"`
+	// Cause is why a lapsed protocol is not in force (Data.Lapsed only).
+	Cause *Cause `json:"cause,omitempty"`
+}
+
+// Cause is why a protocol is not (or stops being) in force: a stable code
+// (protocol_expired, protocol_withdrawn, protocol_not_yet_in_force,
+// signature_missing, signature_invalid, protocol_invalid; docs/api.md)
+// and plain words.
+type Cause struct {
+	Code  string `json:"code"`
+	Words string `json:"words"`
 }
 
 // RuleData is one rule of a protocol.

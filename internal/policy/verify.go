@@ -310,7 +310,7 @@ var ErrMalformed = errors.New("policy decision malformed")
 // ErrEvaluation. It is what sample decisions are checked with before a
 // revision is activated.
 func (r *Revision) Probe(ctx context.Context, in *Input) (*Decision, error) {
-	rs, err := r.prepared.Eval(ctx, rego.EvalParsedInput(in.value()))
+	rs, err := r.prepared.Eval(ctx, rego.EvalParsedInput(in.value(nil)))
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w: %w", ErrEvaluation, err)
 	}
@@ -325,7 +325,7 @@ func (r *Revision) Probe(ctx context.Context, in *Input) (*Decision, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w: %v", ErrMalformed, err)
 	}
-	if err := d.check(in); err != nil {
+	if err := d.check(in.Categories); err != nil {
 		return nil, fmt.Errorf("policy: %w: %v", ErrMalformed, err)
 	}
 	return d, nil

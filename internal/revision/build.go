@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -177,24 +178,100 @@ func Data(reg *registry.Registry, statuses []protocol.Status, src Sources, now t
 			until = later.Until
 		}
 		if !usable {
+			d.Lapsed = append(d.Lapsed, lapsedData(st))
 			continue
 		}
-		d.Protocols = append(d.Protocols, protocolData(p, st.Digest, until))
+		st.Until = until
+		d.Protocols = append(d.Protocols, protocolData(st))
 	}
-	sort.Slice(d.Protocols, func(i, j int) bool { return d.Protocols[i].ID < d.Protocols[j].ID })
+	finishData(&d)
 	return d
 }
 
-func protocolData(p *protocol.Protocol, digest string, until time.Time) policy.ProtocolData {
+// finishData sorts the protocols by id and drops the lapsed ones that
+// another version in the data supersedes (the reasons name that one).
+func finishData(d *policy.Data) {
+	sort.Slice(d.Protocols, func(i, j int) bool { return d.Protocols[i].ID < d.Protocols[j].ID })
+	ids := map[string]bool{}
+	for _, p := range d.Protocols {
+		ids[p.ID] = true
+	}
+	d.Lapsed = slices.DeleteFunc(d.Lapsed, func(p policy.ProtocolData) bool { return ids[p.ID] })
+	sort.SliceStable(d.Lapsed, func(i, j int) bool { return d.Lapsed[i].ID < d.Lapsed[j].ID })
+}
+
+// lapsedData is a protocol that is not in force, with why (the first of
+// its findings that keeps it out, in the order: a failed check, a bad
+// signature, a missing one, a withdrawal, its dates).
+func lapsedData(st protocol.Status) policy.ProtocolData {
+	pd := protocolData(st)
+	rank := map[protocol.FindingKind]int{
+		protocol.FindingInvalid: 0, protocol.FindingLint: 0, protocol.FindingDuplicate: 0, protocol.FindingWithdrawal: 0,
+		protocol.FindingSignature: 1, protocol.FindingUnsigned: 2, protocol.FindingWithdrawn: 3, protocol.FindingDate: 4,
+	}
+	var pick *protocol.Finding
+	for i := range st.Findings {
+		f := &st.Findings[i]
+		if f.Severity != protocol.SeverityError {
+			continue
+		}
+		if r, ok := rank[f.Kind]; ok && (pick == nil || r < rank[pick.Kind]) {
+			pick = f
+		}
+	}
+	c := policy.Cause{Code: "protocol_invalid", Words: "it fails the checks a protocol must pass"}
+	if pick != nil {
+		c.Words = pick.Message
+		switch pick.Kind {
+		case protocol.FindingSignature:
+			c.Code = "signature_invalid"
+			if pick.Partner != "" {
+				c.Words = "the signature of " + pick.Partner + " does not verify (" + pick.Message + ")"
+			}
+		case protocol.FindingUnsigned:
+			c.Code = "signature_missing"
+			if pick.Partner != "" {
+				c.Words = "the signature of " + pick.Partner + " is missing"
+			} else {
+				c.Words = "it has no signatures"
+			}
+		case protocol.FindingWithdrawn:
+			c.Code = "protocol_withdrawn"
+		case protocol.FindingDate:
+			c.Code = "protocol_expired"
+			if pick.Field == "effective_from" {
+				c.Code = "protocol_not_yet_in_force"
+			}
+		}
+	}
+	pd.Cause = &c
+	return pd
+}
+
+// protocolData is the policy's view of st's protocol, in force from its
+// effective date until st.Until (expires, or the first withdrawal).
+func protocolData(st protocol.Status) policy.ProtocolData {
+	p, until := st.Protocol, st.Until
 	if until.IsZero() || p.Expires.Time().Before(until) {
 		until = p.Expires.Time()
 	}
+	ends := policy.Cause{Code: "protocol_expired", Words: "expired on " + p.Expires.String()}
+	if until.Before(p.Expires.Time()) {
+		for _, w := range st.Withdrawals {
+			if w.OK && w.Claims.Effective.Equal(until) && p.IsSignatory(w.Partner) {
+				ends = policy.Cause{Code: "protocol_withdrawn", Words: "withdrawn by " + w.Partner + " from " + protocol.NewDate(until).String()}
+				break
+			}
+		}
+	}
 	pd := policy.ProtocolData{
-		ID: p.ID, Version: p.Version, Title: p.Title, Digest: digest,
+		ID: p.ID, Version: p.Version, Title: p.Title, Digest: st.Digest,
 		Signatories:     p.Signatories,
 		EffectiveFromNS: p.EffectiveFrom.Time().UnixNano(),
 		ExpiresNS:       until.UnixNano(), // expires, or the first withdrawal
 		Purposes:        p.Purposes,
+		EffectiveFrom:   p.EffectiveFrom.String(),
+		Ends:            ends,
 	}
 	for _, r := range p.Rules {
 		pd.Rules = append(pd.Rules, policy.RuleData{
@@ -234,11 +311,14 @@ func Proposal(ctx context.Context, src Sources, now time.Time, assumeSigned bool
 		d.Partners[p.ID] = policy.PartnerData{Type: string(p.Type), Sensitive: p.Sensitive}
 	}
 	for _, st := range in.statuses {
-		if ProposalIncludes(st, assumeSigned) {
-			d.Protocols = append(d.Protocols, protocolData(st.Protocol, st.Digest, st.Until))
+		switch {
+		case ProposalIncludes(st, assumeSigned):
+			d.Protocols = append(d.Protocols, protocolData(st))
+		case st.Protocol != nil:
+			d.Lapsed = append(d.Lapsed, lapsedData(st))
 		}
 	}
-	sort.Slice(d.Protocols, func(i, j int) bool { return d.Protocols[i].ID < d.Protocols[j].ID })
+	finishData(&d)
 	pr, err := policy.Prepare(ctx, in.pol, d)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBuild, err)

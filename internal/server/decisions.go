@@ -11,14 +11,15 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/decision"
 	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/registry"
 	"github.com/childrens-trust/trustgate/internal/revision"
-	"github.com/childrens-trust/trustgate/internal/whatif"
 )
 
 // DecisionRequest is the body of POST /v1/decisions (docs/api.md).
@@ -61,13 +62,24 @@ func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
 		return badRequest("body", "could not be read")
 	}
 	x.noteChild(subjectOf(raw))
-	if err := unknownField(raw, v); err != nil {
-		return err
-	}
+	// The body is decoded once. Only when that fails is it read again,
+	// structurally, to name an unknown field (which then takes precedence,
+	// as it would have in a first pass).
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if uerr := unknownField(raw, v); uerr != nil {
+			return uerr
+		}
 		return jsonError(err)
+	}
+	// encoding/json matches member names case-insensitively; the API's
+	// names are exact. A scan of the (now known valid) object's member
+	// names finds any other spelling without decoding it again.
+	if !exactNames(raw, knownFields(v)) {
+		if uerr := unknownField(raw, v); uerr != nil {
+			return uerr
+		}
 	}
 	if dec.More() {
 		return badRequest("body", "must hold exactly one JSON object")
@@ -308,7 +320,7 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 	// fields, the rest goes in its input residual. A decision whose input
 	// could not be recorded exactly is not made (an internal error, 500;
 	// nothing is disclosed).
-	if err := whatif.RecordInput(&x.entry, in); err != nil {
+	if err := decision.RecordInput(&x.entry, in); err != nil {
 		x.entry.Kind = audit.KindUnavailable
 		return nil, nil, err
 	}
@@ -349,6 +361,95 @@ func recordDecision(e *audit.Entry, d *policy.Decision) {
 	}
 }
 
+// knownFields are the JSON member names of the struct v points to.
+func knownFields(v any) map[string]bool {
+	t := reflect.TypeOf(v).Elem()
+	if k, ok := knownByType.Load(t); ok {
+		return k.(map[string]bool)
+	}
+	known := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	knownByType.Store(t, known)
+	return known
+}
+
+var knownByType sync.Map // reflect.Type → map[string]bool
+
+// exactNames reports whether every member name of the JSON object at the
+// start of raw (valid JSON, as a successful Decode found it) is in known,
+// as written. A name with an escape in it is not judged here (false).
+func exactNames(raw []byte, known map[string]bool) bool {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return true // not an object: the decoder has said so already
+	}
+	i++
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == '}' {
+			return true
+		}
+		if raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+		end := i + 1
+		for end < len(raw) && raw[end] != '"' {
+			if raw[end] == '\\' {
+				return false
+			}
+			end++
+		}
+		if end >= len(raw) || !known[string(raw[i+1:end])] {
+			return false
+		}
+		i = skipSpace(raw, end+1) + 1 // past the colon
+		i = skipValue(raw, skipSpace(raw, i))
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the JSON value starting at i.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
+}
+
 // unknownField names the first member of the JSON object raw that v (a
 // pointer to a struct) does not declare. encoding/json reports unknown
 // fields only as text, so the check is made here, structurally.
@@ -357,12 +458,7 @@ func unknownField(raw []byte, v any) error {
 	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&m); err != nil {
 		return jsonError(err)
 	}
-	t := reflect.TypeOf(v).Elem()
-	known := map[string]bool{}
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		known[name] = true
-	}
+	known := knownFields(v)
 	names := make([]string, 0, len(m))
 	for k := range m {
 		names = append(names, k)
@@ -379,16 +475,14 @@ func unknownField(raw []byte, v any) error {
 // revisionMemo is the decision memo of one revision.
 type revisionMemo struct {
 	rev *revision.Revision
-	m   *whatif.DecisionMemo
+	m   *decision.Memo
 }
 
-// evaluate decides in under x's revision: through that revision's
-// decision memo when it is the active one and the memo is on (an exact
-// answer either way; whatif.DecisionMemo), else by evaluating.
+// evaluate decides in under x's revision: through that revision's memo
+// when it is the active one (the Trust-level part remembered, and whole
+// decisions unless policy.decision_memo is 0; an exact answer either way:
+// decision.Memo), else by evaluating.
 func (s *Server) evaluate(ctx context.Context, x *exchange, in *policy.Input) (*policy.Decision, error) {
-	if s.opts.DecisionMemo <= 0 {
-		return x.rev.Policy.Decide(ctx, in)
-	}
 	rm := s.memo.Load()
 	if rm == nil || rm.rev != x.rev {
 		if x.rev != s.deps.Revisions.Current() {
@@ -397,7 +491,7 @@ func (s *Server) evaluate(ctx context.Context, x *exchange, in *policy.Input) (*
 		}
 		s.memoMu.Lock()
 		if rm = s.memo.Load(); rm == nil || rm.rev != x.rev {
-			rm = &revisionMemo{rev: x.rev, m: whatif.NewDecisionMemo(x.rev.Policy, x.rev.PolicySources(), s.opts.DecisionMemo)}
+			rm = &revisionMemo{rev: x.rev, m: decision.NewMemo(x.rev.Policy, x.rev.PolicySources(), s.opts.DecisionMemo)}
 			s.memo.Store(rm)
 			if off, why := rm.m.Off(); off {
 				s.log.Info("decisions of this revision are all evaluated (no decision memo)", "revision", x.rev.Hash(), "why", why)

@@ -66,7 +66,7 @@ type Options struct {
 	KeyTimeout   time.Duration
 	EvalTimeout  time.Duration
 	// DecisionMemo bounds the decisions of the active revision remembered
-	// (whatif.DecisionMemo); 0: every decision is evaluated.
+	// (decision.Memo); 0: every decision is evaluated (the Trust-level part still remembered).
 	DecisionMemo     int
 	MinJustification int
 	GatewayID        string // the issuer named in consent receipts

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/decision"
+	"github.com/childrens-trust/trustgate/internal/decision/decisiontest"
+
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/revision"
 )
@@ -39,8 +42,8 @@ func TestBenchWhatIfMillion(t *testing.T) {
 	ctx := context.Background()
 	from := time.Date(2026, 10, 23, 0, 0, 0, 0, time.UTC)
 	to := from.Add(30 * 24 * time.Hour)
-	tr := newTrust(t)
-	serving, err := revision.Build(ctx, tr.src, from, "bench")
+	tr := decisiontest.NewTrust(t)
+	serving, err := revision.Build(ctx, tr.Src, from, "bench")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +69,8 @@ func TestBenchWhatIfMillion(t *testing.T) {
 	t.Logf("audit log: %.0f MiB", float64(fi.Size())/(1<<20))
 
 	// The proposal: early help's health rule also serves safeguarding.
-	edit(t, tr, "protocols/early-help.yaml", "purposes: [early_help]\nrules:", "purposes: [early_help, safeguarding]\nrules:")
-	edit(t, tr, "protocols/early-help.yaml", "    requesters: {types: [local_authority], roles: [early_help_worker]}\n    purposes: [early_help]", "    requesters: {types: [local_authority], roles: [early_help_worker, social_worker]}\n    purposes: [early_help, safeguarding]")
+	tr.Edit(t, "protocols/early-help.yaml", "purposes: [early_help]\nrules:", "purposes: [early_help, safeguarding]\nrules:")
+	tr.Edit(t, "protocols/early-help.yaml", "    requesters: {types: [local_authority], roles: [early_help_worker]}\n    purposes: [early_help]", "    requesters: {types: [local_authority], roles: [early_help_worker, social_worker]}\n    purposes: [early_help, safeguarding]")
 
 	l, err := audit.Open(path, audit.Options{ReadOnly: true})
 	if err != nil {
@@ -88,7 +91,7 @@ func TestBenchWhatIfMillion(t *testing.T) {
 	}
 	cpu0 := cpuTime()
 	start = time.Now()
-	res, err := Run(ctx, AuditSource(l), tr.src, to, Proposal{From: from, To: to, AssumeSigned: true})
+	res, err := Run(ctx, AuditSource(l), tr.Src, to, Proposal{From: from, To: to, AssumeSigned: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +112,7 @@ func TestBenchWhatIfMillion(t *testing.T) {
 	// The peer, in the same run: brute force (every decision evaluated, on
 	// the same cores) over the first day of the log, against the memoised
 	// replay of the same day; the two reports must agree.
-	rev, err := revision.Proposal(ctx, tr.src, to, true)
+	rev, err := revision.Proposal(ctx, tr.Src, to, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,8 +170,9 @@ func record(t *testing.T, path string, n int, serving *revision.Revision, from, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGenerator(serving.Registry, 42, 40_000, from, to)
-	r := &replayer{rev: serving.Policy, a: analyze(serving.PolicySources()), breaks: breakpoints(serving.Policy, analyze(serving.PolicySources())), memo: newMemo[string, Outcome](1 << 20)}
+	g := decisiontest.NewGenerator(serving.Registry, 42, 40_000, from, to)
+	an := decision.Analyze(serving.PolicySources())
+	r := &replayer{rev: serving.Policy, a: an, breaks: decision.Breakpoints(serving.Policy, &an), memo: decision.NewCache[string, Outcome](1 << 20)}
 	const appenders = 64
 	entries := make(chan *audit.Entry, 4*appenders)
 	var wg sync.WaitGroup
@@ -185,18 +189,18 @@ func record(t *testing.T, path string, n int, serving *revision.Revision, from, 
 	}
 	step := to.Sub(from) / time.Duration(n)
 	for i := range n {
-		in := g.next()
+		in := g.Next()
 		in.TimeNS = from.Add(time.Duration(i) * step).UnixNano() // a log is written in time order
 		key := r.key(&in)
-		was, ok := r.memo.get(key)
+		was, ok := r.memo.Get(key)
 		if !ok {
 			was = r.eval(ctx, &in)
-			r.memo.put(key, was)
+			r.memo.Put(key, was)
 		}
 		e := decisionEntry(&in, i)
 		e.PolicyRevision = serving.Hash()
 		e.Reasons = []string{"recorded for the what-if benchmark"}
-		if err := RecordInput(e, &in); err != nil {
+		if err := decision.RecordInput(e, &in); err != nil {
 			t.Fatal(err)
 		}
 		if was.Allow {

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/decision"
+	"github.com/childrens-trust/trustgate/internal/decision/decisiontest"
+
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/revision"
@@ -35,12 +38,12 @@ func decisionEntry(in *policy.Input, i int) *audit.Entry {
 // force over those inputs.
 func TestInputsRebuiltFromARealLog(t *testing.T) {
 	ctx := context.Background()
-	base := newTrust(t)
-	serving, err := revision.Build(ctx, base.src, periodFrom, "test")
+	base := decisiontest.NewTrust(t)
+	serving, err := revision.Build(ctx, base.Src, periodFrom, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGenerator(serving.Registry, 17, 200, periodFrom.Add(-24*time.Hour), periodTo.Add(24*time.Hour))
+	g := decisiontest.NewGenerator(serving.Registry, 17, 200, periodFrom.Add(-24*time.Hour), periodTo.Add(24*time.Hour))
 	l, err := audit.Open(filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +54,7 @@ func TestInputsRebuiltFromARealLog(t *testing.T) {
 	var recs []Record
 	var inputs []policy.Input
 	for i := range n {
-		in := g.next()
+		in := g.Next()
 		switch i % 7 {
 		case 0: // a gateway without a consent source
 			in.Consents = nil
@@ -68,7 +71,7 @@ func TestInputsRebuiltFromARealLog(t *testing.T) {
 			e.Protocol, e.ProtocolVersion, e.Rule = d.Protocol.ID, d.Protocol.Version, d.Protocol.Rule
 		}
 		e.Reasons = d.Reasons
-		if err := RecordInput(e, &in); err != nil {
+		if err := decision.RecordInput(e, &in); err != nil {
 			t.Fatal(err)
 		}
 		// The residual holds no differences from the entry (its fifth
@@ -103,7 +106,7 @@ func TestInputsRebuiltFromARealLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := InputOf(e)
+		got, err := decision.InputOf(e)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,13 +117,13 @@ func TestInputsRebuiltFromARealLog(t *testing.T) {
 		}
 	}
 	if e, _ := l.Get(ctx, seq); e != nil {
-		if _, err := InputOf(e); !errors.Is(err, ErrNoInput) {
+		if _, err := decision.InputOf(e); !errors.Is(err, decision.ErrNoInput) {
 			t.Fatalf("an entry without an input: %v", err)
 		}
 	}
 	bad := decisionEntry(&inputs[0], 0)
 	bad.InputResidual = audit.Residual(`["local_authority"]`)
-	if _, err := InputOf(bad); !errors.Is(err, policy.ErrResidual) {
+	if _, err := decision.InputOf(bad); !errors.Is(err, policy.ErrResidual) {
 		t.Fatalf("a residual that does not decode: %v", err)
 	}
 
@@ -133,10 +136,10 @@ func TestInputsRebuiltFromARealLog(t *testing.T) {
 	}
 
 	// The replay from the log is the brute force over the inputs.
-	tr := newTrust(t)
-	edit(t, tr, "protocols/safeguarding.yaml", "categories: [police_concerns, household]", "categories: [police_concerns]")
-	edit(t, tr, "protocols/safeguarding.yaml", "      household: [members, risks]\n", "")
-	prop := tr.proposal(t, periodFrom)
+	tr := decisiontest.NewTrust(t)
+	tr.Edit(t, "protocols/safeguarding.yaml", "categories: [police_concerns, household]", "categories: [police_concerns]")
+	tr.Edit(t, "protocols/safeguarding.yaml", "      household: [members, risks]\n", "")
+	prop := tr.Proposal(t, periodFrom)
 	for _, noMemo := range []bool{false, true} {
 		rep, err := Replay(ctx, prop.Policy, prop.PolicySources(), AuditSource(l), Options{From: periodFrom, To: periodTo, Workers: 2, NoMemo: noMemo})
 		if err != nil {
@@ -155,12 +158,12 @@ func TestRecordInputNeedsTheEntryTime(t *testing.T) {
 	in := policy.Input{Requester: policy.Requester{Partner: "exley-csc"}}
 	e := decisionEntry(&in, 1)
 	e.Time = time.Time{}
-	if err := RecordInput(e, &in); err == nil {
+	if err := decision.RecordInput(e, &in); err == nil {
 		t.Fatal("recorded an input on an entry without a time")
 	}
 	e.Time = time.Unix(0, 5).UTC()
 	e.Practitioner = "\xff"
-	if err := RecordInput(e, &in); !errors.Is(err, policy.ErrResidual) {
+	if err := decision.RecordInput(e, &in); !errors.Is(err, policy.ErrResidual) {
 		t.Fatalf("invalid UTF-8: %v", err)
 	}
 }

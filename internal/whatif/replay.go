@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/decision"
+
 	"github.com/childrens-trust/trustgate/internal/policy"
 )
 
@@ -187,13 +189,13 @@ var errMemoUnsound = errors.New("memoised outcome differs from a direct evaluati
 // memo (Report.Method says so).
 func Replay(ctx context.Context, rev *policy.Revision, src policy.Sources, source Source, o Options) (*Report, error) {
 	start := time.Now()
-	a := analyze(src)
+	a := decision.Analyze(src)
 	if o.NoMemo {
-		a.memo, a.reason = false, "the memo was turned off"
+		a.Memo, a.Reason = false, "the memo was turned off"
 	}
 	rep, err := replay(ctx, rev, a, source, o)
 	if errors.Is(err, errMemoUnsound) {
-		a.memo, a.reason = false, err.Error()
+		a.Memo, a.Reason = false, err.Error()
 		rep, err = replay(ctx, rev, a, source, o)
 	}
 	if err != nil {
@@ -206,7 +208,7 @@ func Replay(ctx context.Context, rev *policy.Revision, src policy.Sources, sourc
 
 const batchSize = 256
 
-func replay(ctx context.Context, rev *policy.Revision, a analysis, source Source, o Options) (*Report, error) {
+func replay(ctx context.Context, rev *policy.Revision, a decision.Analysis, source Source, o Options) (*Report, error) {
 	if o.Examples <= 0 {
 		o.Examples = 5
 	}
@@ -219,10 +221,10 @@ func replay(ctx context.Context, rev *policy.Revision, a analysis, source Source
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	r := &replayer{rev: rev, a: a, breaks: breakpoints(rev, a), examples: o.Examples}
-	if a.memo {
-		r.memo = newMemo[string, Outcome](o.MemoEntries)
-		r.raw = newMemo[[2]uint64, Outcome](o.MemoEntries)
+	r := &replayer{rev: rev, a: a, breaks: decision.Breakpoints(rev, &a), examples: o.Examples}
+	if a.Memo {
+		r.memo = decision.NewCache[string, Outcome](o.MemoEntries)
+		r.raw = decision.NewCache[[2]uint64, Outcome](o.MemoEntries)
 		r.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 	}
 	batches := make(chan []Record, 2*o.Workers)
@@ -327,10 +329,10 @@ func split(from, to time.Time, n int) [][2]time.Time {
 
 type replayer struct {
 	rev      *policy.Revision
-	a        analysis
+	a        decision.Analysis
 	breaks   []int64 // sorted, unique
-	memo     *memo[string, Outcome]
-	raw      *memo[[2]uint64, Outcome] // outcomes by the recorded bytes (rawKey)
+	memo     *decision.Cache[string, Outcome]
+	raw      *decision.Cache[[2]uint64, Outcome] // outcomes by the recorded bytes (rawKey)
 	seeds    [2]maphash.Seed
 	examples int
 	evals    atomic.Int64
@@ -373,19 +375,19 @@ func (r *replayer) one(ctx context.Context, rec Record, agg *aggregate) error {
 			rk, purpose, rawOK = r.rawKey(rec.Input)
 		}
 		if rawOK {
-			now, hit = r.raw.get(rk)
+			now, hit = r.raw.Get(rk)
 		}
 		if !hit {
 			if err := decode(); err != nil {
 				return err
 			}
 			key := r.key(in)
-			if now, hit = r.memo.get(key); !hit {
+			if now, hit = r.memo.Get(key); !hit {
 				now = r.eval(ctx, in)
-				r.memo.put(key, now)
+				r.memo.Put(key, now)
 			}
 			if rawOK {
-				r.raw.put(rk, now)
+				r.raw.Put(rk, now)
 			}
 		}
 		if hit && rec.Seq%spotCheck == 0 {
@@ -445,7 +447,7 @@ func (r *replayer) rawKey(raw []byte) (k [2]uint64, purpose string, ok bool) {
 	}
 	rest := raw[j:]
 	var cut [2]int // the practitioner's value, to leave out
-	if !r.a.practitioner {
+	if !r.a.Practitioner {
 		const pk = `"practitioner":"`
 		p := bytes.Index(rest, []byte(pk))
 		if p < 0 {
@@ -472,8 +474,8 @@ func (r *replayer) rawKey(raw []byte) (k [2]uint64, purpose string, ok bool) {
 		return k, "", false
 	}
 	slices.Sort(nums)
-	clo, ceq := place(slices.Compact(nums), t)
-	rlo, req := place(r.breaks, t)
+	clo, ceq := decision.Place(slices.Compact(nums), t)
+	rlo, req := decision.Place(r.breaks, t)
 	var suffix [32]byte
 	binary.LittleEndian.PutUint64(suffix[0:], uint64(rlo))
 	binary.LittleEndian.PutUint64(suffix[8:], uint64(req))
@@ -545,165 +547,8 @@ func sameOutcome(a, b Outcome) bool {
 		a.Rule == b.Rule && slices.Equal(a.Categories, b.Categories)
 }
 
-// breakpoints are the instants a decision's time is compared with in the
-// policy's data (protocol periods) and literally in the policy.
-func breakpoints(rev *policy.Revision, a analysis) []int64 {
-	var b []int64
-	for _, p := range rev.Data().Protocols {
-		b = append(b, p.EffectiveFromNS, p.ExpiresNS)
-	}
-	b = append(b, a.literals...)
-	slices.Sort(b)
-	return slices.Compact(b)
-}
-
-// place says where t falls among the sorted instants b: how many are
-// before it and how many equal it. It fixes the outcome of every
-// comparison of t with any of them.
-func place(b []int64, t int64) (lo, eq int) {
-	lo = sort.Search(len(b), func(i int) bool { return b[i] >= t })
-	eq = sort.Search(len(b)-lo, func(i int) bool { return b[lo+i] > t })
-	return lo, eq
-}
-
-// key is the memo key of in: every field the policy may read except the
-// time, and the time's place among the revision's breakpoints. A
-// consent's instants enter the key as their relations to the time and to
-// zero when the policy compares them with nothing else (otherwise as
-// they are, with the time's place among them), and consent ids by rank
-// when the policy treats identifiers as opaque.
-func (r *replayer) key(in *policy.Input) string { return memoKey(&r.a, r.breaks, in) }
-
-// memoKey is the memo key of in under analysis a and breakpoints breaks
-// (see replayer.key); the live decision memo (live.go) uses it too.
-func memoKey(a *analysis, breaks []int64, in *policy.Input) string {
-	var b keyBuilder
-	lo, eq := place(breaks, in.TimeNS)
-	b.int(int64(lo))
-	b.int(int64(eq))
-	if !a.consentTimes {
-		var cb []int64
-		for _, c := range in.Consents {
-			cb = append(cb, c.ValidFromNS, c.ValidUntilNS, c.WithdrawnNS)
-		}
-		slices.Sort(cb)
-		lo, eq = place(slices.Compact(cb), in.TimeNS)
-		b.int(int64(lo))
-		b.int(int64(eq))
-	}
-	b.str(in.Requester.Partner)
-	b.str(in.Requester.Type)
-	b.str(in.Requester.Role)
-	if a.practitioner {
-		b.str(in.Requester.Practitioner)
-	}
-	b.str(in.Provider.Partner)
-	b.str(in.Provider.Type)
-	b.bool(in.Provider.Sensitive)
-	b.str(in.Purpose)
-	b.strs(in.Categories)
-	b.str(in.Override.Ground)
-	b.bool(in.Override.Justified)
-	b.int(int64(len(in.Consents)))
-	var ids []string
-	if a.opaqueIDs {
-		for _, c := range in.Consents {
-			ids = append(ids, c.ID)
-		}
-		slices.Sort(ids)
-		ids = slices.Compact(ids)
-	}
-	for _, c := range in.Consents {
-		if a.opaqueIDs {
-			i, _ := slices.BinarySearch(ids, c.ID)
-			b.int(int64(i))
-		} else {
-			b.str(c.ID)
-		}
-		b.str(c.Outcome)
-		b.str(c.GivenBy)
-		b.bool(c.Competent)
-		b.strs(c.Purposes)
-		b.strs(c.Categories)
-		b.strs(c.Recipients.Partners)
-		b.strs(c.Recipients.Types)
-		b.strs(c.Recipients.Protocols)
-		for _, v := range []int64{c.ValidFromNS, c.ValidUntilNS, c.WithdrawnNS} {
-			if a.consentTimes {
-				b.int(int64(cmp.Compare(v, 0)))
-				b.int(int64(cmp.Compare(in.TimeNS, v)))
-			} else {
-				b.int(v)
-			}
-		}
-	}
-	return string(b.buf)
-}
-
-type keyBuilder struct{ buf []byte }
-
-func (b *keyBuilder) int(v int64) { b.buf = binary.AppendVarint(b.buf, v) }
-func (b *keyBuilder) str(s string) {
-	b.buf = binary.AppendUvarint(b.buf, uint64(len(s)))
-	b.buf = append(b.buf, s...)
-}
-func (b *keyBuilder) bool(v bool) {
-	if v {
-		b.buf = append(b.buf, 1)
-	} else {
-		b.buf = append(b.buf, 0)
-	}
-}
-func (b *keyBuilder) strs(v []string) {
-	b.buf = binary.AppendUvarint(b.buf, uint64(len(v)))
-	for _, s := range v {
-		b.str(s)
-	}
-}
-
-// memo is a sharded, bounded map (of outcomes here, of decisions in
-// live.go). A full shard is emptied: the memo never grows past its bound,
-// and recent keys refill it.
-type memo[K comparable, V any] struct {
-	seed   maphash.Seed
-	shards [64]memoShard[K, V]
-	limit  int // per shard
-}
-
-type memoShard[K comparable, V any] struct {
-	mu sync.RWMutex
-	m  map[K]V
-}
-
-func newMemo[K comparable, V any](entries int) *memo[K, V] {
-	m := &memo[K, V]{seed: maphash.MakeSeed(), limit: max(entries/64, 16)}
-	for i := range m.shards {
-		m.shards[i].m = map[K]V{}
-	}
-	return m
-}
-
-func (m *memo[K, V]) shard(key K) *memoShard[K, V] {
-	return &m.shards[maphash.Comparable(m.seed, key)%uint64(len(m.shards))]
-}
-
-func (m *memo[K, V]) get(key K) (V, bool) {
-	s := m.shard(key)
-	s.mu.RLock()
-	v, ok := s.m[key]
-	s.mu.RUnlock()
-	return v, ok
-}
-
-func (m *memo[K, V]) put(key K, v V) {
-	s := m.shard(key)
-	s.mu.Lock()
-	if len(s.m) >= m.limit {
-		clear(s.m)
-	}
-	s.m[key] = v
-	s.mu.Unlock()
-}
+// key is the memo key of in (decision.Key).
+func (r *replayer) key(in *policy.Input) string { return decision.Key(&r.a, r.breaks, in) }
 
 type groupKey struct{ change, rule, purpose string }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"hash/maphash"
 	"maps"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -13,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/childrens-trust/trustgate/internal/decision"
+	"github.com/childrens-trust/trustgate/internal/decision/decisiontest"
 
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/protocol"
@@ -95,49 +97,49 @@ func sameReport(t *testing.T, got, want *Report) {
 // Trust and checks that the what-if report over a recorded log is exactly
 // what evaluating every recorded input would give.
 func TestReplayMatchesBruteForce(t *testing.T) {
-	base := newTrust(t)
-	serving, err := revision.Build(context.Background(), base.src, periodFrom, "test")
+	base := decisiontest.NewTrust(t)
+	serving, err := revision.Build(context.Background(), base.Src, periodFrom, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := records(t, serving.Policy, newGenerator(serving.Registry, 7, 300, periodFrom.Add(-24*time.Hour), periodTo.Add(24*time.Hour)), 3000)
+	recs := records(t, serving.Policy, decisiontest.NewGenerator(serving.Registry, 7, 300, periodFrom.Add(-24*time.Hour), periodTo.Add(24*time.Hour)), 3000)
 	recs = append(recs, Record{Seq: 3001}) // an entry without a recorded input
 
 	cases := []struct {
 		name   string
-		edit   func(t *testing.T, tr trust)
+		edit   func(t *testing.T, tr decisiontest.Trust)
 		expect []string // change kinds that must appear
 	}{
-		{"unchanged", func(*testing.T, trust) {}, nil},
-		{"add a purpose to a rule", func(t *testing.T, tr trust) {
-			edit(t, tr, "protocols/early-help.yaml", "purposes: [early_help]\nrules:", "purposes: [early_help, safeguarding]\nrules:")
-			edit(t, tr, "protocols/early-help.yaml", "    requesters: {types: [local_authority], roles: [early_help_worker]}\n    purposes: [early_help]", "    requesters: {types: [local_authority], roles: [early_help_worker, social_worker]}\n    purposes: [early_help, safeguarding]")
+		{"unchanged", func(*testing.T, decisiontest.Trust) {}, nil},
+		{"add a purpose to a rule", func(t *testing.T, tr decisiontest.Trust) {
+			tr.Edit(t, "protocols/early-help.yaml", "purposes: [early_help]\nrules:", "purposes: [early_help, safeguarding]\nrules:")
+			tr.Edit(t, "protocols/early-help.yaml", "    requesters: {types: [local_authority], roles: [early_help_worker]}\n    purposes: [early_help]", "    requesters: {types: [local_authority], roles: [early_help_worker, social_worker]}\n    purposes: [early_help, safeguarding]")
 		}, []string{DenyToAllow}},
-		{"narrow a rule", func(t *testing.T, tr trust) {
-			edit(t, tr, "protocols/safeguarding.yaml", "categories: [police_concerns, household]", "categories: [police_concerns]")
-			edit(t, tr, "protocols/safeguarding.yaml", "      household: [members, risks]\n", "")
+		{"narrow a rule", func(t *testing.T, tr decisiontest.Trust) {
+			tr.Edit(t, "protocols/safeguarding.yaml", "categories: [police_concerns, household]", "categories: [police_concerns]")
+			tr.Edit(t, "protocols/safeguarding.yaml", "      household: [members, risks]\n", "")
 		}, []string{Narrowed, AllowToDeny}},
-		{"a withdrawal in the middle of the period", func(t *testing.T, tr trust) {
-			key, partner, err := protocol.ReadPrivateKey(filepath.Join(demoDir, "keys", "exley-police.jwk"))
+		{"a withdrawal in the middle of the period", func(t *testing.T, tr decisiontest.Trust) {
+			key, partner, err := protocol.ReadPrivateKey(filepath.Join(decisiontest.DemoDir(t), "keys", "exley-police.jwk"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := protocol.WithdrawFile(filepath.Join(tr.dir, "protocols", "youth-justice.yaml"), key, partner, periodFrom.Add(30*24*time.Hour), periodFrom); err != nil {
+			if err := protocol.WithdrawFile(filepath.Join(tr.Dir, "protocols", "youth-justice.yaml"), key, partner, periodFrom.Add(30*24*time.Hour), periodFrom); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{AllowToDeny}},
-		{"no more overrides", func(t *testing.T, tr trust) {
-			edit(t, tr, "policies/sharing.rego", "override_ok(r) if {\n\toverride_requested", "override_ok(r) if {\n\tfalse\n\toverride_requested")
+		{"no more overrides", func(t *testing.T, tr decisiontest.Trust) {
+			tr.Edit(t, "policies/sharing.rego", "override_ok(r) if {\n\toverride_requested", "override_ok(r) if {\n\tfalse\n\toverride_requested")
 		}, []string{AllowToDeny}},
-		{"a policy that fails for one partner", func(t *testing.T, tr trust) {
-			write(t, tr, "policies/conflict.rego", "package trustgate.sharing\n\nimport rego.v1\n\ndecision := {\"allow\": false} if input.provider.partner == \"exley-police\"\n")
+		{"a policy that fails for one partner", func(t *testing.T, tr decisiontest.Trust) {
+			tr.Write(t, "policies/conflict.rego", "package trustgate.sharing\n\nimport rego.v1\n\ndecision := {\"allow\": false} if input.provider.partner == \"exley-police\"\n")
 		}, []string{Fails}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tr := newTrust(t)
+			tr := decisiontest.NewTrust(t)
 			c.edit(t, tr)
-			prop := tr.proposal(t, periodFrom)
+			prop := tr.Proposal(t, periodFrom)
 			rep, err := Replay(context.Background(), prop.Policy, prop.PolicySources(), memorySource(recs), Options{From: periodFrom, To: periodTo, Workers: 2})
 			if err != nil {
 				t.Fatal(err)
@@ -168,18 +170,18 @@ func TestReplayMatchesBruteForce(t *testing.T) {
 // A policy that reads the time other than through date comparisons is not
 // memoised, and the report is still exact.
 func TestReplayWithoutMemoWhenThePolicyReadsTheTime(t *testing.T) {
-	tr := newTrust(t)
-	serving := tr.proposal(t, periodFrom)
-	recs := records(t, serving.Policy, newGenerator(serving.Registry, 11, 50, periodFrom, periodTo), 400)
-	write(t, tr, "policies/weekday.rego", `package trustgate.sharing
+	tr := decisiontest.NewTrust(t)
+	serving := tr.Proposal(t, periodFrom)
+	recs := records(t, serving.Policy, decisiontest.NewGenerator(serving.Registry, 11, 50, periodFrom, periodTo), 400)
+	tr.Write(t, "policies/weekday.rego", `package trustgate.sharing
 
 import rego.v1
 
 weekend if time.weekday(input.time_ns) in {"Saturday", "Sunday"}
 `)
-	edit(t, tr, "policies/sharing.rego", "decision := allow_decision if best\n", "decision := allow_decision if {\n\tbest\n\tnot weekend\n}\n")
-	edit(t, tr, "policies/sharing.rego", "decision := deny_decision if not best\n", "decision := deny_decision if not best\n\ndecision := deny_decision if {\n\tbest\n\tweekend\n}\n")
-	prop := tr.proposal(t, periodFrom)
+	tr.Edit(t, "policies/sharing.rego", "decision := allow_decision if best\n", "decision := allow_decision if {\n\tbest\n\tnot weekend\n}\n")
+	tr.Edit(t, "policies/sharing.rego", "decision := deny_decision if not best\n", "decision := deny_decision if not best\n\ndecision := deny_decision if {\n\tbest\n\tweekend\n}\n")
+	prop := tr.Proposal(t, periodFrom)
 	rep, err := Replay(context.Background(), prop.Policy, prop.PolicySources(), memorySource(recs), Options{From: periodFrom, To: periodTo})
 	if err != nil {
 		t.Fatal(err)
@@ -197,8 +199,8 @@ weekend if time.weekday(input.time_ns) in {"Saturday", "Sunday"}
 // of its own) makes a spot check fail; the replay then runs again without
 // the memo, and the report is exact.
 func TestReplaySpotChecksTheMemo(t *testing.T) {
-	tr := newTrust(t)
-	serving := tr.proposal(t, periodFrom)
+	tr := decisiontest.NewTrust(t)
+	serving := tr.Proposal(t, periodFrom)
 	cut := periodFrom.Add(10 * 24 * time.Hour)
 	in := policy.Input{
 		Requester: policy.Requester{Partner: "exley-csc", Type: "local_authority", Practitioner: "p", Role: "social_worker"},
@@ -215,9 +217,9 @@ func TestReplaySpotChecksTheMemo(t *testing.T) {
 		raw, _ := json.Marshal(in)
 		recs = append(recs, Record{Seq: uint64(i + 1), Input: raw, Was: OutcomeOf(d)})
 	}
-	write(t, tr, "policies/hidden.rego", "package trustgate.sharing\n\nimport rego.v1\n\nhidden := {\"expires_ns\": "+itoa(cut.UnixNano())+"}\n\nclosed if input.time_ns >= hidden.expires_ns\n")
-	edit(t, tr, "policies/sharing.rego", "binding contains p if {\n\tsome p in in_force\n", "binding contains p if {\n\tnot closed\n\tsome p in in_force\n")
-	prop := tr.proposal(t, periodFrom)
+	tr.Write(t, "policies/hidden.rego", "package trustgate.sharing\n\nimport rego.v1\n\nhidden := {\"expires_ns\": "+itoa(cut.UnixNano())+"}\n\nclosed if input.time_ns >= hidden.expires_ns\n")
+	tr.Edit(t, "policies/sharing.rego", "binding_ix contains i if {\n\tsome i in in_force_ix\n", "binding_ix contains i if {\n\tnot closed\n\tsome i in in_force_ix\n")
+	prop := tr.Proposal(t, periodFrom)
 	rep, err := Replay(context.Background(), prop.Policy, prop.PolicySources(), memorySource(recs), Options{From: periodFrom, To: periodTo, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -258,41 +260,21 @@ func TestChange(t *testing.T) {
 	}
 }
 
-func edit(t *testing.T, tr trust, name, old, new string) {
-	t.Helper()
-	path := filepath.Join(tr.dir, name)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), old) {
-		t.Fatalf("%s does not contain %q", name, old)
-	}
-	write(t, tr, name, strings.Replace(string(b), old, new, 1))
-}
-
-func write(t *testing.T, tr trust, name, text string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(tr.dir, name), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
 // Equal raw keys (the recorded bytes without the time and the
 // practitioner) must mean equal memo keys: the raw memo may answer only
 // what the memo would.
 func TestRawKeyRefinesTheMemoKey(t *testing.T) {
-	tr := newTrust(t)
-	rev := tr.proposal(t, periodFrom)
-	a := analyze(rev.PolicySources())
-	r := &replayer{rev: rev.Policy, a: a, breaks: breakpoints(rev.Policy, a), seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
-	g := newGenerator(rev.Registry, 3, 200, periodFrom, periodTo)
+	tr := decisiontest.NewTrust(t)
+	rev := tr.Proposal(t, periodFrom)
+	a := decision.Analyze(rev.PolicySources())
+	r := &replayer{rev: rev.Policy, a: a, breaks: decision.Breakpoints(rev.Policy, &a), seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+	g := decisiontest.NewGenerator(rev.Registry, 3, 200, periodFrom, periodTo)
 	seen := map[[2]uint64]string{}
 	hits := 0
 	for range 20000 {
-		in := g.next()
+		in := g.Next()
 		raw, _ := json.Marshal(in)
 		rk, purpose, ok := r.rawKey(raw)
 		if !ok || purpose != in.Purpose {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/decision"
+
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/revision"
 )
@@ -19,8 +21,8 @@ import (
 func AuditSource(l *audit.Log) Source {
 	return func(ctx context.Context, from, to time.Time, fn func(Record) error) error {
 		return l.Select(ctx, audit.Filter{Kind: string(audit.KindDecision), From: from, To: to}, func(e *audit.Entry) (bool, error) {
-			in, err := InputOf(e)
-			if err != nil && !errors.Is(err, ErrNoInput) {
+			in, err := decision.InputOf(e)
+			if err != nil && !errors.Is(err, decision.ErrNoInput) {
 				return false, err
 			}
 			return true, fn(Record{Seq: e.Seq, In: in, Was: recorded(e)})
@@ -48,8 +50,8 @@ func RecentInputs(l *audit.Log, n int) func(ctx context.Context) ([]revision.Rec
 			return out, nil
 		}
 		err := l.Select(ctx, audit.Filter{Kind: string(audit.KindDecision)}, func(e *audit.Entry) (bool, error) {
-			in, err := InputOf(e)
-			if errors.Is(err, ErrNoInput) {
+			in, err := decision.InputOf(e)
+			if errors.Is(err, decision.ErrNoInput) {
 				return true, nil
 			}
 			if err != nil {

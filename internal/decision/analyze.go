@@ -1,4 +1,4 @@
-package whatif
+package decision
 
 import (
 	"fmt"
@@ -42,35 +42,35 @@ var stringBuiltins = []string{"startswith", "endswith", "contains", "indexof", "
 // and data.
 var nondeterministic = []string{"time.now_ns", "http.send", "rand.intn", "uuid.rfc4122", "uuid.parse", "opa.runtime", "net.lookup_ip_addr"}
 
-// analysis says whether a policy's decisions can be memoised, and on what.
-type analysis struct {
+// Analysis says whether a policy's decisions can be memoised, and on what.
+type Analysis struct {
 	// memo: the decision depends on the time only through comparisons
 	// with the time fields and with the literals below; with it, the
 	// decision is a function of the input without its time and of where
 	// the time falls among those instants.
-	memo   bool
-	reason string // why not, when !memo
+	Memo   bool
+	Reason string // why not, when !memo
 	// literals are the numbers the time is compared with directly.
-	literals []int64
+	Literals []int64
 	// practitioner: the policy reads input.requester.practitioner (or
 	// the requester, or the input, as a whole).
-	practitioner bool
+	Practitioner bool
 	// consentTimes: a consent's instants are compared only with the
 	// decision time and with 0, so only those relations matter.
-	consentTimes bool
+	ConsentTimes bool
 	// opaqueIDs: no identifier (a ref ending in .id) is compared with a
 	// literal or read as text, so consent ids matter only by identity and
 	// order.
-	opaqueIDs bool
+	OpaqueIDs bool
 }
 
-// analyze reads the policy's modules (tests excluded).
-func analyze(src policy.Sources) analysis {
-	a := analysis{memo: true, consentTimes: true, opaqueIDs: true}
+// Analyze reads the policy's modules (tests excluded).
+func Analyze(src policy.Sources) Analysis {
+	a := Analysis{Memo: true, ConsentTimes: true, OpaqueIDs: true}
 	zero := ast.Number("0")
 	off := func(format string, args ...any) {
-		if a.memo {
-			a.memo, a.reason = false, fmt.Sprintf(format, args...)
+		if a.Memo {
+			a.Memo, a.Reason = false, fmt.Sprintf(format, args...)
 		}
 	}
 	names := make([]string, 0, len(src.Modules))
@@ -95,13 +95,13 @@ func analyze(src policy.Sources) analysis {
 				return false
 			}
 			if len(r) < 2 {
-				a.practitioner = true
+				a.Practitioner = true
 				off("%s uses the whole input (%s)", name, r)
 				return false
 			}
 			first, ok := r[1].Value.(ast.String)
 			if !ok {
-				a.practitioner = true
+				a.Practitioner = true
 				off("%s reads the input by a computed key (%s)", name, r)
 				return false
 			}
@@ -112,7 +112,7 @@ func analyze(src policy.Sources) analysis {
 					off("%s reads into the time (%s)", name, r)
 				}
 			case first == "requester" && (len(r) == 2 || !isString(r[2], "partner", "type", "role")):
-				a.practitioner = true
+				a.Practitioner = true
 			}
 			return false
 		})
@@ -127,7 +127,7 @@ func analyze(src policy.Sources) analysis {
 			}; slices.ContainsFunc(ops, isIDRef) {
 				hasLiteral := slices.ContainsFunc(ops, func(t *ast.Term) bool { _, ok := t.Value.(ast.String); return ok })
 				if (comparisons[op] && hasLiteral) || slices.Contains(stringBuiltins, op) {
-					a.opaqueIDs = false
+					a.OpaqueIDs = false
 				}
 			}
 		}
@@ -172,7 +172,7 @@ func analyze(src policy.Sources) analysis {
 						off("%s compares the time with %s", name, other)
 						continue
 					}
-					a.literals = append(a.literals, v.Int64())
+					a.Literals = append(a.Literals, v.Int64())
 				case ast.Ref:
 					last, ok := other[len(other)-1].Value.(ast.String)
 					if !ok || !timeFields[string(last)] {
@@ -188,7 +188,7 @@ func analyze(src policy.Sources) analysis {
 			off("%s uses input.time_ns other than in a comparison with a protocol or consent date", name)
 		}
 		if ctUses != ctCompared {
-			a.consentTimes = false
+			a.ConsentTimes = false
 		}
 	}
 	return a
@@ -200,19 +200,19 @@ func isString(t *ast.Term, want ...string) bool {
 }
 
 // String says, for the report, how decisions were evaluated.
-func (a analysis) String() string {
-	if !a.memo {
-		return "every decision evaluated: " + a.reason
+func (a Analysis) String() string {
+	if !a.Memo {
+		return "every decision evaluated: " + a.Reason
 	}
 	var b strings.Builder
 	b.WriteString("decisions memoised on the input without its time and the time's place among the protocol and consent dates")
-	if a.consentTimes {
+	if a.ConsentTimes {
 		b.WriteString(", consent dates by their place around the time")
 	}
-	if a.opaqueIDs {
+	if a.OpaqueIDs {
 		b.WriteString(", consent ids by rank")
 	}
-	if !a.practitioner {
+	if !a.Practitioner {
 		b.WriteString("; the policy does not read the practitioner")
 	}
 	return b.String()

@@ -1,4 +1,4 @@
-package whatif
+package decision
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 
 // ErrNoInput means an entry records no decision input (it is not a
 // decision, or it predates input recording).
-var ErrNoInput = errors.New("whatif: the entry records no decision input")
+var ErrNoInput = errors.New("decision: the entry records no decision input")
 
 // baseOf is what e holds of its decision's input in fields of its own,
 // as the entry reads back from the log: the time to the nanosecond (the
@@ -40,11 +40,11 @@ func baseOf(e *audit.Entry) policy.InputBase {
 // time is taken from it unless they differ).
 func RecordInput(e *audit.Entry, in *policy.Input) error {
 	if e.Time.IsZero() {
-		return fmt.Errorf("whatif: record input: the entry has no time yet")
+		return fmt.Errorf("decision: record input: the entry has no time yet")
 	}
 	r, err := policy.EncodeResidual(in, baseOf(e))
 	if err != nil {
-		return fmt.Errorf("whatif: record input: %w", err)
+		return fmt.Errorf("decision: record input: %w", err)
 	}
 	e.InputResidual = r
 	return nil
