@@ -83,6 +83,7 @@ type Revision struct {
 	files    []string
 	prepared rego.PreparedEvalQuery
 	permit   rego.PreparedEvalQuery // PermissionQuery (permission.go)
+	index    indexQueries           // LookupQuery, MatchQuery (lookup.go)
 	data     Data
 	compiled time.Time
 }
@@ -127,11 +128,16 @@ func Prepare(ctx context.Context, src Sources, data Data) (*Revision, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w: %w", ErrCompile, err)
 	}
+	index, err := prepareIndex(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w: %w", ErrCompile, err)
+	}
 	return &Revision{
 		hash:     hex.EncodeToString(h.Sum(nil)),
 		files:    src.Files(),
 		prepared: pq,
 		permit:   permit,
+		index:    index,
 		data:     data,
 		compiled: time.Now(),
 	}, nil
@@ -249,8 +255,28 @@ func nz(s []string) []string {
 
 // value builds the input as an AST value directly, without a JSON round trip.
 func (in *Input) value() ast.Value {
-	consents := make([]*ast.Term, len(in.Consents))
-	for i, c := range in.Consents {
+	return ast.NewObject(
+		item("time_ns", ast.IntNumberTerm(int(in.TimeNS))),
+		item("requester", requesterTerm(in.Requester)),
+		item("provider", ast.ObjectTerm(
+			item("partner", ast.StringTerm(in.Provider.Partner)),
+			item("type", ast.StringTerm(in.Provider.Type)),
+			item("sensitive", ast.BooleanTerm(in.Provider.Sensitive)),
+		)),
+		item("purpose", ast.StringTerm(in.Purpose)),
+		item("categories", strs(in.Categories)),
+		item("consents", consentsTerm(in.Consents)),
+		item("override", ast.ObjectTerm(
+			item("ground", ast.StringTerm(in.Override.Ground)),
+			item("justified", ast.BooleanTerm(in.Override.Justified)),
+		)),
+	)
+}
+
+// consentsTerm is the consent records as the policies read them.
+func consentsTerm(cs []Consent) *ast.Term {
+	consents := make([]*ast.Term, len(cs))
+	for i, c := range cs {
 		consents[i] = ast.ObjectTerm(
 			item("id", ast.StringTerm(c.ID)),
 			item("outcome", ast.StringTerm(c.Outcome)),
@@ -268,27 +294,7 @@ func (in *Input) value() ast.Value {
 			item("withdrawn_ns", ast.IntNumberTerm(int(c.WithdrawnNS))),
 		)
 	}
-	return ast.NewObject(
-		item("time_ns", ast.IntNumberTerm(int(in.TimeNS))),
-		item("requester", ast.ObjectTerm(
-			item("partner", ast.StringTerm(in.Requester.Partner)),
-			item("type", ast.StringTerm(in.Requester.Type)),
-			item("practitioner", ast.StringTerm(in.Requester.Practitioner)),
-			item("role", ast.StringTerm(in.Requester.Role)),
-		)),
-		item("provider", ast.ObjectTerm(
-			item("partner", ast.StringTerm(in.Provider.Partner)),
-			item("type", ast.StringTerm(in.Provider.Type)),
-			item("sensitive", ast.BooleanTerm(in.Provider.Sensitive)),
-		)),
-		item("purpose", ast.StringTerm(in.Purpose)),
-		item("categories", strs(in.Categories)),
-		item("consents", ast.ArrayTerm(consents...)),
-		item("override", ast.ObjectTerm(
-			item("ground", ast.StringTerm(in.Override.Ground)),
-			item("justified", ast.BooleanTerm(in.Override.Justified)),
-		)),
-	)
+	return ast.ArrayTerm(consents...)
 }
 
 func item(k string, v *ast.Term) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), v} }
