@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -610,6 +611,9 @@ type SyncResult struct {
 // the same caseload again changes nothing.
 func (s *Store) Sync(ctx context.Context, partner string, items []*Involvement, now time.Time, by Actor, requestID string, rule MatchRule) (*SyncResult, Undo, error) {
 	res := &SyncResult{}
+	// In key order: bbolt writes neighbouring keys into the same pages.
+	items = slices.Clone(items)
+	slices.SortFunc(items, func(a, b *Involvement) int { return strings.Compare(a.key(), b.key()) })
 	undo, err := s.update(ctx, func(j *journal) error {
 		// The agency's active caseload as stored.
 		current := map[string]*Involvement{}
