@@ -161,6 +161,17 @@ func (j *journal) put(b, k, v []byte) error {
 	return j.tx.Bucket(b).Put(k, v)
 }
 
+// putFresh puts a key the caller knows is absent (under a fresh random
+// id): its undo is a delete, with no read of the old value.
+func (j *journal) putFresh(b, k, v []byte) error {
+	id := string(b) + "\x00" + string(k)
+	if !j.seen[id] {
+		j.seen[id] = true
+		j.saved = append(j.saved, saved{bucket: b, key: append([]byte(nil), k...)})
+	}
+	return j.tx.Bucket(b).Put(k, v)
+}
+
 func (j *journal) del(b, k []byte) error {
 	j.remember(b, k)
 	return j.tx.Bucket(b).Delete(k)
@@ -330,8 +341,11 @@ func (s *Store) writeInv(j *journal, prev, v *Involvement, now time.Time) error 
 		return err
 	}
 	id, _ := parseID(prefixInvolvement, v.ID)
+	put := j.put
 	if prev == nil {
-		if err := j.put(bucketIDs, id, subj); err != nil {
+		// A new involvement's id is fresh: none of its keys exist yet.
+		put = j.putFresh
+		if err := put(bucketIDs, id, subj); err != nil {
 			return err
 		}
 	} else {
@@ -350,19 +364,23 @@ func (s *Store) writeInv(j *journal, prev, v *Involvement, now time.Time) error 
 		}
 	}
 	if v.Active(now) {
-		if err := j.put(bucketActive, activeKey(v.Partner, subj, id), nil); err != nil {
+		if err := put(bucketActive, activeKey(v.Partner, subj, id), nil); err != nil {
 			return err
 		}
-		if err := j.put(bucketRenew, tsKey(v.RenewedAt, id), nil); err != nil {
+		if err := put(bucketRenew, tsKey(v.RenewedAt, id), nil); err != nil {
 			return err
 		}
 	}
 	if !v.End.IsZero() {
-		if err := j.put(bucketEnds, tsKey(v.End, id), nil); err != nil {
+		if err := put(bucketEnds, tsKey(v.End, id), nil); err != nil {
 			return err
 		}
 	}
-	return j.putJSON(bucketInv, append(append([]byte{}, subj...), id...), v)
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return put(bucketInv, append(append([]byte{}, subj...), id...), raw)
 }
 
 // Record stores a new involvement of v.Partner (ID, times and Shielded
