@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -89,7 +91,33 @@ func TestDemoRunSharesARecordEndToEnd(t *testing.T) {
 		t.Fatalf("record not minimised: %v", cats)
 	}
 	status, body = call(http.MethodGet, "/v1/notifications", token("exley-police", "ppu-0003", "police_officer"), nil)
-	if ns, _ := body["notifications"].([]any); status != 200 || len(ns) != 1 {
+	disclosed := 0
+	for _, n := range body["notifications"].([]any) {
+		if n.(map[string]any)["event"] == "record_disclosed" {
+			disclosed++
+		}
+	}
+	if status != 200 || disclosed != 1 {
 		t.Fatalf("the police's notifications: %d %v", status, body)
+	}
+
+	// The demo index is populated once the agencies' caseloads are synced;
+	// the README's lookup shows the team around the child, not CAMHS.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(dir, "data", "index-seeded")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo index was never seeded: %s", out.String())
+		}
+	}
+	status, body = call(http.MethodGet, "/v1/subjects/9990000018/involvements", token("exley-csc", "sw-0042", "social_worker"), nil)
+	var partners []string
+	for _, v := range body["involvements"].([]any) {
+		partners = append(partners, v.(map[string]any)["partner"].(string))
+	}
+	slices.Sort(partners)
+	if status != 200 || !slices.Equal(partners, []string{"exley-csc", "exley-police", "riverside-gp"}) {
+		t.Fatalf("the README's lookup: %d %v", status, body)
 	}
 }

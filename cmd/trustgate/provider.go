@@ -107,6 +107,16 @@ func demoRunCommand() *cobra.Command {
 				}()
 			}
 			log.Info("demo providers listening", "count", len(svcs))
+			// The demo index is populated by the agencies' caseload syncs,
+			// through the gateway, once it is ready (docs/index.md).
+			go func() {
+				base := scheme + "://" + net.JoinHostPort(host, port)
+				if err := demo.SeedIndex(ctx, dir, base, cfg.GatewayID); err != nil && ctx.Err() == nil {
+					log.Warn("the demo involvement index was not seeded", "err", err)
+				} else if err == nil {
+					log.Info("demo involvement index ready")
+				}
+			}()
 			err = serve(ctx, cfg, log)
 			cancel()
 			wg.Wait()

@@ -17,6 +17,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/config"
 	"github.com/childrens-trust/trustgate/internal/consent"
 	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/involvement"
 	"github.com/childrens-trust/trustgate/internal/keys"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/revision"
@@ -32,6 +33,8 @@ type App struct {
 	keys   keys.Store
 	state  *consent.Store
 	share  sharing
+	index  *involvement.Store // index.go
+	api    *server.Server
 	holder *revision.Holder
 	replay *identity.MemoryReplayCache
 	srv    *http.Server
@@ -97,6 +100,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err := a.openSharing(); err != nil {
 		return nil, err
 	}
+	if err := a.openIndex(); err != nil { // index.go
+		return nil, err
+	}
 	if err := a.openCheckpoints(ctx); err != nil { // checkpoints.go
 		return nil, err
 	}
@@ -128,6 +134,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		GatewayID:        cfg.GatewayID,
 		SnapshotTimeout:  cfg.Audit.SnapshotTimeout.Duration,
 		ReviewWithin:     time.Duration(cfg.Policy.OverrideReviewDays) * 24 * time.Hour,
+		MaxCaseloadBytes: cfg.Index.MaxCaseloadBytes,
+		ActiveFor:        cfg.Index.ActiveFor.Duration,
 		Now:              a.now,
 		Logger:           log,
 	}, server.Deps{
@@ -145,12 +153,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		WhatIf:       a.whatIf(), // reload.go
 		AuditQuery:   a.audit,
 		Checkpoints:  a.ckpt.cp,
+		Index:        a.index,
 		Ready: []server.Check{
 			{Name: "keys", Fn: a.keys.Ready},
 			{Name: "audit", Fn: func(context.Context) error { return a.audit.Err() }},
 			{Name: "state", Fn: a.state.Ready},
+			{Name: "index", Fn: a.index.Ready},
 		},
 	})
+	a.api = srv
 	a.srv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.Duration,
@@ -230,6 +241,8 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopCheckpoints()
 	stopWatch := a.startWatch(ctx) // reload.go
 	defer stopWatch()
+	stopRetention := a.startRetention(ctx) // index.go
+	defer stopRetention()
 	errc := make(chan error, 1)
 	go func() {
 		var err error
@@ -270,6 +283,7 @@ func (a *App) Close() error {
 		errs = append(errs, a.state.Close())
 	}
 	errs = append(errs, a.closeSharing())
+	errs = append(errs, a.closeIndex())
 	if a.audit != nil {
 		errs = append(errs, a.audit.Close())
 	}

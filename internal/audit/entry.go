@@ -22,6 +22,9 @@ const (
 	KindDisclosure  Kind = "disclosure"        // a record was fetched from the provider and disclosed (minimised)
 	KindLead        Kind = "lead_professional" // a child's lead professional was recorded
 	KindMigration   Kind = "migration"         // the log was carried over from an earlier format (Migrate): entry 1 only
+	KindLookup      Kind = "lookup"            // the involvement index was looked up about a child (allowed or refused)
+	KindInvolvement Kind = "involvement"       // an involvement, caseload, early help episode or its team changed in the index
+	KindErasure     Kind = "erasure"           // retention erased index entries about a child (ids only)
 )
 
 // ConsentAction says what a KindConsent entry recorded.
@@ -112,6 +115,18 @@ type Entry struct {
 	// KindLead entry recorded for Subject.
 	LeadPartner      string `json:"lead_partner,omitempty"`
 	LeadPractitioner string `json:"lead_practitioner,omitempty"`
+
+	// IndexAction says what a KindInvolvement, KindLookup or KindErasure
+	// entry did to the involvement index (record, update, end, sync,
+	// episode_open, episode_close, team_join, team_leave, lead, lookup,
+	// erase); IndexIDs are the involvements, episodes and matches it
+	// touched, erased or — for a lookup — showed (ids only, never
+	// content); IndexCounts what a caseload sync or retention sweep did,
+	// as "name=count" (created, updated, unchanged, ended, matches;
+	// lapsed, children, erased).
+	IndexAction string   `json:"index_action,omitempty"`
+	IndexIDs    []string `json:"index_ids,omitempty"`
+	IndexCounts []string `json:"index_counts,omitempty"`
 
 	// Error says, for rejected, auth_failure and unavailable entries, what
 	// was wrong (the field and the reason); it never holds a key or a token.

@@ -67,6 +67,9 @@ type Config struct {
 	// notifications (sharing.go, docs/providers.md).
 	Providers     Providers     `yaml:"providers"`
 	Notifications Notifications `yaml:"notifications"`
+
+	// Index tunes the involvement index (index.go, docs/index.md).
+	Index Index `yaml:"index"`
 }
 
 // Runtime tunes the Go runtime of the serving process.
@@ -264,6 +267,7 @@ func Default() Config {
 
 		Providers:     defaultProviders(),
 		Notifications: defaultNotifications(),
+		Index:         defaultIndex(),
 	}
 }
 
@@ -383,6 +387,7 @@ func (c *Config) Validate() error {
 		bad("keys.backend", "%q is not one of local, vault", c.Keys.Backend)
 	}
 	c.validateSharing(bad)
+	c.validateIndex(bad)
 	if c.Policy.OverrideReviewDays < 1 || c.Policy.OverrideReviewDays > 90 {
 		bad("policy.override_review_days", "must be between 1 and 90")
 	}

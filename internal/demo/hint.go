@@ -31,8 +31,16 @@ curl -s -X POST http://%[1]s/v1/share-requests \
   -H 'Content-Type: application/json' \
   -d '{"subject":"9990000018","provider":"riverside-gp","purpose":"safeguarding","categories":["health_summary"]}'
 
-# 3. The police read their access notifications (also pushed to their webhook):
+# 3. The police read their access notifications (also pushed to their webhook),
+#    among them the match with social care: both recorded a concern about
+#    the child (the demo agencies sync their caseloads at start).
 curl -s http://%[1]s/v1/notifications -H "Authorization: Bearer %[4]s"
+
+# 4. Who else is involved with the child? The social worker, involved
+#    herself, sees social care, the police and the GP — not CAMHS, a
+#    shielded service (docs/index.md walks through the whole index).
+curl -s http://%[1]s/v1/subjects/9990000018/involvements \
+  -H "Authorization: Bearer %[2]s"
 
 # Protocols in force, and why the others are not:
 curl -s http://%[1]s/v1/protocols -H "Authorization: Bearer %[2]s"

@@ -84,6 +84,7 @@ type Revision struct {
 	prepared rego.PreparedEvalQuery
 	trust    rego.PreparedEvalQuery // TrustQuery (trust.go)
 	permit   rego.PreparedEvalQuery // PermissionQuery (permission.go)
+	index    indexQueries           // LookupQuery, MatchQuery (lookup.go)
 	data     Data
 	compiled time.Time
 }
@@ -132,12 +133,17 @@ func Prepare(ctx context.Context, src Sources, data Data) (*Revision, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w: %w", ErrCompile, err)
 	}
+	index, err := prepareIndex(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w: %w", ErrCompile, err)
+	}
 	return &Revision{
 		hash:     hex.EncodeToString(h.Sum(nil)),
 		files:    src.Files(),
 		prepared: pq,
 		trust:    trust,
 		permit:   permit,
+		index:    index,
 		data:     data,
 		compiled: time.Now(),
 	}, nil
@@ -267,8 +273,32 @@ func nz(s []string) []string {
 // value builds the input as an AST value directly, without a JSON round
 // trip; with trust (the Trust-level part, trust.go) as input.trust.
 func (in *Input) value(trust *ast.Term) ast.Value {
-	consents := make([]*ast.Term, len(in.Consents))
-	for i, c := range in.Consents {
+	obj := ast.NewObject(
+		item("time_ns", ast.IntNumberTerm(int(in.TimeNS))),
+		item("requester", requesterTerm(in.Requester)),
+		item("provider", ast.ObjectTerm(
+			item("partner", ast.StringTerm(in.Provider.Partner)),
+			item("type", ast.StringTerm(in.Provider.Type)),
+			item("sensitive", ast.BooleanTerm(in.Provider.Sensitive)),
+		)),
+		item("purpose", ast.StringTerm(in.Purpose)),
+		item("categories", strs(in.Categories)),
+		item("consents", consentsTerm(in.Consents)),
+		item("override", ast.ObjectTerm(
+			item("ground", ast.StringTerm(in.Override.Ground)),
+			item("justified", ast.BooleanTerm(in.Override.Justified)),
+		)),
+	)
+	if trust != nil {
+		obj.Insert(ast.StringTerm("trust"), trust)
+	}
+	return obj
+}
+
+// consentsTerm is the consent records as the policies read them.
+func consentsTerm(cs []Consent) *ast.Term {
+	consents := make([]*ast.Term, len(cs))
+	for i, c := range cs {
 		consents[i] = ast.ObjectTerm(
 			item("id", ast.StringTerm(c.ID)),
 			item("outcome", ast.StringTerm(c.Outcome)),
@@ -286,31 +316,7 @@ func (in *Input) value(trust *ast.Term) ast.Value {
 			item("withdrawn_ns", ast.IntNumberTerm(int(c.WithdrawnNS))),
 		)
 	}
-	obj := ast.NewObject(
-		item("time_ns", ast.IntNumberTerm(int(in.TimeNS))),
-		item("requester", ast.ObjectTerm(
-			item("partner", ast.StringTerm(in.Requester.Partner)),
-			item("type", ast.StringTerm(in.Requester.Type)),
-			item("practitioner", ast.StringTerm(in.Requester.Practitioner)),
-			item("role", ast.StringTerm(in.Requester.Role)),
-		)),
-		item("provider", ast.ObjectTerm(
-			item("partner", ast.StringTerm(in.Provider.Partner)),
-			item("type", ast.StringTerm(in.Provider.Type)),
-			item("sensitive", ast.BooleanTerm(in.Provider.Sensitive)),
-		)),
-		item("purpose", ast.StringTerm(in.Purpose)),
-		item("categories", strs(in.Categories)),
-		item("consents", ast.ArrayTerm(consents...)),
-		item("override", ast.ObjectTerm(
-			item("ground", ast.StringTerm(in.Override.Ground)),
-			item("justified", ast.BooleanTerm(in.Override.Justified)),
-		)),
-	)
-	if trust != nil {
-		obj.Insert(ast.StringTerm("trust"), trust)
-	}
-	return obj
+	return ast.ArrayTerm(consents...)
 }
 
 func item(k string, v *ast.Term) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), v} }

@@ -81,12 +81,7 @@ func (in *PermissionInput) value() ast.Value {
 	return ast.NewObject(
 		item("time_ns", ast.IntNumberTerm(int(in.TimeNS))),
 		item("action", ast.StringTerm(in.Action)),
-		item("requester", ast.ObjectTerm(
-			item("partner", ast.StringTerm(in.Requester.Partner)),
-			item("type", ast.StringTerm(in.Requester.Type)),
-			item("practitioner", ast.StringTerm(in.Requester.Practitioner)),
-			item("role", ast.StringTerm(in.Requester.Role)),
-		)),
+		item("requester", requesterTerm(in.Requester)),
 		item("recorded_by", strs(in.RecordedBy)),
 	)
 }

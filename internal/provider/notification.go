@@ -17,14 +17,43 @@ const MaxNotificationBytes = 64 << 10
 const (
 	AsProvider         = "provider"          // the agency whose record was disclosed
 	AsLeadProfessional = "lead_professional" // the child's lead professional's agency
+	AsMatched          = "matched"           // a practitioner of the agency is in a match
+	AsInvolved         = "involved"          // the agency is involved with the child (an index lookup)
 )
 
-// The events: a record was disclosed; the child's lead professional
-// changed (sent to the previous lead, carrying no categories or fields).
+// The events a notification tells of.
 const (
-	EventDisclosed   = "record_disclosed"
-	EventLeadChanged = "lead_professional_changed"
+	EventDisclosed   = "record_disclosed"          // a record was disclosed
+	EventLeadChanged = "lead_professional_changed" // the child's lead professional changed (to the previous lead; no categories or fields)
+	EventMatch       = "involvement_match"         // another agency is concerned about the same child (Match)
+	EventLookup      = "index_lookup"              // someone looked up who is involved with the child (Lookup)
 )
+
+// MatchNotice is what a match notification says: the recipient's own
+// involvement (and practitioner), and the other agency's practitioner and
+// how to reach them.
+type MatchNotice struct {
+	ID           string       `json:"id"`
+	Involvement  string       `json:"involvement"`
+	Practitioner string       `json:"practitioner"`
+	Other        MatchedParty `json:"other"`
+}
+
+// MatchedParty is the other side of a match.
+type MatchedParty struct {
+	Partner      string `json:"partner"`
+	Practitioner string `json:"practitioner"`
+	Phone        string `json:"phone,omitempty"`
+	Email        string `json:"email,omitempty"`
+	Kind         string `json:"kind"`
+}
+
+// LookupNotice is what a lookup notification says beyond the requester
+// and purpose: whether the lookup acknowledged a shielded service (told
+// to the shielded service itself).
+type LookupNotice struct {
+	Shielded bool `json:"shielded"`
+}
 
 // Notification tells an agency that a child's record was disclosed through
 // the gateway: who asked, for which purpose, under which protocol rule,
@@ -54,6 +83,11 @@ type Notification struct {
 	// Categories and Fields are what was disclosed ("category.field").
 	Categories []string `json:"categories"`
 	Fields     []string `json:"fields"`
+
+	// Match and Lookup describe the index's events (EventMatch,
+	// EventLookup); Provider, Protocol, Categories and Fields are then empty.
+	Match  *MatchNotice  `json:"match,omitempty"`
+	Lookup *LookupNotice `json:"lookup,omitempty"`
 }
 
 // notificationClaims is the payload of a signed notification: a JWT whose

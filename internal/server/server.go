@@ -74,8 +74,13 @@ type Options struct {
 	// ReviewWithin is how soon an override must be reviewed (audit stats).
 	SnapshotTimeout time.Duration
 	ReviewWithin    time.Duration
-	Now             func() time.Time
-	Logger          *slog.Logger
+	// MaxCaseloadBytes bounds a caseload sync's body (PUT /v1/caseload);
+	// ActiveFor is how long an involvement stays active unless renewed
+	// (shown as its renew_by).
+	MaxCaseloadBytes int64
+	ActiveFor        time.Duration
+	Now              func() time.Time
+	Logger           *slog.Logger
 }
 
 // Deps are the parts the server is wired to.
@@ -109,6 +114,9 @@ type Deps struct {
 	// what-if. When nil, the admin endpoints answer 503.
 	Lifecycle Lifecycle
 	WhatIf    WhatIfRunner
+
+	// The involvement index (index.go). When nil, its endpoints answer 503.
+	Index Index
 }
 
 // Server serves the gateway's HTTP API.
@@ -145,6 +153,9 @@ func New(opts Options, deps Deps) *Server {
 	if opts.SnapshotTimeout <= 0 {
 		opts.SnapshotTimeout = 10 * time.Minute
 	}
+	if opts.MaxCaseloadBytes <= 0 {
+		opts.MaxCaseloadBytes = 64 << 20
+	}
 	if opts.ReviewWithin <= 0 {
 		opts.ReviewWithin = 5 * 24 * time.Hour
 	}
@@ -171,6 +182,7 @@ func (s *Server) Handler() http.Handler {
 	s.shareRoutes(v1)
 	s.auditRoutes(v1)
 	s.lifecycleRoutes(v1)
+	s.indexRoutes(v1) // index.go
 	// A /v1 path that is not a route, or a route asked with another
 	// method, is answered (404, or 405 with Allow) and audited like any
 	// other /v1 request; paths are never cleaned or redirected (SkipClean),

@@ -1,0 +1,140 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/nhs"
+	"github.com/childrens-trust/trustgate/internal/protocol"
+)
+
+// seedMarker records that the demo index was seeded (once per demo).
+func seedMarker(dir string) string { return filepath.Join(dir, "data", "index-seeded") }
+
+// demoCaseload is one demo agency's caseload: its practitioner and the
+// involvements it syncs.
+type demoCaseload struct {
+	partner, practitioner, role string
+	items                       []map[string]any
+}
+
+// seedCaseloads are the demo Trust's involvements: the README's child
+// (9990000018) is known to social care (sw-0042, concerned), the police
+// (concerned: a match), the GP and CAMHS (a shielded service, concerned);
+// 9990000026 to social care and St Anne's; and 240 further synthetic
+// children spread over the agencies.
+func seedCaseloads() []demoCaseload {
+	item := func(subject, practitioner, service, kind string, concern bool, start string) map[string]any {
+		return map[string]any{"subject": subject, "practitioner": practitioner, "email": practitioner + "@exley.example",
+			"service": service, "kind": kind, "concern": concern, "start": start + "T09:00:00Z"}
+	}
+	cs := []demoCaseload{
+		{"exley-csc", "sw-0042", "social_worker", []map[string]any{
+			item("9990000018", "sw-0042", "assessment-team", "child_in_need", true, "2026-09-14"),
+			item("9990000026", "sw-0042", "assessment-team", "child_protection_plan", false, "2026-06-02"),
+		}},
+		{"exley-police", "ppu-0003", "police_officer", []map[string]any{
+			item("9990000018", "ppu-0003", "public-protection", "child_protection_plan", true, "2026-10-03"),
+		}},
+		{"riverside-gp", "gp-0101", "gp", []map[string]any{
+			item("9990000018", "gp-0101", "practice", "health", false, "2025-03-20"),
+		}},
+		{"exley-camhs", "cl-0007", "camhs_clinician", []map[string]any{
+			item("9990000018", "cl-0007", "young-people", "mental_health", true, "2026-08-11"),
+		}},
+		{"st-annes-primary", "dsl-0002", "designated_safeguarding_lead", []map[string]any{
+			item("9990000026", "dsl-0002", "pastoral", "education_welfare", false, "2026-01-12"),
+		}},
+	}
+	// Further synthetic children (999 range), each known to two agencies.
+	kinds := []struct{ partner, service, kind string }{
+		{"exley-csc", "early-help-hub", "early_help"}, {"exley-education", "ews", "education_welfare"},
+		{"exley-community-health", "health-visiting", "health"}, {"exley-yos", "prevention", "youth_justice"},
+	}
+	n := 0
+	for i := 1000; n < 240; i++ {
+		nine := fmt.Sprintf("999%06d", i)
+		d, ok := nhs.CheckDigit(nine)
+		if !ok {
+			continue
+		}
+		child := nine + string(d)
+		for _, k := range []int{n % len(kinds), (n + 1) % len(kinds)} {
+			cs = addItem(cs, kinds[k].partner, func(practitioner string) map[string]any {
+				return item(child, practitioner, kinds[k].service, kinds[k].kind, n%7 == 0, "2026-05-01")
+			})
+		}
+		n++
+	}
+	return cs
+}
+
+// addItem adds an item (made for the caseload's practitioner) to
+// partner's caseload, starting one if it has none.
+func addItem(cs []demoCaseload, partner string, item func(practitioner string) map[string]any) []demoCaseload {
+	for i := range cs {
+		if cs[i].partner == partner {
+			cs[i].items = append(cs[i].items, item(cs[i].practitioner))
+			return cs
+		}
+	}
+	return append(cs, demoCaseload{partner, "dp-0001", "support_worker", []map[string]any{item("dp-0001")}})
+}
+
+// SeedIndex populates a fresh demo gateway's involvement index the way
+// the agencies would: each syncs its caseload (PUT /v1/caseload) with a
+// token of its own. It waits for the gateway to be ready, and runs once
+// per demo (a marker under DIR/data): a later sync would end what the
+// walk-throughs record.
+func SeedIndex(ctx context.Context, dir, base, audience string) error {
+	if _, err := os.Stat(seedMarker(dir)); err == nil {
+		return nil
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	for ready := false; !ready; {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			ready = resp.StatusCode == http.StatusOK
+		}
+		if !ready {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	for _, c := range seedCaseloads() {
+		key, partner, err := protocol.ReadPrivateKey(filepath.Join(dir, "keys", c.partner+".jwk"))
+		if err != nil {
+			return fmt.Errorf("demo: seed the index: %w", err)
+		}
+		tok, err := identity.Mint(key, identity.MintClaims{Issuer: partner, Subject: c.practitioner, Role: c.role, Audience: audience, Lifetime: time.Minute})
+		if err != nil {
+			return fmt.Errorf("demo: seed the index: %w", err)
+		}
+		body, _ := json.Marshal(map[string]any{"involvements": c.items})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/caseload", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("demo: seed the index: %w", err)
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("demo: seed the index: %s's caseload: %d %s", c.partner, resp.StatusCode, msg)
+		}
+	}
+	return os.WriteFile(seedMarker(dir), []byte("the demo agencies' caseloads were synced once\n"), 0o600)
+}
