@@ -43,6 +43,9 @@ func loadPolicies(dir string) (policy.Sources, string, error) {
 		src, err := policy.LoadFS(policies.FS)
 		return src, "the embedded policies", err
 	}
+	if _, err := os.Stat(dir); err != nil {
+		return policy.Sources{}, dir, err // a missing directory is named as such (exit 1)
+	}
 	src, err := policy.LoadDir(dir)
 	return src, dir, err
 }
@@ -128,6 +131,7 @@ when a test fails or the policies do not compile.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addFormat(cmd, &asJSON)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only failures and the summary")
 	return cmd
 }
@@ -199,6 +203,7 @@ with its file and line, or its signature. Exits 1 on any problem.`,
 	cmd.Flags().StringVar(&registryPath, "registry", "", "registry file; default: PROTOCOLS/trust.yaml")
 	cmd.Flags().StringVar(&at, "at", "now", "check as of this time (YYYY-MM-DD or RFC 3339)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addFormat(cmd, &asJSON)
 	cmd.Flags().BoolVar(&assumeSigned, "assume-signed", false, "check a draft as if its signatories had signed it (unsigned or edited protocols count as in force)")
 	return cmd
 }
@@ -465,6 +470,7 @@ files of --policies and --protocols are then sent to the gateway
 	cmd.Flags().BoolVar(&assumeSigned, "assume-signed", true, "replay protocols that lack signatures as if signed")
 	cmd.Flags().IntVar(&examples, "examples", 5, "example audit sequence numbers per group")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addFormat(cmd, &asJSON)
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the audit log's file lock")
 	cmd.Flags().StringVar(&gateway, "gateway", "", "ask a running gateway instead (its URL): the proposal's files are sent to POST /v1/admin/whatif")
 	cmd.Flags().StringVar(&token, "token", "", "with --gateway: an ig_lead's agency token (default: $TRUSTGATE_TOKEN)")
