@@ -16,6 +16,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/registry"
 	"github.com/childrens-trust/trustgate/internal/revision"
 	"github.com/childrens-trust/trustgate/internal/whatif"
@@ -31,8 +32,9 @@ type DecisionRequest struct {
 	OverrideGround string   `json:"override_ground,omitempty"`
 }
 
-// OverrideGrounds is the closed vocabulary of safeguarding override grounds.
-var OverrideGrounds = []string{"risk_of_significant_harm", "section_47_enquiry", "emergency_medical"}
+// OverrideGrounds is the closed vocabulary of safeguarding override grounds
+// (protocol.OverrideGrounds: protocol lint checks rules against it).
+var OverrideGrounds = protocol.OverrideGrounds
 
 const (
 	maxCategories       = 32
