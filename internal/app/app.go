@@ -37,6 +37,9 @@ type App struct {
 	ln     net.Listener
 	loader *revision.Loader // reload.go
 	ckpt   checkpoints      // checkpoints.go
+	// metrics: Prometheus on its own listener (metrics.go); nil when off.
+	metricsSrv *http.Server
+	metricsLn  net.Listener
 }
 
 // Option adjusts wiring, for tests.
@@ -117,7 +120,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	verifier := identity.NewVerifier(idCfg, func() identity.Directory { return a.holder.Current().Registry }, a.replay)
 
-	srv := server.New(server.Options{
+	var srv *server.Server
+	obs, err := a.openMetrics(func() (uint64, uint64) { return srv.MemoStats() }) // metrics.go
+	if err != nil {
+		return nil, err
+	}
+	srv = server.New(server.Options{
 		MaxBodyBytes:     cfg.HTTP.MaxBodyBytes,
 		KeyTimeout:       cfg.Keys.Timeout.Duration,
 		EvalTimeout:      cfg.Policy.EvalTimeout.Duration,
@@ -128,6 +136,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		ReviewWithin:     time.Duration(cfg.Policy.OverrideReviewDays) * 24 * time.Hour,
 		Now:              a.now,
 		Logger:           log,
+		Observer:         obs,
 	}, server.Deps{
 		Auth:         verifier,
 		Audit:        a.audit,
@@ -220,6 +229,8 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopCheckpoints()
 	stopWatch := a.startWatch(ctx) // reload.go
 	defer stopWatch()
+	stopMetrics := a.serveMetrics() // metrics.go
+	defer stopMetrics()
 	errc := make(chan error, 1)
 	go func() {
 		var err error
@@ -251,6 +262,9 @@ func (a *App) Close() error {
 	var errs []error
 	if a.ln != nil {
 		a.ln.Close()
+	}
+	if a.metricsLn != nil {
+		a.metricsLn.Close()
 	}
 	errs = append(errs, a.closeCheckpoints()) // before the keys and the log
 	if a.keys != nil {

@@ -60,6 +60,8 @@ type Config struct {
 	Keys   Keys   `yaml:"keys"`
 	Policy Policy `yaml:"policy"`
 	Log    Log    `yaml:"log"`
+	// Metrics serves Prometheus metrics on an address of its own.
+	Metrics Metrics `yaml:"metrics"`
 	// Runtime tunes the Go runtime of `trustgate serve`.
 	Runtime Runtime `yaml:"runtime"`
 
@@ -221,6 +223,14 @@ type Policy struct {
 	DecisionMemo int `yaml:"decision_memo"`
 }
 
+// Metrics configures the Prometheus endpoint (docs/operations.md).
+type Metrics struct {
+	// Listen is where GET /metrics is served, apart from the API (plain
+	// HTTP: loopback or a private interface the scraper reaches); empty
+	// turns metrics off. Port 0 picks a free port (logged at start-up).
+	Listen string `yaml:"listen"`
+}
+
 // Log tunes logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -254,6 +264,7 @@ func Default() Config {
 		Keys:    Keys{Backend: "local", Timeout: Duration{2 * time.Second}, Vault: DefaultVault()},
 		Policy:  Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200, ReloadTimeout: Duration{time.Minute}, DecisionMemo: 10_000},
 		Log:     Log{Level: "info", Format: "text"},
+		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 		Runtime: Runtime{GCPercent: 400},
 
 		Providers:     defaultProviders(),
@@ -306,6 +317,13 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "required")
+	}
+	if m := c.Metrics.Listen; m != "" {
+		if _, port, err := net.SplitHostPort(m); err != nil {
+			bad("metrics.listen", "%q is not host:port", m)
+		} else if m == c.Listen && port != "0" {
+			bad("metrics.listen", "must differ from listen: metrics are served apart from the API")
+		}
 	}
 	if c.Auth.MaxTokenLifetime.Duration <= 0 || c.Auth.MaxTokenLifetime.Duration > time.Hour {
 		bad("auth.max_token_lifetime", "must be between 1s and 1h")

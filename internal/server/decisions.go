@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
@@ -253,7 +254,9 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 	}
 
 	kctx, cancel := context.WithTimeout(x.ctx, s.opts.KeyTimeout)
+	t0 := time.Now()
 	pseudo, err := s.deps.Keys.Pseudonym(kctx, subject)
+	s.timed(stageKeyStore, t0)
 	cancel()
 	if err != nil {
 		x.entry.Kind = audit.KindUnavailable
@@ -296,7 +299,9 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 		return nil, nil, err
 	}
 	ectx, cancel := context.WithTimeout(x.ctx, s.opts.EvalTimeout)
+	t0 = time.Now()
 	d, err := s.evaluate(ectx, x, in)
+	s.timed(stagePolicy, t0)
 	cancel()
 	if err != nil {
 		x.entry.Kind = audit.KindUnavailable
