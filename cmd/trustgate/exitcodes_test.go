@@ -88,6 +88,9 @@ func TestExitCodes(t *testing.T) {
 		{exitConfig, []string{"serve", "--config", badYAML}, "invalid configuration"},
 		{exitConfig, []string{"serve", "--config", unknownKey}, "no_such_key"},
 		{exitConfig, []string{"vault", "policy", "--config", missing}, "invalid configuration"},
+		{exitConfig, []string{"serve", "--set", "no.such.key=1"}, "no such key"},
+		{exitConfig, []string{"serve", "--set", "policy.decision_memo=lots"}, "policy.decision_memo"},
+		{exitConfig, []string{"serve", "--set", "listen=0.0.0.0:9"}, "loopback"},
 		{exitFailure, []string{"protocol", "verify", missing}, "no such file"},
 		{exitFailure, []string{"protocol", "lint", missing}, "no such file"},
 		{exitFailure, []string{"protocol", "list", "--dir", missing}, "no such file"},
@@ -123,4 +126,46 @@ func TestREADMEExitCodes(t *testing.T) {
 			t.Errorf("README.md lacks the exit code row %q", row)
 		}
 	}
+}
+
+// TestREADMECommandTable: every command is in the README's command table,
+// as "trustgate GROUP NAME", or as "\\| NAME" after its group on one row.
+func TestREADMECommandTable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "| `trustgate ") {
+			rows = append(rows, l)
+		}
+	}
+	listed := func(parent, name string) bool {
+		for _, r := range rows {
+			full := "trustgate " + strings.TrimSpace(parent+" "+name)
+			if strings.Contains(r, "`"+full+" ") || strings.Contains(r, "`"+full+"`") ||
+				(parent != "" && strings.Contains(r, "`trustgate "+parent+" ") && (strings.Contains(r, "\\| "+name+" ") || strings.Contains(r, "\\| "+name+"`") || strings.Contains(r, "`"+parent+" "+name))) {
+				return true
+			}
+		}
+		return false
+	}
+	var walk func(c *cobra.Command, parent string)
+	walk = func(c *cobra.Command, parent string) {
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			path := strings.TrimSpace(parent + " " + sub.Name())
+			if sub.HasSubCommands() {
+				walk(sub, path)
+				continue
+			}
+			if !listed(parent, sub.Name()) {
+				t.Errorf("README.md's command table does not list trustgate %s", path)
+			}
+		}
+	}
+	walk(rootCommand(), "")
 }

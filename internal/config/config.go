@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/childrens-trust/trustgate/internal/schema"
 )
 
 // ErrInvalid classifies configuration errors.
@@ -45,7 +47,8 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// DataDir holds the audit log, the state store and the local keys.
 	DataDir string `yaml:"data_dir"`
-	// Registry is the partner registry file; empty: the embedded demo registry.
+	// Registry is the partner registry file; empty: trust.yaml in
+	// protocols_dir, or the embedded demo registry when that is empty too.
 	Registry string `yaml:"registry"`
 	// ProtocolsDir holds the protocol files and their signatures; empty:
 	// the embedded (unsigned, so not in force) demo protocols.
@@ -282,6 +285,19 @@ func Load(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return c, fmt.Errorf("config: %w: %w", ErrInvalid, err)
+	}
+	// The published schema first (docs/schemas/config.schema.json, the one
+	// an editor checks the file with), then the strict decode.
+	probs, err := schema.CheckYAML(schema.Config, b)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w: %v", path, ErrInvalid, err)
+	}
+	if len(probs) > 0 {
+		msgs := make([]string, len(probs))
+		for i, p := range probs {
+			msgs[i] = p.String()
+		}
+		return c, fmt.Errorf("config %s: %w: %s", path, ErrInvalid, strings.Join(msgs, "; "))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

@@ -28,6 +28,7 @@ import (
 const (
 	Protocol = "protocol.schema.json"
 	Registry = "registry.schema.json"
+	Config   = "config.schema.json" // generated from internal/config (its tests keep it current)
 )
 
 // Problem is one way a document fails its schema.
@@ -82,6 +83,9 @@ func CheckYAML(name string, doc []byte) ([]Problem, error) {
 	var v any
 	if err := yaml.Unmarshal(doc, &v); err != nil {
 		return nil, err
+	}
+	if v == nil { // an empty document: an empty object
+		v = map[string]any{}
 	}
 	// Through JSON, as an editor's language server sees the file; YAML
 	// dates (2026-01-01) become the strings they were written as.
