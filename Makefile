@@ -18,7 +18,7 @@ VAULT_BIN     ?= $(VAULT_CACHE)/vault-$(VAULT_VERSION)/vault
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/trustgate
+	$(GO) build -ldflags "-X main.buildRevision=$(shell git rev-parse HEAD 2>/dev/null)" -o $(BIN) ./cmd/trustgate
 
 # Prepare the demo Trust if absent (agency keys, signed protocols, records,
 # config), print first requests, and start the gateway with a reference

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,112 +18,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
-	"github.com/childrens-trust/trustgate/internal/identity"
-	"github.com/childrens-trust/trustgate/internal/protocol"
 )
 
 // auditCommand is `trustgate audit`: verify, snapshot, report, export
 // (docs/auditing.md).
 func auditCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify, copy, report on and export the audit log"}
-	cmd.AddCommand(auditVerifyCommand(), auditSnapshotCommand(), auditReportCommand(), auditExportCommand(), auditMigrateCommand())
+	cmd.AddCommand(auditVerifyCommand(), auditSnapshotCommand(), auditReportCommand(), auditExportCommand(), auditMigrateCommand(),
+		auditEntriesCommand(), auditStatsCommand()) // client.go
 	return cmd
-}
-
-// gatewayFlags are the flags of a command that calls the gateway.
-type gatewayFlags struct {
-	url, token, tokenFile, ca string
-	key, sub, role, aud       string
-	timeout                   time.Duration
-}
-
-func (g *gatewayFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&g.url, "gateway", "http://127.0.0.1:8080", "the gateway's base URL")
-	cmd.Flags().StringVar(&g.token, "token", "", "an auditor's bearer token (prefer --token-file or TRUSTGATE_TOKEN)")
-	cmd.Flags().StringVar(&g.tokenFile, "token-file", "", "a file holding the bearer token")
-	cmd.Flags().StringVar(&g.key, "key", "", "instead of a token: the agency's private JWK, to mint a fresh single-use token")
-	cmd.Flags().StringVar(&g.sub, "sub", "", "with --key: the practitioner id (token subject)")
-	cmd.Flags().StringVar(&g.role, "role", "auditor", "with --key: the role")
-	cmd.Flags().StringVar(&g.aud, "aud", "trustgate", "with --key: the audience (the gateway id)")
-	cmd.Flags().StringVar(&g.ca, "ca", "", "CA certificate (PEM) for an https gateway with a private CA")
-	cmd.Flags().DurationVar(&g.timeout, "http-timeout", 10*time.Minute, "bound on the whole call")
-}
-
-func (g *gatewayFlags) bearer() (string, error) {
-	switch {
-	case g.key != "":
-		if g.sub == "" {
-			return "", &usageError{errors.New("--key needs --sub: the practitioner id")}
-		}
-		key, partner, err := protocol.ReadPrivateKey(g.key)
-		if err != nil {
-			return "", err
-		}
-		return identity.Mint(key, identity.MintClaims{Issuer: partner, Subject: g.sub, Role: g.role, Audience: g.aud, IssuedAt: time.Now(), Lifetime: time.Minute})
-	case g.token != "":
-		return g.token, nil
-	case g.tokenFile != "":
-		b, err := os.ReadFile(g.tokenFile)
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimSpace(string(b)), nil
-	case os.Getenv("TRUSTGATE_TOKEN") != "":
-		return os.Getenv("TRUSTGATE_TOKEN"), nil
-	}
-	return "", &usageError{errors.New("a token is required (tokens are single-use): --key and --sub to mint one per call, or --token-file, --token or TRUSTGATE_TOKEN (mint one with `trustgate token mint --role auditor`)")}
-}
-
-func (g *gatewayFlags) client() (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if g.ca != "" {
-		pem, err := os.ReadFile(g.ca)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", g.ca)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	return &http.Client{Transport: tr, Timeout: g.timeout}, nil
-}
-
-// get calls the gateway and returns the response for a 200; any other
-// status is an error carrying the gateway's message.
-func (g *gatewayFlags) get(ctx context.Context, path string) (*http.Response, error) {
-	tok, err := g.bearer()
-	if err != nil {
-		return nil, err
-	}
-	c, err := g.client()
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(g.url, "/")+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var eb struct {
-			Error struct {
-				Code, Message string
-			} `json:"error"`
-		}
-		if json.Unmarshal(b, &eb) == nil && eb.Error.Message != "" {
-			return nil, fmt.Errorf("gateway answered %s: %s (%s)", resp.Status, eb.Error.Message, eb.Error.Code)
-		}
-		return nil, fmt.Errorf("gateway answered %s", resp.Status)
-	}
-	return resp, nil
 }
 
 // loadJWKS reads a JWK set from a file or an http(s) URL.
@@ -167,6 +68,7 @@ func auditVerifyCommand() *cobra.Command {
 		db, jwks    string
 		checkpoints []string
 		timeout     time.Duration
+		asJSON      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify --db FILE [--checkpoint FILE ...] [--jwks FILE|URL]",
@@ -202,6 +104,9 @@ To verify a running gateway's log, take a snapshot first (trustgate audit snapsh
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if asJSON {
+				return printJSON(out, rep)
+			}
 			fmt.Fprintf(out, "audit log OK: %d entries\n  chain head  %s\n  Merkle root %s\n  index       %d postings match the entries\n", rep.Entries, rep.Head, rep.Root, rep.Postings)
 			if rep.Latest != nil {
 				fmt.Fprintf(out, "  checkpoints %d stored, latest at size %d signed %s (kid %s): root matches\n", rep.Checkpoints, rep.Latest.Size, rep.Latest.Time.Format(time.RFC3339), rep.Latest.KeyID)
@@ -220,6 +125,7 @@ To verify a running gateway's log, take a snapshot first (trustgate audit snapsh
 		},
 	}
 	cmd.Flags().StringVar(&db, "db", ".demo/data/audit.db", "audit log file (a snapshot, or a stopped gateway's log)")
+	addFormat(cmd, &asJSON)
 	cmd.Flags().StringArrayVar(&checkpoints, "checkpoint", nil, "a checkpoint kept outside the gateway (compact JWS file); repeatable")
 	cmd.Flags().StringVar(&jwks, "jwks", "", "the gateway's public keys: a JWK set file or URL")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
@@ -325,7 +231,7 @@ The copy is written atomically (temporary file, fsync, rename) and then verified
 			return nil
 		},
 	}
-	g.add(cmd)
+	g.add(cmd, "auditor")
 	cmd.Flags().StringVar(&db, "db", "", "copy this log file offline instead of asking the gateway")
 	cmd.Flags().StringVar(&out, "out", "audit-snapshot.db", "where to write the copy")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock (with --db)")
@@ -428,7 +334,7 @@ are removed, recipients and purposes stay. --out writes the report (JSON) for th
 			return nil
 		},
 	}
-	g.add(cmd)
+	g.add(cmd, "auditor")
 	cmd.Flags().StringVar(&subject, "subject", "", "the child's NHS number")
 	cmd.Flags().BoolVar(&withholdPractit, "withhold-practitioners", false, "remove practitioners' identities (the family's copy)")
 	cmd.Flags().StringVar(&jwks, "jwks", "", "the gateway's public keys (file or URL); default: the gateway's /.well-known/jwks.json")

@@ -157,6 +157,47 @@ func TestAuditCommandsAgainstARunningGateway(t *testing.T) {
 		t.Fatalf("a teacher's report: %d %s", code, out)
 	}
 
+	// 3b. The client commands: one fresh token per call from the key, the
+	// gateway's answer printed, exit 1 on a refusal.
+	code, out = runCLI(t, append([]string{"audit", "entries", "--subject", "9990000018", "--format", "json"}, keyFlags...)...)
+	if code != 0 || !strings.Contains(out, `"entries"`) || strings.Count(out, `"seq"`) < 4 {
+		t.Fatalf("audit entries: %d %s", code, out)
+	}
+	code, out = runCLI(t, append([]string{"audit", "stats", "--by", "purpose"}, keyFlags...)...)
+	if code != 0 || !strings.Contains(out, `"safeguarding"`) {
+		t.Fatalf("audit stats: %d %s", code, out)
+	}
+	t.Setenv("TRUSTGATE_ADDR", base)
+	t.Setenv("TRUSTGATE_KEY", filepath.Join(dir, "keys", "exley-csc.jwk"))
+	t.Setenv("TRUSTGATE_SUB", "sw-0042")
+	t.Setenv("TRUSTGATE_ROLE", "social_worker")
+	for range 2 { // a fresh token each time: the second call is not a replay
+		code, out = runCLI(t, "api", "GET", "/v1/policies")
+		if code != 0 || !strings.Contains(out, `"protocols_in_force"`) {
+			t.Fatalf("api GET /v1/policies: %d %s", code, out)
+		}
+	}
+	code, out = runCLI(t, "api", "POST", "/v1/decisions", `{"subject":"9990000018","provider":"exley-police","purpose":"safeguarding","categories":["police_concerns"]}`, "--format", "json")
+	if code != 0 || !strings.Contains(out, `"allow":true`) {
+		t.Fatalf("api POST /v1/decisions: %d %s", code, out)
+	}
+	code, out = runCLI(t, "api", "POST", "/v1/decisions", `{"subject":"123"}`)
+	if code != exitFailure || !strings.Contains(out, "invalid_request") {
+		t.Fatalf("api with a bad body: %d %s", code, out)
+	}
+	code, out = runCLI(t, "consents", "list", "9990000018")
+	if code != 0 || !strings.Contains(out, `"consents"`) {
+		t.Fatalf("consents list: %d %s", code, out)
+	}
+	code, out = runCLI(t, "reviews", "list", "--role", "ig_lead", "--status", "open")
+	if code != 0 || !strings.Contains(out, `"reviews"`) {
+		t.Fatalf("reviews list: %d %s", code, out)
+	}
+	code, out = runCLI(t, "reviews", "list")
+	if code != exitFailure || !strings.Contains(out, "403") {
+		t.Fatalf("reviews list as a social worker: %d %s", code, out)
+	}
+
 	// 4. Export.
 	csvPath := filepath.Join(work, "export.csv")
 	if code, out := runCLI(t, "audit", "export", "--db", snap, "--from", "2000-01-01", "--format", "csv", "--out", csvPath); code != 0 {

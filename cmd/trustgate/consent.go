@@ -64,6 +64,7 @@ its URL. Exit 0: the receipt verifies; 1: it does not.`,
 	verify.Flags().StringVar(&jwksSrc, "jwks", "", "the gateway's key set: a file saved from /.well-known/jwks.json, or an http(s) URL")
 	verify.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "deadline for fetching the key set from a URL")
 	verify.Flags().BoolVar(&asJSON, "json", false, "print the verified receipt as JSON")
+	addFormat(verify, &asJSON)
 	receipt.AddCommand(verify)
 	cmd.AddCommand(receipt)
 	return cmd

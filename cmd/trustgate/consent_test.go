@@ -77,7 +77,8 @@ func TestConsentReceiptVerify(t *testing.T) {
 		{"tampered", []string{tampered, "--jwks", jwksFile}, exitFailure, "does not verify"},
 		{"another gateway's keys", []string{receiptFile, "--jwks", otherFile}, exitFailure, "not in the key set"},
 		{"no key set", []string{receiptFile}, exitUsage, "--jwks is required"},
-		{"no file", []string{filepath.Join(dir, "nosuch"), "--jwks", jwksFile}, exitInternal, "no such file"},
+		{"no file", []string{filepath.Join(dir, "nosuch"), "--jwks", jwksFile}, exitFailure, "no such file"},
+		{"as JSON with --format", []string{receiptFile, "--jwks", jwksFile, "--format", "json"}, exitOK, `"consentReceiptID": "` + rec.ReceiptID + `"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, out := runCLI(t, append([]string{"consent", "receipt", "verify"}, c.args...)...)

@@ -23,6 +23,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/registry"
 	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/internal/schema"
 	"github.com/childrens-trust/trustgate/internal/whatif"
 	"github.com/childrens-trust/trustgate/policies"
 )
@@ -42,6 +43,9 @@ func loadPolicies(dir string) (policy.Sources, string, error) {
 	if dir == "" {
 		src, err := policy.LoadFS(policies.FS)
 		return src, "the embedded policies", err
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return policy.Sources{}, dir, err // a missing directory is named as such (exit 1)
 	}
 	src, err := policy.LoadDir(dir)
 	return src, dir, err
@@ -128,6 +132,7 @@ when a test fails or the policies do not compile.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addFormat(cmd, &asJSON)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only failures and the summary")
 	return cmd
 }
@@ -199,6 +204,7 @@ with its file and line, or its signature. Exits 1 on any problem.`,
 	cmd.Flags().StringVar(&registryPath, "registry", "", "registry file; default: PROTOCOLS/trust.yaml")
 	cmd.Flags().StringVar(&at, "at", "now", "check as of this time (YYYY-MM-DD or RFC 3339)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addFormat(cmd, &asJSON)
 	cmd.Flags().BoolVar(&assumeSigned, "assume-signed", false, "check a draft as if its signatories had signed it (unsigned or edited protocols count as in force)")
 	return cmd
 }
@@ -239,8 +245,33 @@ func printRevisionReport(w io.Writer, rep *revision.Report) {
 	}
 }
 
+// lintLine is one problem protocol lint reports.
+type lintLine struct {
+	Severity protocol.Severity `json:"severity"`
+	Line     int               `json:"line,omitempty"`
+	Field    string            `json:"field"`
+	Message  string            `json:"message"`
+	Check    string            `json:"check"` // schema (docs/schemas) or registry
+}
+
+// printLint prints lint problems, one line each with file:line, or as JSON.
+func printLint(out io.Writer, path string, lines []lintLine, asJSON bool) {
+	if asJSON {
+		_ = printJSON(out, map[string]any{"file": path, "problems": append([]lintLine{}, lines...)})
+		return
+	}
+	for _, l := range lines {
+		loc := path
+		if l.Line > 0 {
+			loc = fmt.Sprintf("%s:%d", path, l.Line)
+		}
+		fmt.Fprintf(out, "%s: %s: %s (%s)\n", l.Severity, loc, l.Message, l.Field)
+	}
+}
+
 func protocolLintCommand() *cobra.Command {
 	var regPath, at string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "lint FILE",
 		Short: "Check a protocol against the registry: unknown partners, purposes, categories and roles, rules no one can satisfy, dates out of order",
@@ -265,6 +296,20 @@ warnings (a review date passed, a type no signatory has) do not fail.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
+			// First the published schema (docs/schemas/protocol.schema.json),
+			// the one an editor checks the file with as it is typed.
+			sprobs, err := schema.CheckYAML(schema.Protocol, doc)
+			if err != nil {
+				return fmt.Errorf("%w: %s: %w", errFound, path, err)
+			}
+			if len(sprobs) > 0 {
+				var lines []lintLine
+				for _, sp := range sprobs {
+					lines = append(lines, lintLine{Severity: protocol.SeverityError, Line: protocol.Locate(doc, sp.Field), Field: sp.Field, Message: sp.Message, Check: "schema"})
+				}
+				printLint(out, path, lines, asJSON)
+				return fmt.Errorf("%w: %s: %d error(s) against docs/schemas/%s", errFound, path, len(sprobs), schema.Protocol)
+			}
 			p, err := protocol.Parse(doc)
 			if err != nil {
 				st := protocol.Evaluate(path, doc, nil, reg, now)
@@ -277,25 +322,26 @@ warnings (a review date passed, a type no signatory has) do not fail.`,
 			}
 			problems := protocol.Lint(p, reg, now)
 			errs := 0
+			var lines []lintLine
 			for _, pr := range problems {
-				loc := path
-				if line := protocol.Locate(doc, pr.Field); line > 0 {
-					loc = fmt.Sprintf("%s:%d", path, line)
-				}
-				fmt.Fprintf(out, "%s: %s: %s (%s)\n", pr.Severity, loc, pr.Message, pr.Field)
+				lines = append(lines, lintLine{Severity: pr.Severity, Line: protocol.Locate(doc, pr.Field), Field: pr.Field, Message: pr.Message, Check: "registry"})
 				if pr.Severity == protocol.SeverityError {
 					errs++
 				}
 			}
+			printLint(out, path, lines, asJSON)
 			if errs > 0 {
 				return fmt.Errorf("%w: %s: %d error(s)", errFound, path, errs)
 			}
-			fmt.Fprintf(out, "%s (%s version %s): no errors, %d warning(s)\n", path, p.ID, p.Version, len(problems))
+			if !asJSON {
+				fmt.Fprintf(out, "%s (%s version %s): no errors, %d warning(s)\n", path, p.ID, p.Version, len(problems))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&regPath, "registry", "", "registry file; default: trust.yaml beside FILE")
 	cmd.Flags().StringVar(&at, "at", "now", "lint as of this time (review dates)")
+	addFormat(cmd, &asJSON)
 	return cmd
 }
 
@@ -465,6 +511,7 @@ files of --policies and --protocols are then sent to the gateway
 	cmd.Flags().BoolVar(&assumeSigned, "assume-signed", true, "replay protocols that lack signatures as if signed")
 	cmd.Flags().IntVar(&examples, "examples", 5, "example audit sequence numbers per group")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addFormat(cmd, &asJSON)
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the audit log's file lock")
 	cmd.Flags().StringVar(&gateway, "gateway", "", "ask a running gateway instead (its URL): the proposal's files are sent to POST /v1/admin/whatif")
 	cmd.Flags().StringVar(&token, "token", "", "with --gateway: an ig_lead's agency token (default: $TRUSTGATE_TOKEN)")

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,16 +17,19 @@ import (
 
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/config"
+	"github.com/childrens-trust/trustgate/internal/protocol"
+	"github.com/childrens-trust/trustgate/internal/registry"
 )
 
-// Exit codes.
+// Exit codes: the one table (README "Exit codes"), applied to every
+// command by exitCode.
 const (
 	exitOK       = 0
-	exitFailure  = 1 // the command ran and found a problem (bad chain, protocol not in force)
-	exitUsage    = 2 // wrong flags or arguments
-	exitConfig   = 3 // configuration invalid
+	exitFailure  = 1 // the command ran and found a problem (bad chain, protocol not in force), or an input file is missing or invalid
+	exitUsage    = 2 // unknown command, wrong flags or arguments
+	exitConfig   = 3 // the configuration is missing or invalid
 	exitBusy     = 4 // a file is locked by a running gateway
-	exitInternal = 5
+	exitInternal = 5 // anything else: a bug, or the machine failed
 )
 
 // errFound marks a check that ran and failed (exit 1, not an internal error).
@@ -47,16 +51,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "trustgate:", err)
+	return exitCode(err)
+}
+
+// exitCode maps a command's error onto the exit code table. It is the only
+// place that does.
+func exitCode(err error) int {
 	var usage *usageError
 	switch {
+	case err == nil:
+		return exitOK
 	case errors.As(err, &usage):
 		return exitUsage
-	case errors.Is(err, errFound), errors.Is(err, audit.ErrTampered):
-		return exitFailure
 	case errors.Is(err, config.ErrInvalid):
 		return exitConfig
 	case errors.Is(err, audit.ErrBusy):
 		return exitBusy
+	case errors.Is(err, errFound), errors.Is(err, audit.ErrTampered),
+		errors.Is(err, protocol.ErrInvalid), errors.Is(err, registry.ErrInvalid),
+		errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return exitFailure
 	default:
 		return exitInternal
 	}
@@ -81,7 +95,29 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(consentCommand())
 	root.AddCommand(policyCommand())
 	root.AddCommand(appointmentCommand())
+	root.AddCommand(versionCommand())
+	root.AddCommand(gatewayCommands()...) // client.go
+	strictGroups(root)
 	return root
+}
+
+// strictGroups makes every command group refuse an unknown subcommand
+// (exit 2) instead of printing its help and succeeding; a bare group still
+// prints its help.
+func strictGroups(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		strictGroups(sub)
+	}
+	if !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return &usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+		}
+		return nil
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
 
 func exactArgs(n int) cobra.PositionalArgs {

@@ -16,6 +16,7 @@ import (
 
 func serveCommand() *cobra.Command {
 	var cfgPath, listen string
+	var sets []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gateway",
@@ -28,6 +29,9 @@ policies. 'make run' prepares the signed demo Trust and uses its config.`,
 			if err != nil {
 				return err
 			}
+			if err := config.Overrides(&cfg, os.Environ(), sets); err != nil {
+				return err
+			}
 			if listen != "" {
 				cfg.Listen = listen
 			}
@@ -37,6 +41,7 @@ policies. 'make run' prepares the signed demo Trust and uses its config.`,
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (YAML); empty: embedded defaults")
 	cmd.Flags().StringVar(&listen, "listen", "", "listen address, overriding the config (plain HTTP only on loopback)")
+	cmd.Flags().StringArrayVar(&sets, "set", nil, "KEY=VALUE: set one config key over the file and the TRUSTGATE_… environment (docs/config.md); repeatable")
 	return cmd
 }
 

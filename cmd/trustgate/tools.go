@@ -140,11 +140,15 @@ func protocolCommand() *cobra.Command {
 	sign.Flags().StringVar(&partner, "partner", "", "partner id; default: from the key's kid")
 
 	var regPath string
+	var asJSON bool
 	verify := &cobra.Command{
 		Use:   "verify FILE",
 		Short: "Verify a protocol's signatures and dates; non-zero exit with reasons if not in force",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := os.Stat(args[0]); err != nil {
+				return err // named before the registry beside it
+			}
 			rp := regPath
 			if rp == "" {
 				rp = filepath.Join(filepath.Dir(args[0]), protocol.RegistryFile)
@@ -157,7 +161,7 @@ func protocolCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := protocol.FormatStatus(cmd.OutOrStdout(), []protocol.Status{st}); err != nil {
+			if err := printStatus(cmd, asJSON, []protocol.Status{st}); err != nil {
 				return err
 			}
 			if !st.InForce {
@@ -167,6 +171,7 @@ func protocolCommand() *cobra.Command {
 		},
 	}
 	verify.Flags().StringVar(&regPath, "registry", "", "registry file; default: trust.yaml beside FILE")
+	addFormat(verify, &asJSON)
 
 	var dir string
 	list := &cobra.Command{
@@ -186,19 +191,29 @@ func protocolCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return protocol.FormatStatus(cmd.OutOrStdout(), sts)
+			return printStatus(cmd, asJSON, sts)
 		},
 	}
+	addFormat(list, &asJSON)
 	list.Flags().StringVar(&dir, "dir", ".demo/protocols", "protocols directory")
 	list.Flags().StringVar(&regPath, "registry", "", "registry file; default: DIR/trust.yaml")
 	cmd.AddCommand(sign, verify, list, protocolLintCommand(), protocolWithdrawCommand())
 	return cmd
 }
 
+// printStatus prints protocol statuses for people or, with asJSON, as JSON.
+func printStatus(cmd *cobra.Command, asJSON bool, sts []protocol.Status) error {
+	if asJSON {
+		return printJSON(cmd.OutOrStdout(), sts)
+	}
+	return protocol.FormatStatus(cmd.OutOrStdout(), sts)
+}
+
 func tokenCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Developer tools for agency tokens"}
 	var keyPath, sub, role, aud string
 	var lifetime time.Duration
+	var mintJSON bool
 	mint := &cobra.Command{
 		Use:   "mint --key KEY --sub PRACTITIONER --role ROLE",
 		Short: "Mint a short-lived agency token (for development and the demo)",
@@ -215,6 +230,9 @@ func tokenCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if mintJSON {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"token": tok, "iss": partner, "sub": sub, "role": role, "aud": aud, "lifetime_s": lifetime.Seconds()})
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), tok)
 			return nil
 		},
@@ -224,6 +242,7 @@ func tokenCommand() *cobra.Command {
 	mint.Flags().StringVar(&role, "role", "", "practitioner role")
 	mint.Flags().StringVar(&aud, "aud", "trustgate", "audience (the gateway id)")
 	mint.Flags().DurationVar(&lifetime, "lifetime", 2*time.Minute, "token lifetime (at most the gateway's maximum)")
+	addFormat(mint, &mintJSON)
 	cmd.AddCommand(mint)
 	return cmd
 }

@@ -41,6 +41,9 @@ type App struct {
 	ln     net.Listener
 	loader *revision.Loader // reload.go
 	ckpt   checkpoints      // checkpoints.go
+	// metrics: Prometheus on its own listener (metrics.go); nil when off.
+	metricsSrv *http.Server
+	metricsLn  net.Listener
 }
 
 // Option adjusts wiring, for tests.
@@ -125,7 +128,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	verifier := identity.NewVerifier(idCfg, func() identity.Directory { return a.holder.Current().Registry }, a.replay)
 
-	srv := server.New(server.Options{
+	var srv *server.Server
+	obs, err := a.openMetrics(func() (uint64, uint64) { return srv.MemoStats() }) // metrics.go
+	if err != nil {
+		return nil, err
+	}
+	srv = server.New(server.Options{
 		MaxBodyBytes:     cfg.HTTP.MaxBodyBytes,
 		KeyTimeout:       cfg.Keys.Timeout.Duration,
 		EvalTimeout:      cfg.Policy.EvalTimeout.Duration,
@@ -138,6 +146,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		ActiveFor:        cfg.Index.ActiveFor.Duration,
 		Now:              a.now,
 		Logger:           log,
+		Observer:         obs,
 	}, server.Deps{
 		Auth:         verifier,
 		Audit:        a.audit,
@@ -243,6 +252,8 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopWatch()
 	stopRetention := a.startRetention(ctx) // index.go
 	defer stopRetention()
+	stopMetrics := a.serveMetrics() // metrics.go
+	defer stopMetrics()
 	errc := make(chan error, 1)
 	go func() {
 		var err error
@@ -274,6 +285,9 @@ func (a *App) Close() error {
 	var errs []error
 	if a.ln != nil {
 		a.ln.Close()
+	}
+	if a.metricsLn != nil {
+		a.metricsLn.Close()
 	}
 	errs = append(errs, a.closeCheckpoints()) // before the keys and the log
 	if a.keys != nil {

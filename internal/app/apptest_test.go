@@ -59,6 +59,8 @@ type gateway struct {
 	done   chan error
 	clock  *clock
 	keys   map[string]jwk.Key
+	// contract is the OpenAPI document this gateway serves (contract_test.go).
+	contract *servedContract
 }
 
 type clock struct {
@@ -179,6 +181,7 @@ func (g *gateway) doHeader(method, path, token string, body []byte, h http.Heade
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	g.checkAnswer(req, resp.StatusCode, resp.Header, raw)
 	var m map[string]any
 	_ = json.Unmarshal(raw, &m)
 	return response{Status: resp.StatusCode, Body: m, Raw: raw}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/childrens-trust/trustgate/internal/schema"
 )
 
 // ErrInvalid classifies configuration errors.
@@ -45,7 +47,8 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// DataDir holds the audit log, the state store and the local keys.
 	DataDir string `yaml:"data_dir"`
-	// Registry is the partner registry file; empty: the embedded demo registry.
+	// Registry is the partner registry file; empty: trust.yaml in
+	// protocols_dir, or the embedded demo registry when that is empty too.
 	Registry string `yaml:"registry"`
 	// ProtocolsDir holds the protocol files and their signatures; empty:
 	// the embedded (unsigned, so not in force) demo protocols.
@@ -60,6 +63,8 @@ type Config struct {
 	Keys   Keys   `yaml:"keys"`
 	Policy Policy `yaml:"policy"`
 	Log    Log    `yaml:"log"`
+	// Metrics serves Prometheus metrics on an address of its own.
+	Metrics Metrics `yaml:"metrics"`
 	// Runtime tunes the Go runtime of `trustgate serve`.
 	Runtime Runtime `yaml:"runtime"`
 
@@ -230,6 +235,14 @@ type Policy struct {
 	DecisionMemo int `yaml:"decision_memo"`
 }
 
+// Metrics configures the Prometheus endpoint (docs/operations.md).
+type Metrics struct {
+	// Listen is where GET /metrics is served, apart from the API (plain
+	// HTTP: loopback or a private interface the scraper reaches); empty
+	// turns metrics off. Port 0 picks a free port (logged at start-up).
+	Listen string `yaml:"listen"`
+}
+
 // Log tunes logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -263,6 +276,7 @@ func Default() Config {
 		Keys:    Keys{Backend: "local", Timeout: Duration{2 * time.Second}, Vault: DefaultVault()},
 		Policy:  Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200, ReloadTimeout: Duration{time.Minute}, DecisionMemo: 10_000},
 		Log:     Log{Level: "info", Format: "text"},
+		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 		Runtime: Runtime{GCPercent: 400, MemoryLimitMiB: 100},
 
 		Providers:     defaultProviders(),
@@ -280,7 +294,20 @@ func Load(path string) (Config, error) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return c, fmt.Errorf("config: %w", err)
+		return c, fmt.Errorf("config: %w: %w", ErrInvalid, err)
+	}
+	// The published schema first (docs/schemas/config.schema.json, the one
+	// an editor checks the file with), then the strict decode.
+	probs, err := schema.CheckYAML(schema.Config, b)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w: %v", path, ErrInvalid, err)
+	}
+	if len(probs) > 0 {
+		msgs := make([]string, len(probs))
+		for i, p := range probs {
+			msgs[i] = p.String()
+		}
+		return c, fmt.Errorf("config %s: %w: %s", path, ErrInvalid, strings.Join(msgs, "; "))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -316,6 +343,13 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "required")
+	}
+	if m := c.Metrics.Listen; m != "" {
+		if _, port, err := net.SplitHostPort(m); err != nil {
+			bad("metrics.listen", "%q is not host:port", m)
+		} else if m == c.Listen && port != "0" {
+			bad("metrics.listen", "must differ from listen: metrics are served apart from the API")
+		}
 	}
 	if c.Auth.MaxTokenLifetime.Duration <= 0 || c.Auth.MaxTokenLifetime.Duration > time.Hour {
 		bad("auth.max_token_lifetime", "must be between 1s and 1h")

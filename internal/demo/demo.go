@@ -155,6 +155,10 @@ keys:
   backend: local
 log:
   level: info
+# Prometheus metrics apart from the API; port 0: a free port, logged at
+# start-up ("metrics listening"). A real gateway names a fixed one.
+metrics:
+  listen: 127.0.0.1:0
 `, o.Listen)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("demo: %w", err)

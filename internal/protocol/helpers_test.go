@@ -35,16 +35,19 @@ type testPartner struct {
 	typ  registry.PartnerType
 	alg  jwa.SignatureAlgorithm // empty: no keys
 	name string
+	// sensitive marks a sensitive service (registry.Partner.Sensitive).
+	sensitive bool
 }
 
 var testPartners = []testPartner{
-	{"exley-csc", registry.LocalAuthority, jwa.ES256, "Exley Children's Social Care"},
-	{"exley-health", registry.Health, jwa.EdDSA, "Exley Community Health"},
-	{"exley-police", registry.Police, jwa.ES256, "Exley Constabulary"},
-	{"st-annes", registry.School, jwa.EdDSA, "St Anne's Primary"},
-	{"oak-academy", registry.School, jwa.ES256, "Oak Academy (registered, not a signatory)"},
-	{"safe-families", registry.Voluntary, jwa.ES256, "Safe Families (registered, not a signatory)"},
-	{"riverside-gp", registry.GP, "", "Riverside Medical Practice (no keys)"},
+	{"exley-csc", registry.LocalAuthority, jwa.ES256, "Exley Children's Social Care", false},
+	{"exley-health", registry.Health, jwa.EdDSA, "Exley Community Health", false},
+	{"exley-police", registry.Police, jwa.ES256, "Exley Constabulary", false},
+	{"st-annes", registry.School, jwa.EdDSA, "St Anne's Primary", false},
+	{"oak-academy", registry.School, jwa.ES256, "Oak Academy (registered, not a signatory)", false},
+	{"safe-families", registry.Voluntary, jwa.ES256, "Safe Families (registered, not a signatory)", false},
+	{"riverside-gp", registry.GP, "", "Riverside Medical Practice (no keys)", false},
+	{"exley-camhs", registry.Health, jwa.ES256, "Exley CAMHS (a sensitive service, not a signatory)", true},
 }
 
 func newTrust(t *testing.T) *testTrust {
@@ -66,7 +69,7 @@ func newTrust(t *testing.T) *testTrust {
 		},
 	}
 	for _, tp := range testPartners {
-		p := registry.Partner{ID: tp.id, Name: tp.name, Type: tp.typ}
+		p := registry.Partner{ID: tp.id, Name: tp.name, Type: tp.typ, Sensitive: tp.sensitive}
 		if tp.alg != "" {
 			priv, pub, err := registry.GenerateKey(tp.id, tp.alg)
 			if err != nil {

@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/childrens-trust/trustgate/internal/registry"
@@ -38,14 +40,23 @@ func HasErrors(problems []Problem) bool {
 	return false
 }
 
+// OverrideGrounds is the closed vocabulary of safeguarding override grounds
+// the API accepts (docs/api.md); a rule naming any other ground can never
+// be overridden on it.
+var OverrideGrounds = []string{"risk_of_significant_harm", "section_47_enquiry", "emergency_medical"}
+
 // Lint checks a parsed protocol against the registry, as of now. Errors:
 // unknown signatories, partners, partner types, purposes, categories and
 // roles (override roles included); a partner named in a rule who is not a
 // signatory; a rule whose providers or requesters match no signatory; a
 // role (requesters' or override) that none of the rule's requesters may
-// hold (the registry's held_by).
-// Warnings: a signatory with no registered keys (it cannot sign), a partner
-// type in a rule that no signatory has, a review date that has passed.
+// hold (the registry's held_by). An override ground outside
+// OverrideGrounds is an error. Warnings: a signatory with no registered
+// keys (it cannot sign), a partner type in a rule that no signatory has, a
+// review date that has passed, a sensitive signatory that a rule's
+// provider types would take in but that the rule does not name (the
+// policy never discloses a sensitive service's data under a type-only
+// rule).
 // Problems come in document order.
 func Lint(p *Protocol, reg *registry.Registry, now time.Time) []Problem {
 	l := linter{}
@@ -106,6 +117,17 @@ func Lint(p *Protocol, reg *registry.Registry, now time.Time) []Problem {
 				if !held {
 					l.err(fmt.Sprintf("%s[%d]", side.field, j), "no signatory that may receive under this rule may hold role %q (the registry's held_by)", role)
 				}
+			}
+		}
+		for j, g := range r.OverrideGrounds {
+			if !slices.Contains(OverrideGrounds, g) {
+				l.err(fmt.Sprintf("%s.override_grounds[%d]", f, j), "%q is not an override ground the gateway accepts (%s): this rule can never be overridden on it", g, strings.Join(OverrideGrounds, ", "))
+			}
+		}
+		named := set(r.Providers.Partners)
+		for _, s := range matchSignatories(p, reg, Parties{Types: r.Providers.Types}) {
+			if partner, ok := reg.Partner(s); ok && partner.Sensitive && !named[s] {
+				l.warn(f+".providers", "signatory %q is a sensitive service: this rule's provider types take it in, but the policy discloses a sensitive service's data only under a rule that names it in providers.partners; name it, or expect every such request to be refused", s)
 			}
 		}
 	}

@@ -67,6 +67,15 @@ func TestLint(t *testing.T) {
 			[]Problem{{"rules[1].requesters.roles[0]", `unknown role "headteacher"`, SeverityError}}},
 		{"unknown override role", func(p *Protocol) { p.Rules[0].OverrideRoles = []string{"team_manager", "director"} }, now,
 			[]Problem{{"rules[0].override_roles[1]", `unknown role "director"`, SeverityError}}},
+		{"override ground the API does not accept", func(p *Protocol) {
+			p.Rules[0].OverrideGrounds = []string{"risk_of_significant_harm", "court_order"}
+		}, now, []Problem{{"rules[0].override_grounds[1]", `"court_order" is not an override ground the gateway accepts (risk_of_significant_harm, section_47_enquiry, emergency_medical): this rule can never be overridden on it`, SeverityError}}},
+		{"sensitive signatory under a type-only rule", func(p *Protocol) { p.Signatories = append(p.Signatories, "exley-camhs") }, now,
+			[]Problem{{"rules[0].providers", `signatory "exley-camhs" is a sensitive service: this rule's provider types take it in, but the policy discloses a sensitive service's data only under a rule that names it in providers.partners; name it, or expect every such request to be refused`, SeverityWarning}}},
+		{"sensitive signatory named by the rule", func(p *Protocol) {
+			p.Signatories = append(p.Signatories, "exley-camhs")
+			p.Rules[0].Providers.Partners = []string{"exley-camhs"}
+		}, now, nil},
 		{"unknown category", func(p *Protocol) { p.Rules[2].Categories = []string{"police_concerns", "intelligence"} }, now,
 			[]Problem{{"rules[2].categories[1]", `unknown category "intelligence"`, SeverityError}}},
 	}

@@ -287,7 +287,7 @@ func Load(ctx context.Context, src Sources, now time.Time, source string, o Opti
 			rep.Problems = append(rep.Problems, Problem{Check: CheckSamples, File: samplesFile(src), Line: r.Line, Name: r.Name, Message: r.Detail})
 		}
 	}
-	step(CheckSamples, t0, n, fmt.Sprintf("%d passed, %d failed, %d skipped", pass, len(rev.Samples)-pass-skipped, skipped))
+	step(CheckSamples, t0, n, samplesDetail(len(rev.Samples), pass, skipped))
 
 	t0, n = time.Now(), len(rep.Problems)
 	probes := probeInputs(rev, now)
@@ -623,4 +623,19 @@ func probeInputs(rev *Revision, now time.Time) []probe {
 		}
 	}
 	return out
+}
+
+// samplesDetail sums up the sample decisions, and says plainly when none
+// of them tested this Trust: the shipped samples.yaml describes the demo
+// Trust, so a new Trust's policy check would otherwise pass on "0 passed,
+// 7 skipped" without a word.
+func samplesDetail(total, pass, skipped int) string {
+	d := fmt.Sprintf("%d passed, %d failed, %d skipped", pass, total-pass-skipped, skipped)
+	switch {
+	case total == 0:
+		d += ": this Trust has no sample decisions; add some to samples.yaml (docs/ig-guide.md)"
+	case skipped == total:
+		d += ": none of the samples is about this Trust's partners and protocols in force (the shipped samples.yaml describes the demo Trust); write samples of your own (docs/ig-guide.md)"
+	}
+	return d
 }

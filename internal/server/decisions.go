@@ -12,12 +12,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/decision"
 	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/registry"
 	"github.com/childrens-trust/trustgate/internal/revision"
 )
@@ -32,8 +34,9 @@ type DecisionRequest struct {
 	OverrideGround string   `json:"override_ground,omitempty"`
 }
 
-// OverrideGrounds is the closed vocabulary of safeguarding override grounds.
-var OverrideGrounds = []string{"risk_of_significant_harm", "section_47_enquiry", "emergency_medical"}
+// OverrideGrounds is the closed vocabulary of safeguarding override grounds
+// (protocol.OverrideGrounds: protocol lint checks rules against it).
+var OverrideGrounds = protocol.OverrideGrounds
 
 const (
 	maxCategories       = 32
@@ -282,7 +285,9 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 	}
 
 	kctx, cancel := context.WithTimeout(x.ctx, s.opts.KeyTimeout)
+	t0 := time.Now()
 	pseudo, err := s.deps.Keys.Pseudonym(kctx, subject)
+	s.timed(stageKeyStore, t0)
 	cancel()
 	if err != nil {
 		x.entry.Kind = audit.KindUnavailable
@@ -325,7 +330,9 @@ func (s *Server) decide(x *exchange) (*policy.Decision, *DecisionRequest, error)
 		return nil, nil, err
 	}
 	ectx, cancel := context.WithTimeout(x.ctx, s.opts.EvalTimeout)
+	t0 = time.Now()
 	d, err := s.evaluate(ectx, x, in)
+	s.timed(stagePolicy, t0)
 	cancel()
 	if err != nil {
 		x.entry.Kind = audit.KindUnavailable

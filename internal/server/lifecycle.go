@@ -151,6 +151,13 @@ type memoView struct {
 	Misses   uint64 `json:"misses"`                    // decisions evaluated and remembered
 }
 
+// MemoStats is the active revision's decision memo: decisions answered
+// from it and decisions evaluated and remembered (metrics).
+func (s *Server) MemoStats() (hits, misses uint64) {
+	v := s.memoStatus()
+	return v.Hits, v.Misses
+}
+
 func (s *Server) memoStatus() memoView {
 	v := memoView{Enabled: s.opts.DecisionMemo > 0}
 	if rm := s.memo.Load(); rm != nil {

@@ -81,6 +81,9 @@ type Options struct {
 	ActiveFor        time.Duration
 	Now              func() time.Time
 	Logger           *slog.Logger
+	// Observer is told stage latencies and answered requests (metrics);
+	// nil: no one (observe.go).
+	Observer Observer
 }
 
 // Deps are the parts the server is wired to.
@@ -124,6 +127,7 @@ type Server struct {
 	opts Options
 	deps Deps
 	log  *slog.Logger
+	obs  Observer
 
 	// The decision memo of the active revision (decisions.go, evaluate).
 	memoMu sync.Mutex
@@ -159,11 +163,18 @@ func New(opts Options, deps Deps) *Server {
 	if opts.ReviewWithin <= 0 {
 		opts.ReviewWithin = 5 * 24 * time.Hour
 	}
-	return &Server{opts: opts, deps: deps, log: opts.Logger}
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
+	}
+	return &Server{opts: opts, deps: deps, log: opts.Logger, obs: opts.Observer}
 }
 
 // Handler returns the routed handler.
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return s.router() }
+
+// router is every route; docs/openapi.yaml lists the same /v1 ones
+// (openapi_test.go).
+func (s *Server) router() *mux.Router {
 	r := mux.NewRouter()
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
@@ -182,7 +193,8 @@ func (s *Server) Handler() http.Handler {
 	s.shareRoutes(v1)
 	s.auditRoutes(v1)
 	s.lifecycleRoutes(v1)
-	s.indexRoutes(v1) // index.go
+	s.indexRoutes(v1)    // index.go
+	s.contractRoutes(v1) // openapi.go
 	// A /v1 path that is not a route, or a route asked with another
 	// method, is answered (404, or 405 with Allow) and audited like any
 	// other /v1 request; paths are never cleaned or redirected (SkipClean),
@@ -311,12 +323,15 @@ func (s *Server) audited(h handlerFunc) http.Handler {
 		// The audit append gets its own deadline, detached from the caller:
 		// a caller hanging up must not leave a decision unrecorded.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		t0 := time.Now()
 		seq, _, aerr := s.deps.Audit.Append(actx, &x.entry)
+		s.timed(stageAuditAppend, t0)
 		cancel()
 		if aerr != nil {
 			x.log.Error("audit append failed; answering 503", "err", aerr)
 			s.undo(r.Context(), x)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"request_id": id, "error": auditUnavailable})
+			s.observe(x, http.StatusServiceUnavailable, start)
 			return
 		}
 		for _, f := range x.after {
@@ -326,6 +341,7 @@ func (s *Server) audited(h handlerFunc) http.Handler {
 			m["audit_seq"] = seq
 		}
 		writeJSON(w, status, body)
+		s.observe(x, status, start)
 		x.log.Debug("request", "method", r.Method, "path", x.entry.Path, "status", status, "kind", x.entry.Kind,
 			"latency_ms", float64(s.opts.Now().Sub(start).Microseconds())/1000)
 	})
@@ -347,7 +363,9 @@ func (s *Server) run(x *exchange, h handlerFunc) (int, any, error) {
 	if x.rev == nil {
 		return 0, nil, errNoRevision
 	}
+	t0 := time.Now()
 	claims, err := s.deps.Auth.Verify(identity.WithDirectory(x.ctx, x.rev.Registry), raw)
+	s.timed(stageToken, t0)
 	if err != nil {
 		x.entry.Kind = audit.KindAuthFailure
 		var ae *identity.AuthError
