@@ -80,6 +80,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(vaultCommand())
 	root.AddCommand(consentCommand())
 	root.AddCommand(policyCommand())
+	root.AddCommand(consoleCommand())
 	return root
 }
 

@@ -132,6 +132,10 @@ keys:
   backend: local
 log:
   level: info
+# The web console (docs/console.md): the demo signs people in with
+# one-time links made by 'trustgate console link' (never in production).
+console:
+  dev_links: true
 `, o.Listen)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("demo: %w", err)
