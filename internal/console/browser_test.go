@@ -65,7 +65,8 @@ func startOP(t *testing.T, redirect string) string {
 	}
 	issuer := "http://" + ln.Addr().String() + "/"
 	users := map[string]*storage.User{
-		"ig-0002": {ID: "ig-0002", Username: "ig.lead@exley-csc.example", Password: password, FirstName: "Ida", LastName: "Lead", EmailVerified: true},
+		"ig-0002":     {ID: "ig-0002", Username: "ig.lead@exley-csc.example", Password: password, FirstName: "Ida", LastName: "Lead", EmailVerified: true},
+		"nobody-0003": {ID: "nobody-0003", Username: "nobody@exley-csc.example", Password: password, FirstName: "No", LastName: "Role", EmailVerified: true},
 	}
 	b, _ := json.Marshal(users)
 	path := filepath.Join(t.TempDir(), "users.json")
@@ -78,7 +79,7 @@ func startOP(t *testing.T, redirect string) string {
 	}
 	st := &roleStorage{
 		Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{clientID: storage.NativeClient(clientID, redirect)}),
-		roles:   map[string][]string{"ig-0002": {"ig_lead", "not_a_trust_role"}},
+		roles:   map[string][]string{"ig-0002": {"ig_lead", "not_a_trust_role"}, "nobody-0003": {"superuser"}},
 	}
 	// The example OP logs each request through slog's default logger.
 	slog.SetDefault(slog.New(slog.DiscardHandler))
@@ -141,6 +142,7 @@ func addOIDC(t *testing.T, regPath, partner, issuer string) {
 // gateway is the demo Trust's gateway serving the console.
 type gateway struct {
 	t    *testing.T
+	app  *app.App
 	base string
 	dir  string
 	cfg  config.Config
@@ -175,7 +177,7 @@ func startGateway(t *testing.T) *gateway {
 		<-done
 		a.Close()
 	})
-	return &gateway{t: t, base: base, dir: dir, cfg: cfg}
+	return &gateway{t: t, app: a, base: base, dir: dir, cfg: cfg}
 }
 
 // as makes one API request as an agency system would.
