@@ -67,6 +67,7 @@ func startOP(t *testing.T, redirect string) string {
 	users := map[string]*storage.User{
 		"ig-0002":     {ID: "ig-0002", Username: "ig.lead@exley-csc.example", Password: password, FirstName: "Ida", LastName: "Lead", EmailVerified: true},
 		"nobody-0003": {ID: "nobody-0003", Username: "nobody@exley-csc.example", Password: password, FirstName: "No", LastName: "Role", EmailVerified: true},
+		"both-0004":   {ID: "both-0004", Username: "both@exley-csc.example", Password: password, FirstName: "Two", LastName: "Roles", EmailVerified: true},
 	}
 	b, _ := json.Marshal(users)
 	path := filepath.Join(t.TempDir(), "users.json")
@@ -79,7 +80,7 @@ func startOP(t *testing.T, redirect string) string {
 	}
 	st := &roleStorage{
 		Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{clientID: storage.NativeClient(clientID, redirect)}),
-		roles:   map[string][]string{"ig-0002": {"ig_lead", "not_a_trust_role"}, "nobody-0003": {"superuser"}},
+		roles:   map[string][]string{"ig-0002": {"ig_lead", "not_a_trust_role"}, "nobody-0003": {"superuser"}, "both-0004": {"ig_lead", "auditor"}},
 	}
 	// The example OP logs each request through slog's default logger.
 	slog.SetDefault(slog.New(slog.DiscardHandler))
@@ -376,6 +377,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	// comes back signed in (authorization code + PKCE).
 	must(t, ctx, chromedp.Navigate(g.base+"/console/reviews"))
 	check(t, ctx, axe, shots, "01-signin")
+	// Keyboard: the first Tab reaches the skip link, which moves the
+	// focus to the main content; the next reaches the agency's button.
+	var focus string
+	must(t, ctx, chromedp.KeyEvent("\t"), chromedp.Evaluate(`document.activeElement.className`, &focus))
+	if focus != "skip" {
+		t.Fatalf("the first Tab focuses %q, not the skip link", focus)
+	}
+	must(t, ctx, chromedp.KeyEvent("\r"), chromedp.Evaluate(`document.activeElement.id`, &focus))
+	if focus != "main" {
+		t.Fatalf("the skip link moves the focus to %q", focus)
+	}
+	must(t, ctx, chromedp.KeyEvent("\t"), chromedp.Evaluate(`document.activeElement.textContent`, &focus))
+	if !strings.Contains(focus, "Sign in with Exley Borough Council") {
+		t.Fatalf("after the skip link, Tab focuses %q", focus)
+	}
 	must(t, ctx, chromedp.Click(`a[href^="/console/signin/exley-csc"]`, chromedp.ByQuery))
 	must(t, ctx, chromedp.WaitVisible(`#username`, chromedp.ByID),
 		chromedp.SendKeys(`#username`, "ig.lead@exley-csc.example", chromedp.ByID),

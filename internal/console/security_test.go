@@ -169,9 +169,38 @@ func TestConsoleRefusesBadSignins(t *testing.T) {
 
 	// Signed in at the agency, but holding no role of the Trust: refused,
 	// through the real provider's own login form.
+	_, r, b := oidcSignin(t, g, "nobody@exley-csc.example", "/console/")
+	if r.StatusCode != http.StatusForbidden || !strings.Contains(b, "does not say which role of the Trust you hold") {
+		t.Fatalf("a person with no Trust role: %d %s", r.StatusCode, b)
+	}
+	if r.Request.URL.Path != "/console/callback" {
+		t.Fatalf("ended at %s", r.Request.URL)
+	}
+
+	// A person with two roles chooses one before any page, then lands
+	// where they were going.
+	follow, r, b := oidcSignin(t, g, "both@exley-csc.example", "/console/audit")
+	if r.Request.URL.Path != "/console/role" || !strings.Contains(b, `value="auditor"`) || !strings.Contains(b, `value="ig_lead"`) {
+		t.Fatalf("two roles: at %s: %s", r.Request.URL, b)
+	}
+	m := csrfField.FindStringSubmatch(b)
+	r, err := follow.PostForm(g.base+"/console/role", url.Values{"csrf": {m[1]}, "role": {"auditor"}, "next": {"/console/audit"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = body(t, r)
+	if r.Request.URL.Path != "/console/audit" || !strings.Contains(b, "both-0004") || !strings.Contains(b, "auditor") || !strings.Contains(b, `id="audit-search"`) {
+		t.Fatalf("after choosing a role: %s", r.Request.URL)
+	}
+}
+
+// oidcSignin signs in through the real OP's login form with a plain HTTP
+// client that follows redirects, starting from the console page next.
+func oidcSignin(t *testing.T, g *gateway, username, next string) (*http.Client, *http.Response, string) {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	follow := &http.Client{Jar: jar, Timeout: 20 * time.Second}
-	r, err := follow.Get(g.base + "/console/signin/exley-csc")
+	r, err := follow.Get(g.base + "/console/signin/exley-csc?next=" + url.QueryEscape(next))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,15 +210,9 @@ func TestConsoleRefusesBadSignins(t *testing.T) {
 		t.Fatalf("the provider's login page: %d %s", r.StatusCode, login)
 	}
 	opLogin := r.Request.URL.ResolveReference(&url.URL{Path: "/login/username"})
-	r, err = follow.PostForm(opLogin.String(), url.Values{"id": {id[1]}, "username": {"nobody@exley-csc.example"}, "password": {password}})
+	r, err = follow.PostForm(opLogin.String(), url.Values{"id": {id[1]}, "username": {username}, "password": {password}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := body(t, r)
-	if r.StatusCode != http.StatusForbidden || !strings.Contains(b, "does not say which role of the Trust you hold") {
-		t.Fatalf("a person with no Trust role: %d %s", r.StatusCode, b)
-	}
-	if r.Request.URL.Path != "/console/callback" {
-		t.Fatalf("ended at %s", r.Request.URL)
-	}
+	return follow, r, body(t, r)
 }
