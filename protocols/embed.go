@@ -5,7 +5,8 @@ package protocols
 
 import "embed"
 
-// FS holds the registry and the protocol files.
+// FS holds the registry, the protocol files and the demo appointments
+// (appointments/*.yaml, unsigned here too).
 //
-//go:embed *.yaml
+//go:embed *.yaml appointments/*.yaml
 var FS embed.FS

@@ -20,7 +20,7 @@ func TestConsoleLink(t *testing.T) {
 		t.Fatalf("%d %s", code, out)
 	}
 	key := filepath.Join(dir, "exley-csc.jwk")
-	code, out := runCLI(t, "console", "link", "--key", key, "--sub", "aud-0001", "--role", "auditor", "--gateway", "http://127.0.0.1:18080/")
+	code, out := runCLI(t, "console", "link", "--key", key, "--sub", "auditor-07", "--role", "auditor", "--gateway", "http://127.0.0.1:18080/")
 	if code != 0 {
 		t.Fatalf("%d %s", code, out)
 	}
@@ -42,7 +42,7 @@ partners:
 	v := identity.NewVerifier(identity.Config{Audience: "trustgate-console", MaxLifetime: time.Hour},
 		func() identity.Directory { return reg }, identity.NewMemoryReplayCache(time.Now, 1000))
 	c, err := v.Verify(t.Context(), u.Query().Get("t"))
-	if err != nil || c.Partner != "exley-csc" || c.Practitioner != "aud-0001" || c.Role != "auditor" {
+	if err != nil || c.Partner != "exley-csc" || c.Practitioner != "auditor-07" || c.Role != "auditor" {
 		t.Fatalf("link token: %+v %v", c, err)
 	}
 	for _, args := range [][]string{

@@ -89,11 +89,11 @@ func TestAuditEndpointsNeedTheirRoles(t *testing.T) {
 		{"/v1/audit/entries", "social_worker", 403},
 		{"/v1/audit/entries", "ig_lead", 403},
 		{"/v1/audit/snapshot", "ig_lead", 403},
-		{"/v1/audit/stats?by=decision", "teacher", 403},
+		{"/v1/audit/stats?by=decision", "team_manager", 403},
 		{"/v1/audit/proofs/inclusion?seq=1", "social_worker", 403},
 		{"/v1/subjects/" + child + "/access-report", "social_worker", 403},
 		{"/v1/audit/checkpoints/latest", "social_worker", 200},
-		{"/v1/audit/proofs/consistency?from=1", "teacher", 200},
+		{"/v1/audit/proofs/consistency?from=1", "team_manager", 200},
 		{"/v1/subjects/" + child + "/access-report", "ig_lead", 200},
 		{"/v1/audit/entries?purpose=gossip", "auditor", 400},
 		{"/v1/audit/entries?kind=everything", "auditor", 400},
@@ -281,7 +281,7 @@ func TestCheckpointsAndProofs(t *testing.T) {
 	var cons struct {
 		Proof audit.ConsistencyProof `json:"proof"`
 	}
-	decodeInto(t, g.get("exley-police", "teacher", "/v1/audit/proofs/consistency?from=6&to="+itoa(cp2.Size)).Raw, &cons)
+	decodeInto(t, g.get("exley-police", "police_officer", "/v1/audit/proofs/consistency?from=6&to="+itoa(cp2.Size)).Raw, &cons)
 	if err := audit.VerifyConsistency(&cons.Proof, cp1.Root, cp2.Root); err != nil {
 		t.Fatalf("consistency 6→%d: %v", cp2.Size, err)
 	}

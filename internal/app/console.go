@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/console"
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/registry"
@@ -31,6 +32,14 @@ func (a *App) withConsole(api http.Handler, idCfg identity.Config) (http.Handler
 		API:      api,
 		Registry: func() *registry.Registry { return a.holder.Current().Registry },
 		Audit:    a.audit,
+		Authorize: func(partner, practitioner, role string, at time.Time) error {
+			m := a.holder.Current().Authz
+			if m == nil {
+				m = authz.New(a.holder.Current().Registry, nil)
+			}
+			_, err := m.Authorize(partner, practitioner, role, at)
+			return err
+		},
 	}
 	if cc.DevLinks {
 		lc := idCfg

@@ -201,6 +201,11 @@ func (e *shareEnv) writeRegistry() {
 			partners = doc.Content[i+1]
 		}
 	}
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value == "jwks_file" { // the Trust's own keys
+			doc.Content[i+1].Value = filepath.Join(dir, "protocols", doc.Content[i+1].Value)
+		}
+	}
 	for _, p := range partners.Content {
 		var id string
 		var kept []*yaml.Node

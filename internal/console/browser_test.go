@@ -65,9 +65,10 @@ func startOP(t *testing.T, redirect string) string {
 	}
 	issuer := "http://" + ln.Addr().String() + "/"
 	users := map[string]*storage.User{
-		"ig-0002":     {ID: "ig-0002", Username: "ig.lead@exley-csc.example", Password: password, FirstName: "Ida", LastName: "Lead", EmailVerified: true},
+		"ig-1":        {ID: "ig-1", Username: "ig.lead@exley-csc.example", Password: password, FirstName: "Ida", LastName: "Lead", EmailVerified: true},
 		"nobody-0003": {ID: "nobody-0003", Username: "nobody@exley-csc.example", Password: password, FirstName: "No", LastName: "Role", EmailVerified: true},
-		"both-0004":   {ID: "both-0004", Username: "both@exley-csc.example", Password: password, FirstName: "Two", LastName: "Roles", EmailVerified: true},
+		"ig-0001":     {ID: "ig-0001", Username: "both@exley-csc.example", Password: password, FirstName: "Two", LastName: "Roles", EmailVerified: true},
+		"unapp-0004":  {ID: "unapp-0004", Username: "unappointed@exley-csc.example", Password: password, FirstName: "Not", LastName: "Appointed", EmailVerified: true},
 	}
 	b, _ := json.Marshal(users)
 	path := filepath.Join(t.TempDir(), "users.json")
@@ -80,7 +81,7 @@ func startOP(t *testing.T, redirect string) string {
 	}
 	st := &roleStorage{
 		Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{clientID: storage.NativeClient(clientID, redirect)}),
-		roles:   map[string][]string{"ig-0002": {"ig_lead", "not_a_trust_role"}, "nobody-0003": {"superuser"}, "both-0004": {"ig_lead", "auditor"}},
+		roles:   map[string][]string{"ig-1": {"ig_lead", "not_a_trust_role"}, "nobody-0003": {"superuser"}, "ig-0001": {"social_worker"}, "unapp-0004": {"ig_lead", "auditor"}},
 	}
 	// The example OP logs each request through slog's default logger.
 	slog.SetDefault(slog.New(slog.DiscardHandler))
@@ -397,7 +398,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.SendKeys(`#username`, "ig.lead@exley-csc.example", chromedp.ByID),
 		chromedp.SendKeys(`#password`, password, chromedp.ByID),
 		chromedp.Submit(`#password`, chromedp.ByID))
-	if who := text(t, ctx, ".who"); !strings.Contains(who, "ig-0002") || !strings.Contains(who, "ig_lead") {
+	if who := text(t, ctx, ".who"); !strings.Contains(who, "ig-1") || !strings.Contains(who, "ig_lead") {
 		t.Fatalf("after sign-in: %q", who)
 	}
 	var url string
@@ -470,12 +471,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	link, err := console.Link(key, "exley-csc", "aud-0001", "auditor", g.cfg.GatewayID, g.base, 10*time.Minute)
+	link, err := console.Link(key, "exley-csc", "auditor-07", "auditor", g.cfg.GatewayID, g.base, 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	must(t, ctx, chromedp.Navigate(link), chromedp.Click(`#link-signin`, chromedp.ByID))
-	if who := text(t, ctx, ".who"); !strings.Contains(who, "aud-0001") || !strings.Contains(who, "auditor") {
+	if who := text(t, ctx, ".who"); !strings.Contains(who, "auditor-07") || !strings.Contains(who, "auditor") {
 		t.Fatalf("after the link: %q", who)
 	}
 	// The link works once.

@@ -62,6 +62,13 @@ type Deps struct {
 	// vocabularies; a draft protocol is linted against it).
 	Registry func() *registry.Registry
 	Audit    AuditLog
+	// Authorize says whether partner's practitioner may act in role now
+	// (the serving revision's authorisation: the roles the agency may
+	// assert and the appointments in force, internal/authz); nil error:
+	// yes. A person's roles in the console are the roles their agency
+	// asserts and the appointed roles an appointment gives them, each
+	// passing this check.
+	Authorize func(partner, practitioner, role string, at time.Time) error
 	// Links verifies development sign-in links; nil: they are off.
 	Links LinkVerifier
 	// HTTPClient reaches the agencies' OpenID providers (default: a

@@ -116,7 +116,7 @@ func TestConsoleSessionsAndForms(t *testing.T) {
 	if st := close(form, "http://evil.example"); st != http.StatusForbidden {
 		t.Fatalf("a form from another origin: %d", st)
 	}
-	open := g.as("exley-csc", "ig-0009", "ig_lead", "GET", "/v1/reviews?status=open", nil)
+	open := g.as("exley-csc", "ig-0001", "ig_lead", "GET", "/v1/reviews?status=open", nil)
 	if n := len(open["reviews"].([]any)); n != 1 {
 		t.Fatalf("a refused form changed the queue: %d open", n)
 	}
@@ -177,20 +177,37 @@ func TestConsoleRefusesBadSignins(t *testing.T) {
 		t.Fatalf("ended at %s", r.Request.URL)
 	}
 
-	// A person with two roles chooses one before any page, then lands
-	// where they were going.
-	follow, r, b := oidcSignin(t, g, "both@exley-csc.example", "/console/audit")
-	if r.Request.URL.Path != "/console/role" || !strings.Contains(b, `value="auditor"`) || !strings.Contains(b, `value="ig_lead"`) {
+	// Roles the agency asserts for an appointed role (ig_lead, auditor)
+	// without an appointment naming the person do not count.
+	_, r, b = oidcSignin(t, g, "unappointed@exley-csc.example", "/console/")
+	if r.StatusCode != http.StatusForbidden || !strings.Contains(b, "no appointment of the Trust names you") {
+		t.Fatalf("an unappointed ig_lead: %d %s", r.StatusCode, b)
+	}
+
+	// A social worker (as the agency asserts) whom an appointment makes
+	// an IG lead holds two roles: they choose one before any page, then
+	// land where they were going.
+	follow, r, b := oidcSignin(t, g, "both@exley-csc.example", "/console/reviews")
+	if r.Request.URL.Path != "/console/role" || !strings.Contains(b, `value="social_worker"`) || !strings.Contains(b, `value="ig_lead"`) || strings.Contains(b, `value="auditor"`) {
 		t.Fatalf("two roles: at %s: %s", r.Request.URL, b)
 	}
 	m := csrfField.FindStringSubmatch(b)
-	r, err := follow.PostForm(g.base+"/console/role", url.Values{"csrf": {m[1]}, "role": {"auditor"}, "next": {"/console/audit"}})
+	r, err := follow.PostForm(g.base+"/console/role", url.Values{"csrf": {m[1]}, "role": {"social_worker"}, "next": {"/console/reviews"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b = body(t, r)
-	if r.Request.URL.Path != "/console/audit" || !strings.Contains(b, "both-0004") || !strings.Contains(b, "auditor") || !strings.Contains(b, `id="audit-search"`) {
-		t.Fatalf("after choosing a role: %s", r.Request.URL)
+	// As a social worker the review queue is not theirs: the API says
+	// so, in the page; the console adds no privilege.
+	if r.Request.URL.Path != "/console/reviews" || !strings.Contains(b, "ig-0001") || !strings.Contains(b, "social_worker") || !strings.Contains(b, "Not available to your role") {
+		t.Fatalf("after choosing a role: %s %s", r.Request.URL, b)
+	}
+
+	// A development link for a role the person is not appointed to is
+	// refused at sign-in.
+	r = g.linkSignin(client(t), "aud-0001", "auditor")
+	if b := body(t, r); r.StatusCode != http.StatusForbidden || !strings.Contains(b, "may not act as") {
+		t.Fatalf("a link for an unappointed auditor: %d %s", r.StatusCode, b)
 	}
 }
 

@@ -206,10 +206,10 @@ func (g *signins) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, "The ID token does not name you as a practitioner", errors.New("no practitioner claim"))
 		return
 	}
-	roles := claimedRoles(claims[cmpOr(p.OIDC.RolesClaim, "roles")], c.deps.Registry())
+	roles := c.rolesOf(p.ID, practitioner, claimedRoles(claims[cmpOr(p.OIDC.RolesClaim, "roles")], c.deps.Registry()))
 	if len(roles) == 0 {
 		c.auditSignin(r, &audit.Entry{Kind: audit.KindAuthFailure, Requester: p.ID, Practitioner: practitioner, Status: http.StatusForbidden, Error: "the ID token names no role of the Trust"})
-		c.signinError(w, r, http.StatusForbidden, "You are signed in at "+p.Name+", but it does not say which role of the Trust you hold, so the console cannot show you anything. Ask your agency's IG lead.")
+		c.signinError(w, r, http.StatusForbidden, "You are signed in at "+p.Name+", but it does not say which role of the Trust you hold, and no appointment of the Trust names you, so the console cannot show you anything. Ask your agency's IG lead.")
 		return
 	}
 	c.startSession(w, r, &session{Partner: p.ID, PartnerName: p.Name, Practitioner: practitioner, Roles: roles, Method: "oidc " + p.OIDC.Issuer}, ps.next, "")
@@ -233,6 +233,27 @@ func claimedRoles(v any, reg *registry.Registry) []string {
 	for _, n := range names {
 		if reg.HasRole(n) && !slices.Contains(out, n) {
 			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// rolesOf is a person's roles: those their agency asserts and every
+// appointed role of the Trust, each kept only if the authorisation of the
+// serving revision lets this practitioner of partner act in it now (an
+// agency may assert only the roles it may hold; an appointed role needs
+// an appointment in force naming them).
+func (c *Console) rolesOf(partner, practitioner string, asserted []string) []string {
+	cands := append([]string(nil), asserted...)
+	for _, r := range c.deps.Registry().Roles() {
+		if r.Appointed && !slices.Contains(cands, r.ID) {
+			cands = append(cands, r.ID)
+		}
+	}
+	var out []string
+	for _, r := range cands {
+		if c.deps.Authorize == nil || c.deps.Authorize(partner, practitioner, r, c.opts.Now()) == nil {
+			out = append(out, r)
 		}
 	}
 	return out
@@ -339,6 +360,13 @@ func (c *Console) linkSignin(w http.ResponseWriter, r *http.Request) {
 		}
 		c.signinError(w, r, http.StatusUnauthorized, msg)
 		return
+	}
+	if c.deps.Authorize != nil {
+		if err := c.deps.Authorize(claims.Partner, claims.Practitioner, claims.Role, c.opts.Now()); err != nil {
+			c.auditSignin(r, &audit.Entry{Kind: audit.KindAuthFailure, Requester: claims.Partner, Practitioner: claims.Practitioner, Role: claims.Role, TokenID: claims.JTI, Status: http.StatusForbidden, Error: clipText("console development link: " + err.Error())})
+			c.signinError(w, r, http.StatusForbidden, "This link names "+claims.Practitioner+" as "+claims.Role+", which they may not act as: "+err.Error()+".")
+			return
+		}
 	}
 	p, _ := reg.Partner(claims.Partner)
 	c.startSession(w, r, &session{Partner: claims.Partner, PartnerName: p.Name, Practitioner: claims.Practitioner, Roles: []string{claims.Role}, Method: "development link"}, Prefix, claims.JTI)

@@ -14,6 +14,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"gopkg.in/yaml.v3"
 
+	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/registry"
 	"github.com/childrens-trust/trustgate/protocols"
@@ -82,6 +83,25 @@ func Init(dir string, o Options) error {
 			&yaml.Node{Kind: yaml.ScalarNode, Value: "jwks_file"},
 			&yaml.Node{Kind: yaml.ScalarNode, Value: "keys/" + id + ".jwks.json"})
 	}
+	// The Trust's own key: it signs Trust-wide appointments beside the
+	// appointing partner. No agency system holds it.
+	trustID := mapValue(root.Content[0], "id").Value
+	trustPriv, trustPub, err := registry.GenerateKey(trustID, jwa.ES256)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := writeJSON(filepath.Join(keysDir, trustID+".jwk"), trustPriv, 0o600); err != nil {
+		return err
+	}
+	trustSet := jwk.NewSet()
+	_ = trustSet.AddKey(trustPub)
+	if err := writeJSON(filepath.Join(pubDir, trustID+".jwks.json"), trustSet, 0o644); err != nil {
+		return err
+	}
+	root.Content[0].Content = append(root.Content[0].Content,
+		&yaml.Node{Kind: yaml.ScalarNode, Value: "jwks_file"},
+		&yaml.Node{Kind: yaml.ScalarNode, Value: "keys/" + trustID + ".jwks.json"})
+	privs[trustID] = trustPriv
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -119,6 +139,9 @@ func Init(dir string, o Options) error {
 			}
 		}
 	}
+	if err := signAppointments(filepath.Join(protoDir, authz.Dir), privs); err != nil {
+		return err
+	}
 	if err := writeRecords(RecordsDir(dir)); err != nil {
 		return err
 	}
@@ -139,6 +162,37 @@ console:
 `, o.Listen)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
+
+// signAppointments writes the demo appointments into dir, each signed by
+// its partner and, for scope trust, by the Trust.
+func signAppointments(dir string, privs map[string]jwk.Key) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	names, _ := fs.Glob(protocols.FS, authz.Dir+"/*.yaml")
+	for _, n := range names {
+		doc, _ := fs.ReadFile(protocols.FS, n)
+		path := filepath.Join(dir, filepath.Base(n))
+		if err := os.WriteFile(path, doc, 0o644); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		_ = os.Remove(path + protocol.SignatureSuffix)
+		a, err := authz.Parse(doc)
+		if err != nil {
+			return fmt.Errorf("demo: %s: %w", n, err)
+		}
+		for _, s := range a.Signatories() {
+			key, ok := privs[s]
+			if !ok {
+				return fmt.Errorf("demo: %s: signer %s has no demo key", n, s)
+			}
+			if err := authz.SignFile(path, key, s); err != nil {
+				return fmt.Errorf("demo: sign %s as %s: %w", n, s, err)
+			}
+		}
 	}
 	return nil
 }

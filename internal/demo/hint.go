@@ -56,5 +56,5 @@ type ConsolePerson struct {
 // answers "who saw what about this child".
 var ConsolePeople = []ConsolePerson{
 	{"IG lead, Exley children's social care", "exley-csc", "ig-0001", "ig_lead"},
-	{"Auditor, Exley children's social care", "exley-csc", "aud-0001", "auditor"},
+	{"Auditor for the Trust, appointed through Exley children's social care", "exley-csc", "auditor-07", "auditor"},
 }

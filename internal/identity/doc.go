@@ -37,7 +37,8 @@
 //     - exp-iat is at most Config.MaxLifetime (lifetime_too_long);
 //     - jti and sub are present, 1 to 128 characters, and role is a
 //     non-empty string (missing_claim, naming the claim);
-//     - role is in the Trust's role vocabulary (unknown_role).
+//     - role is in the Trust's role vocabulary (unknown_role), and one the
+//     issuing agency may assert: the registry's held_by (role_not_held).
 //  7. Last, the replay cache accepts (iss, jti) until exp+skew: a second use
 //     is replayed, a full cache is replay_cache_full (fail closed). Only a
 //     token that passed every other rule is claimed, so a refused token is

@@ -26,6 +26,8 @@ const (
 	CodeNotYetValid      = "not_yet_valid"      // iat or nbf is in the future (beyond the skew)
 	CodeLifetimeTooLong  = "lifetime_too_long"  // exp - iat exceeds Config.MaxLifetime
 	CodeUnknownRole      = "unknown_role"       // role is not in the Trust's vocabulary
+	CodeRoleNotHeld      = "role_not_held"      // the issuer's agency may not assert this role (registry held_by)
+	CodeNotAppointed     = "not_appointed"      // an appointed role without an appointment in force (internal/authz)
 	CodeReplayed         = "replayed"           // this (iss, jti) has been used before
 	CodeReplayCacheFull  = "replay_cache_full"  // the replay cache is full: fail closed
 )

@@ -79,6 +79,9 @@ type Directory interface {
 	Partner(id string) (*registry.Partner, bool)
 	// HasRole reports whether role is in the Trust's role vocabulary.
 	HasRole(role string) bool
+	// MayHold reports whether partner may assert role for its
+	// practitioners (the registry's held_by).
+	MayHold(partner, role string) bool
 }
 
 var _ Directory = (*registry.Registry)(nil)
@@ -302,6 +305,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	}
 	if !dir.HasRole(role) {
 		return nil, failClaimed(CodeUnknownRole, "role %q is not in the Trust's vocabulary", clip(role, 64))
+	}
+	if !dir.MayHold(partner.ID, role) {
+		return nil, failClaimed(CodeRoleNotHeld, "role %q is not one that partner %q may assert (the registry's held_by)", role, partner.ID)
 	}
 
 	// Last: a token is used once.

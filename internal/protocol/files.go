@@ -35,10 +35,12 @@ func SignFile(path string, key jwk.Key, partner string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return writeAtomic(sigPath, out, 0o644)
+	return WriteAtomic(sigPath, out, 0o644)
 }
 
-func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
+// WriteAtomic replaces path with data (a temporary file in the same
+// directory, synced, then renamed) with the given mode.
+func WriteAtomic(path string, data []byte, mode fs.FileMode) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

@@ -60,7 +60,7 @@ func newTrust(t *testing.T) *testTrust {
 			{ID: "identity"}, {ID: "health_summary", Special: true}, {ID: "cp_status"},
 			{ID: "police_concerns"}, {ID: "school_attendance"},
 		},
-		Roles: []registry.Term{
+		Roles: []registry.Role{
 			{ID: "social_worker"}, {ID: "team_manager"}, {ID: "designated_safeguarding_lead"},
 			{ID: "health_visitor"}, {ID: "police_officer"},
 		},

@@ -93,8 +93,42 @@ func Sign(doc []byte, existing []byte, key jwk.Key, partner string) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	if !p.IsSignatory(partner) {
-		return nil, fmt.Errorf("sign: %w: %q is not a signatory of %s", ErrNotSignatory, partner, p.ID)
+	return SignDocument(ProtocolKind, p, doc, existing, key, partner)
+}
+
+// Kind is a sort of Trust document that partners sign with detached
+// multi-party signatures and withdraw from with signed withdrawals, in the
+// formats of this package: protocols, and appointments (internal/authz).
+type Kind struct {
+	Name string // "protocol", "appointment": in messages
+	// SignatureType and WithdrawalType are the typ protected headers.
+	SignatureType  string
+	WithdrawalType string
+	// IDHeader is the protected header that repeats the document's id
+	// (HeaderVersion repeats its version).
+	IDHeader string
+}
+
+// ProtocolKind is the kind of information-sharing protocols.
+var ProtocolKind = Kind{Name: "protocol", SignatureType: SignatureType, WithdrawalType: WithdrawalType, IDHeader: HeaderProtocol}
+
+// Signed is a parsed document of some Kind.
+type Signed interface {
+	DocumentID() string
+	DocumentVersion() string
+	// IsSignatory reports whether signer must sign the document.
+	IsSignatory(signer string) bool
+}
+
+// DocumentID and DocumentVersion make a *Protocol a Signed document.
+func (p *Protocol) DocumentID() string      { return p.ID }
+func (p *Protocol) DocumentVersion() string { return p.Version }
+
+// SignDocument adds signer's signature over doc, the exact bytes of the
+// parsed document d of kind k, to existing, as Sign does for protocols.
+func SignDocument(k Kind, d Signed, doc []byte, existing []byte, key jwk.Key, partner string) ([]byte, error) {
+	if !d.IsSignatory(partner) {
+		return nil, fmt.Errorf("sign: %w: %q is not a signatory of %s", ErrNotSignatory, partner, d.DocumentID())
 	}
 	alg, err := signingAlgorithm(key)
 	if err != nil {
@@ -108,11 +142,11 @@ func Sign(doc []byte, existing []byte, key jwk.Key, partner string) ([]byte, err
 	}
 	hdr := jws.NewHeaders()
 	for k, v := range map[string]any{
-		jws.KeyIDKey:   key.KeyID(),
-		jws.TypeKey:    SignatureType,
-		HeaderPartner:  partner,
-		HeaderProtocol: p.ID,
-		HeaderVersion:  p.Version,
+		jws.KeyIDKey:  key.KeyID(),
+		jws.TypeKey:   k.SignatureType,
+		HeaderPartner: partner,
+		k.IDHeader:    d.DocumentID(),
+		HeaderVersion: d.DocumentVersion(),
 	} {
 		if err := hdr.Set(k, v); err != nil {
 			return nil, fmt.Errorf("sign: header %s: %w", k, err)
@@ -258,6 +292,18 @@ func decodeProtected(s string) (map[string]any, error) {
 // alg or use disagree; or the signature does not verify over doc.
 // Signatory membership is not judged here (see Evaluate).
 func VerifySignatures(doc, sigs []byte, p *Protocol, reg *registry.Registry) []SignatureResult {
+	var d Signed
+	if p != nil {
+		d = p
+	}
+	return VerifyDocument(ProtocolKind, doc, sigs, d, reg)
+}
+
+// VerifyDocument checks every signature of a signature file over doc, a
+// document of kind k (d parsed from it, or nil), as VerifySignatures does
+// for protocols: the typ must be k's, the id header k's IDHeader, and a
+// signer is a partner or the Trust itself (registry.SignerKeys).
+func VerifyDocument(k Kind, doc, sigs []byte, d Signed, reg *registry.Registry) []SignatureResult {
 	results := []SignatureResult{}
 	if len(bytes.TrimSpace(sigs)) == 0 {
 		return results
@@ -267,17 +313,21 @@ func VerifySignatures(doc, sigs []byte, p *Protocol, reg *registry.Registry) []S
 		return append(results, SignatureResult{Reason: "malformed signature file: " + err.Error()})
 	}
 	for _, e := range file.Signatures {
-		results = append(results, verifyOne(doc, e, p, reg))
+		results = append(results, verifyOne(k, doc, e, d, reg))
 	}
 	return results
 }
 
-func verifyOne(doc []byte, e signatureEntry, p *Protocol, reg *registry.Registry) SignatureResult {
+func verifyOne(k Kind, doc []byte, e signatureEntry, d Signed, reg *registry.Registry) SignatureResult {
 	h, err := decodeProtected(e.Protected)
 	if err != nil {
 		return SignatureResult{Reason: err.Error()}
 	}
-	partner, kid, alg, problem := signerHeader(h, allowedHeaders, SignatureType, func() string {
+	allowed := allowedHeaders
+	if k.IDHeader != HeaderProtocol {
+		allowed = map[string]bool{jws.AlgorithmKey: true, jws.KeyIDKey: true, jws.TypeKey: true, HeaderPartner: true, k.IDHeader: true, HeaderVersion: true}
+	}
+	partner, kid, alg, problem := signerHeader(h, allowed, k.SignatureType, func() string {
 		if len(e.Header) > 0 && !bytes.Equal(bytes.TrimSpace(e.Header), []byte("null")) {
 			return "unprotected header is not allowed"
 		}
@@ -291,12 +341,12 @@ func verifyOne(doc []byte, e signatureEntry, p *Protocol, reg *registry.Registry
 	if problem != "" {
 		return bad("%s", problem)
 	}
-	if p != nil {
-		if v, ok := h[HeaderProtocol]; ok && v != p.ID {
-			return bad("signed for protocol %v, this file is %s", v, p.ID)
+	if d != nil {
+		if v, ok := h[k.IDHeader]; ok && v != d.DocumentID() {
+			return bad("signed for %s %v, this file is %s", k.Name, v, d.DocumentID())
 		}
-		if v, ok := h[HeaderVersion]; ok && v != p.Version {
-			return bad("signed for version %v, this file is version %s", v, p.Version)
+		if v, ok := h[HeaderVersion]; ok && v != d.DocumentVersion() {
+			return bad("signed for version %v, this file is version %s", v, d.DocumentVersion())
 		}
 	}
 	if _, err := base64.RawURLEncoding.DecodeString(e.Signature); err != nil || e.Signature == "" {
@@ -320,15 +370,20 @@ func verifyOne(doc []byte, e signatureEntry, p *Protocol, reg *registry.Registry
 // another partner's or nobody's, a key registered for another algorithm or
 // not for signing.
 func signingKey(reg *registry.Registry, partner, kid, alg, what string) (jwk.Key, string) {
-	owner, ok := reg.Partner(partner)
+	set, ok := reg.SignerKeys(partner)
 	if !ok {
 		return nil, fmt.Sprintf("unknown partner %q", partner)
 	}
-	key, ok := lookupKey(owner, kid)
+	key, ok := lookupKey(set, kid)
 	if !ok {
 		for _, other := range reg.Partners() {
-			if _, theirs := lookupKey(other, kid); theirs {
+			if _, theirs := lookupKey(other.Keys(), kid); theirs {
 				return nil, fmt.Sprintf("key %q belongs to %s, not %s", kid, other.ID, partner)
+			}
+		}
+		if trust, _ := reg.SignerKeys(reg.ID()); partner != reg.ID() {
+			if _, theirs := lookupKey(trust, kid); theirs {
+				return nil, fmt.Sprintf("key %q belongs to %s, not %s", kid, reg.ID(), partner)
 			}
 		}
 		return nil, fmt.Sprintf("unknown key %q for %s", kid, partner)
@@ -342,8 +397,7 @@ func signingKey(reg *registry.Registry, partner, kid, alg, what string) (jwk.Key
 	return key, ""
 }
 
-func lookupKey(p *registry.Partner, kid string) (jwk.Key, bool) {
-	set := p.Keys()
+func lookupKey(set jwk.Set, kid string) (jwk.Key, bool) {
 	if set == nil {
 		return nil, false
 	}

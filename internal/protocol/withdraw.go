@@ -74,8 +74,15 @@ func Withdraw(doc, existing []byte, key jwk.Key, partner string, effective, sign
 	if err != nil {
 		return nil, fmt.Errorf("withdraw: %w", err)
 	}
-	if !p.IsSignatory(partner) {
-		return nil, fmt.Errorf("withdraw: %w: %q is not a signatory of %s", ErrNotSignatory, partner, p.ID)
+	return WithdrawDocument(ProtocolKind, p, existing, key, partner, effective, signedAt)
+}
+
+// WithdrawDocument adds signer's signed withdrawal from d, a document of
+// kind k, as Withdraw does for protocols. The payload's "protocol" member
+// names the document, whatever its kind; the typ says which kind.
+func WithdrawDocument(k Kind, d Signed, existing []byte, key jwk.Key, partner string, effective, signedAt time.Time) ([]byte, error) {
+	if !d.IsSignatory(partner) {
+		return nil, fmt.Errorf("withdraw: %w: %q is not a signatory of %s", ErrNotSignatory, partner, d.DocumentID())
 	}
 	if effective.IsZero() {
 		return nil, errors.New("withdraw: the effective time is required")
@@ -91,16 +98,16 @@ func Withdraw(doc, existing []byte, key jwk.Key, partner string, effective, sign
 		}
 	}
 	payload, err := json.Marshal(WithdrawalClaims{
-		Protocol: p.ID, Version: p.Version, Partner: partner,
+		Protocol: d.DocumentID(), Version: d.DocumentVersion(), Partner: partner,
 		Effective: effective.UTC(), SignedAt: signedAt.UTC().Truncate(time.Second),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("withdraw: %w", err)
 	}
 	hdr := jws.NewHeaders()
-	for k, v := range map[string]any{jws.KeyIDKey: key.KeyID(), jws.TypeKey: WithdrawalType, HeaderPartner: partner} {
-		if err := hdr.Set(k, v); err != nil {
-			return nil, fmt.Errorf("withdraw: header %s: %w", k, err)
+	for name, v := range map[string]any{jws.KeyIDKey: key.KeyID(), jws.TypeKey: k.WithdrawalType, HeaderPartner: partner} {
+		if err := hdr.Set(name, v); err != nil {
+			return nil, fmt.Errorf("withdraw: header %s: %w", name, err)
 		}
 	}
 	compact, err := jws.Sign(payload, jws.WithKey(alg, key, jws.WithProtectedHeaders(hdr)))
@@ -108,14 +115,14 @@ func Withdraw(doc, existing []byte, key jwk.Key, partner string, effective, sign
 		return nil, fmt.Errorf("withdraw: %w: %v", ErrKey, err)
 	}
 	type keyed struct{ partner, version, jws string }
-	entries := []keyed{{partner, p.Version, string(compact)}}
+	entries := []keyed{{partner, d.DocumentVersion(), string(compact)}}
 	for i, c := range file.Withdrawals {
 		h, claims, err := peekWithdrawal(c)
 		if err != nil {
 			return nil, fmt.Errorf("withdraw: %w: withdrawals[%d]: %v", ErrWithdrawalFile, i, err)
 		}
 		who, _ := h[HeaderPartner].(string)
-		if who == partner && claims.Version == p.Version && claims.Protocol == p.ID {
+		if who == partner && claims.Version == d.DocumentVersion() && claims.Protocol == d.DocumentID() {
 			continue // one withdrawal per partner and version: this one is replaced
 		}
 		entries = append(entries, keyed{who, claims.Version, c})
@@ -157,7 +164,7 @@ func WithdrawFile(path string, key jwk.Key, partner string, effective, signedAt 
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return writeAtomic(wPath, out, 0o644)
+	return WriteAtomic(wPath, out, 0o644)
 }
 
 func decodeWithdrawalFile(b []byte, into *withdrawalFile) error {
@@ -221,6 +228,12 @@ func decodeClaims(b64 string) (*WithdrawalClaims, error) {
 // withdrawal applies (same protocol and version, by a signatory) is judged
 // by Evaluate.
 func VerifyWithdrawals(raw []byte, reg *registry.Registry) []WithdrawalResult {
+	return VerifyDocumentWithdrawals(ProtocolKind, raw, reg)
+}
+
+// VerifyDocumentWithdrawals checks every withdrawal of a withdrawals file
+// of a document of kind k, as VerifyWithdrawals does for protocols.
+func VerifyDocumentWithdrawals(k Kind, raw []byte, reg *registry.Registry) []WithdrawalResult {
 	results := []WithdrawalResult{}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return results
@@ -230,12 +243,12 @@ func VerifyWithdrawals(raw []byte, reg *registry.Registry) []WithdrawalResult {
 		return append(results, WithdrawalResult{Reason: "malformed withdrawals file: " + err.Error()})
 	}
 	for _, c := range file.Withdrawals {
-		results = append(results, verifyWithdrawal(c, reg))
+		results = append(results, verifyWithdrawal(k, c, reg))
 	}
 	return results
 }
 
-func verifyWithdrawal(compact string, reg *registry.Registry) WithdrawalResult {
+func verifyWithdrawal(k Kind, compact string, reg *registry.Registry) WithdrawalResult {
 	parts := strings.Split(compact, ".")
 	if len(parts) != 3 {
 		return WithdrawalResult{Reason: "not a compact JWS"}
@@ -244,7 +257,7 @@ func verifyWithdrawal(compact string, reg *registry.Registry) WithdrawalResult {
 	if err != nil {
 		return WithdrawalResult{Reason: err.Error()}
 	}
-	partner, kid, alg, problem := signerHeader(h, withdrawalHeaders, WithdrawalType, nil)
+	partner, kid, alg, problem := signerHeader(h, withdrawalHeaders, k.WithdrawalType, nil)
 	res := WithdrawalResult{Partner: partner, KeyID: kid}
 	bad := func(format string, args ...any) WithdrawalResult {
 		res.Reason = fmt.Sprintf(format, args...)

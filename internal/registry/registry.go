@@ -62,6 +62,25 @@ type Term struct {
 	Special bool `yaml:"special,omitempty" json:"special,omitempty"`
 }
 
+// Role is one practitioner role of the Trust's vocabulary and who may
+// hold it. HeldBy names the partners and partner types whose tokens may
+// assert the role (both empty: any partner). Appointed roles (ig_lead,
+// auditor: roles that see across children or change the Trust's rules) are
+// held only by practitioners named in a signed appointment
+// (internal/authz); HeldBy still bounds which agencies may be appointed.
+type Role struct {
+	ID          string  `yaml:"id" json:"id"`
+	Description string  `yaml:"description" json:"description"`
+	HeldBy      Holders `yaml:"held_by,omitempty" json:"held_by"`
+	Appointed   bool    `yaml:"appointed,omitempty" json:"appointed,omitempty"`
+}
+
+// Holders names partners by id and by type.
+type Holders struct {
+	Partners []string `yaml:"partners,omitempty" json:"partners,omitempty"`
+	Types    []string `yaml:"types,omitempty" json:"types,omitempty"`
+}
+
 // Partner is one agency of the Trust.
 type Partner struct {
 	ID        string      `yaml:"id" json:"id"`
@@ -108,8 +127,13 @@ type Trust struct {
 	Name       string    `yaml:"name"`
 	Purposes   []Term    `yaml:"purposes"`
 	Categories []Term    `yaml:"categories"`
-	Roles      []Term    `yaml:"roles"`
+	Roles      []Role    `yaml:"roles"`
 	Partners   []Partner `yaml:"partners"`
+	// The Trust's own public keys (exactly one of JWKS or JWKSFile, or
+	// neither): the Trust board's signature on Trust-wide appointments.
+	// Kept off the agencies' systems; an agency key cannot make it.
+	JWKS     map[string]any `yaml:"jwks,omitempty"`
+	JWKSFile string         `yaml:"jwks_file,omitempty"`
 }
 
 // Registry is a loaded, validated Trust. Safe for concurrent use.
@@ -118,7 +142,8 @@ type Registry struct {
 	partners   map[string]*Partner
 	purposes   map[string]Term
 	categories map[string]Term
-	roles      map[string]Term
+	roles      map[string]Role
+	trustKeys  jwk.Set
 	cache      *jwk.Cache // non-nil when any partner uses jwks_uri
 }
 
@@ -151,7 +176,7 @@ func Parse(ctx context.Context, doc []byte, baseDir string) (*Registry, error) {
 		partners:   map[string]*Partner{},
 		purposes:   map[string]Term{},
 		categories: map[string]Term{},
-		roles:      map[string]Term{},
+		roles:      map[string]Role{},
 	}
 	if t.ID == "" {
 		return nil, fmt.Errorf("%w: id is required", ErrInvalid)
@@ -160,7 +185,7 @@ func Parse(ctx context.Context, doc []byte, baseDir string) (*Registry, error) {
 		name  string
 		terms []Term
 		into  map[string]Term
-	}{{"purposes", t.Purposes, r.purposes}, {"categories", t.Categories, r.categories}, {"roles", t.Roles, r.roles}} {
+	}{{"purposes", t.Purposes, r.purposes}, {"categories", t.Categories, r.categories}} {
 		if len(v.terms) == 0 {
 			return nil, fmt.Errorf("%w: %s: at least one is required", ErrInvalid, v.name)
 		}
@@ -180,7 +205,46 @@ func Parse(ctx context.Context, doc []byte, baseDir string) (*Registry, error) {
 			return nil, fmt.Errorf("%w: partner %q: %v", ErrInvalid, p.ID, err)
 		}
 	}
+	if err := r.addRoles(t.Roles); err != nil {
+		return nil, fmt.Errorf("%w: roles: %v", ErrInvalid, err)
+	}
+	if _, dup := r.partners[t.ID]; dup {
+		return nil, fmt.Errorf("%w: partner %q has the Trust's own id", ErrInvalid, t.ID)
+	}
+	keys, err := keySet(ctx, nil, t.JWKS, t.JWKSFile, "", baseDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the Trust's keys: %v", ErrInvalid, err)
+	}
+	r.trustKeys = keys
 	return r, nil
+}
+
+// addRoles checks the role vocabulary: identifiers, and holders that are
+// partners and partner types of the registry.
+func (r *Registry) addRoles(roles []Role) error {
+	if len(roles) == 0 {
+		return errors.New("at least one is required")
+	}
+	for _, role := range roles {
+		if !idPattern.MatchString(role.ID) {
+			return fmt.Errorf("%q is not a valid identifier", role.ID)
+		}
+		if _, dup := r.roles[role.ID]; dup {
+			return fmt.Errorf("%q appears twice", role.ID)
+		}
+		for _, p := range role.HeldBy.Partners {
+			if _, ok := r.partners[p]; !ok {
+				return fmt.Errorf("%s: held_by partner %q is not a partner of the Trust", role.ID, p)
+			}
+		}
+		for _, ty := range role.HeldBy.Types {
+			if !ValidType(ty) {
+				return fmt.Errorf("%s: held_by type %q is not one of %v", role.ID, ty, PartnerTypes)
+			}
+		}
+		r.roles[role.ID] = role
+	}
+	return nil
 }
 
 func (r *Registry) addPartner(ctx context.Context, p *Partner, baseDir string) error {
@@ -214,26 +278,39 @@ func (r *Registry) addPartner(ctx context.Context, p *Partner, baseDir string) e
 			return errors.New("oidc.client_id is required")
 		}
 	}
+	set, err := keySet(ctx, r, p.JWKS, p.JWKSFile, p.JWKSURI, baseDir)
+	if err != nil {
+		return err
+	}
+	p.keys = set
+	r.partners[p.ID] = p
+	return nil
+}
+
+// keySet loads one public key set from exactly one of inline (jwks), a file
+// relative to baseDir, or a URI fetched and refreshed through r's cache (r
+// nil: no URI allowed); none at all is an empty set.
+func keySet(ctx context.Context, r *Registry, inline map[string]any, file, uri, baseDir string) (jwk.Set, error) {
 	sources := 0
-	for _, s := range []bool{p.JWKS != nil, p.JWKSFile != "", p.JWKSURI != ""} {
+	for _, s := range []bool{inline != nil, file != "", uri != ""} {
 		if s {
 			sources++
 		}
 	}
 	if sources > 1 {
-		return errors.New("give only one of jwks, jwks_file, jwks_uri")
+		return nil, errors.New("give only one of jwks, jwks_file, jwks_uri")
 	}
 	var set jwk.Set
 	var err error
 	switch {
-	case p.JWKS != nil:
+	case inline != nil:
 		var raw []byte
-		raw, err = jsonMarshal(p.JWKS)
+		raw, err = jsonMarshal(inline)
 		if err == nil {
 			set, err = jwk.Parse(raw)
 		}
-	case p.JWKSFile != "":
-		f := p.JWKSFile
+	case file != "":
+		f := file
 		if !filepath.IsAbs(f) {
 			f = filepath.Join(baseDir, f)
 		}
@@ -242,27 +319,27 @@ func (r *Registry) addPartner(ctx context.Context, p *Partner, baseDir string) e
 		if err == nil {
 			set, err = jwk.Parse(raw)
 		}
-	case p.JWKSURI != "":
+	case uri != "" && r != nil:
 		if r.cache == nil {
 			r.cache = jwk.NewCache(ctx)
 		}
-		if err = r.cache.Register(p.JWKSURI); err == nil {
-			if _, err = r.cache.Refresh(ctx, p.JWKSURI); err == nil {
-				set = jwk.NewCachedSet(r.cache, p.JWKSURI)
+		if err = r.cache.Register(uri); err == nil {
+			if _, err = r.cache.Refresh(ctx, uri); err == nil {
+				set = jwk.NewCachedSet(r.cache, uri)
 			}
 		}
+	case uri != "":
+		err = errors.New("jwks_uri is not allowed here")
 	default:
-		set = jwk.NewSet() // a partner with no keys cannot authenticate or sign
+		set = jwk.NewSet() // no keys: cannot authenticate or sign
 	}
 	if err != nil {
-		return fmt.Errorf("keys: %v", err)
+		return nil, fmt.Errorf("keys: %v", err)
 	}
 	if err := checkPublic(set); err != nil {
-		return err
+		return nil, err
 	}
-	p.keys = set
-	r.partners[p.ID] = p
-	return nil
+	return set, nil
 }
 
 func isLoopbackHost(h string) bool {
@@ -321,7 +398,59 @@ func (r *Registry) HasRole(id string) bool     { _, ok := r.roles[id]; return ok
 // Purposes, Categories and Roles return the vocabularies in file order.
 func (r *Registry) Purposes() []Term   { return r.trust.Purposes }
 func (r *Registry) Categories() []Term { return r.trust.Categories }
-func (r *Registry) Roles() []Term      { return r.trust.Roles }
+func (r *Registry) Roles() []Role      { return r.trust.Roles }
+
+// Role returns one role's definition.
+func (r *Registry) Role(id string) (Role, bool) { t, ok := r.roles[id]; return t, ok }
+
+// MayHold reports whether the agency partner may assert role for its
+// practitioners: the role is in the vocabulary and names the partner, or
+// its type, among its holders (or names no holders). Whether a
+// practitioner holds an appointed role is a further question
+// (internal/authz).
+func (r *Registry) MayHold(partner, role string) bool {
+	ro, ok := r.roles[role]
+	if !ok {
+		return false
+	}
+	p, ok := r.partners[partner]
+	if !ok {
+		return false
+	}
+	return ro.HeldBy.Includes(p)
+}
+
+// Includes reports whether p is among the holders (every partner when
+// both lists are empty).
+func (h Holders) Includes(p *Partner) bool {
+	if len(h.Partners) == 0 && len(h.Types) == 0 {
+		return true
+	}
+	for _, id := range h.Partners {
+		if id == p.ID {
+			return true
+		}
+	}
+	for _, ty := range h.Types {
+		if ty == string(p.Type) {
+			return true
+		}
+	}
+	return false
+}
+
+// SignerKeys returns the public keys of a signer of Trust documents: a
+// partner's keys, or, for the Trust's own id, the Trust's keys.
+func (r *Registry) SignerKeys(id string) (jwk.Set, bool) {
+	if id == r.trust.ID {
+		return r.trustKeys, true
+	}
+	p, ok := r.partners[id]
+	if !ok {
+		return nil, false
+	}
+	return p.keys, true
+}
 
 // Category returns one category's definition.
 func (r *Registry) Category(id string) (Term, bool) { t, ok := r.categories[id]; return t, ok }

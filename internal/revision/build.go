@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/registry"
@@ -50,6 +51,7 @@ type inputs struct {
 	samples  []Sample
 	reg      *registry.Registry
 	statuses []protocol.Status
+	appts    []authz.Status
 }
 
 func readInputs(ctx context.Context, src Sources, now time.Time) (*inputs, error) {
@@ -73,6 +75,12 @@ func readInputs(ctx context.Context, src Sources, now time.Time) (*inputs, error
 	if in.statuses, err = loadProtocols(src, in.reg, now); err != nil {
 		return nil, err
 	}
+	in.appts = []authz.Status{}
+	if src.ProtocolsDir != "" { // the embedded defaults appoint no one
+		if in.appts, err = authz.LoadDir(filepath.Join(src.ProtocolsDir, authz.Dir), in.reg, now); err != nil {
+			return nil, err
+		}
+	}
 	return &in, nil
 }
 
@@ -89,6 +97,7 @@ func (in *inputs) build(ctx context.Context, src Sources, now time.Time, source 
 	}
 	return &Revision{
 		Registry: in.reg, Protocols: in.statuses, Policy: pr, PolicyFiles: in.files, Samples: in.samples,
+		Appointments: in.appts, Authz: authz.New(in.reg, in.appts),
 		ActivatedAt: now, Source: source, policySrc: in.pol,
 	}, nil
 }
@@ -236,6 +245,7 @@ func Proposal(ctx context.Context, src Sources, now time.Time, assumeSigned bool
 	}
 	return &Revision{
 		Registry: in.reg, Protocols: in.statuses, Policy: pr, PolicyFiles: in.files, Samples: in.samples,
+		Appointments: in.appts, Authz: authz.New(in.reg, in.appts),
 		ActivatedAt: now, Source: "proposal", policySrc: in.pol,
 	}, nil
 }

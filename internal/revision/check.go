@@ -19,15 +19,16 @@ import (
 // The checks a revision passes before it is activated, in the order they
 // run. Each Problem names the check that raised it.
 const (
-	CheckLoad       = "load"       // the files could be read (registry, samples, I/O)
-	CheckCompile    = "compile"    // the policies compile in strict mode
-	CheckTests      = "tests"      // the policies' Rego tests pass
-	CheckProtocols  = "protocols"  // every protocol parses and lints without errors
-	CheckSignatures = "signatures" // every signature and withdrawal present verifies
-	CheckContinuity = "continuity" // no protocol in force drops out for want of a signature
-	CheckSamples    = "samples"    // the sample decisions get their expected answers
-	CheckProbes     = "probes"     // every rule of every protocol in force evaluates cleanly
-	CheckRecorded   = "recorded"   // recent recorded decisions evaluate without error
+	CheckLoad         = "load"         // the files could be read (registry, samples, I/O)
+	CheckCompile      = "compile"      // the policies compile in strict mode
+	CheckTests        = "tests"        // the policies' Rego tests pass
+	CheckProtocols    = "protocols"    // every protocol parses and lints without errors
+	CheckSignatures   = "signatures"   // every signature and withdrawal present verifies
+	CheckAppointments = "appointments" // every appointment file parses, lints, and its signatures and withdrawals verify (internal/authz)
+	CheckContinuity   = "continuity"   // no protocol in force drops out for want of a signature
+	CheckSamples      = "samples"      // the sample decisions get their expected answers
+	CheckProbes       = "probes"       // every rule of every protocol in force evaluates cleanly
+	CheckRecorded     = "recorded"     // recent recorded decisions evaluate without error
 )
 
 // Problem is one reason a revision was not activated, located as precisely
@@ -228,6 +229,17 @@ func Load(ctx context.Context, src Sources, now time.Time, source string, o Opti
 	}
 	rep.Problems = append(rep.Problems, sigProblems...)
 	step(CheckSignatures, t0, n, fmt.Sprintf("%d signatures, %d withdrawals", countSigs(in.statuses), countWithdrawals(in.statuses)))
+	t0, n = time.Now(), len(rep.Problems)
+	valid := 0
+	for _, st := range in.appts {
+		if st.Valid {
+			valid++
+		}
+		for _, f := range st.Faults {
+			rep.Problems = append(rep.Problems, Problem{Check: CheckAppointments, File: st.File, Message: f})
+		}
+	}
+	step(CheckAppointments, t0, n, fmt.Sprintf("%d appointment files, %d valid", len(in.appts), valid))
 	if o.Previous != nil {
 		t0, n = time.Now(), len(rep.Problems)
 		rep.Problems = append(rep.Problems, continuity(o.Previous, in.statuses, now)...)

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/registry"
@@ -13,7 +14,11 @@ import (
 type Revision struct {
 	Registry  *registry.Registry
 	Protocols []protocol.Status
-	Policy    *policy.Revision
+	// Appointments are the appointment files (internal/authz) and Authz
+	// the model they make with the registry: who may act as whom.
+	Appointments []authz.Status
+	Authz        *authz.Model
+	Policy       *policy.Revision
 	// PolicyFiles are the policy files (tests included) with their
 	// SHA-256, sorted by name.
 	PolicyFiles []File

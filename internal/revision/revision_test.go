@@ -125,7 +125,7 @@ func TestDemoTrustPassesEveryCheck(t *testing.T) {
 	for _, s := range rep.Steps {
 		checks = append(checks, s.Check)
 	}
-	want := []string{revision.CheckLoad, revision.CheckCompile, revision.CheckProtocols, revision.CheckSignatures, revision.CheckTests, revision.CheckSamples, revision.CheckProbes}
+	want := []string{revision.CheckLoad, revision.CheckCompile, revision.CheckProtocols, revision.CheckSignatures, revision.CheckAppointments, revision.CheckTests, revision.CheckSamples, revision.CheckProbes}
 	if !slices.Equal(checks, want) {
 		t.Fatalf("steps %q, want %q", checks, want)
 	}

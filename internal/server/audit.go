@@ -57,16 +57,6 @@ func (s *Server) auditRoutes(v1 *mux.Router) {
 	v1.Handle("/subjects/{nhs}/access-report", s.audited(s.accessReport)).Methods(http.MethodGet)
 }
 
-// requireRole refuses callers whose role is not one of roles.
-func requireRole(x *exchange, what string, roles ...string) error {
-	x.entry.Kind = audit.KindRejected
-	if !slices.Contains(roles, x.claims.Role) {
-		return forbidden(fmt.Sprintf("role %s may not %s: only %s", x.claims.Role, what, strings.Join(roles, ", ")))
-	}
-	x.entry.Kind = audit.KindAccess
-	return nil
-}
-
 // queryParams checks that the query string holds only allowed names,
 // each at most once.
 func queryParams(x *exchange, allowed ...string) (map[string]string, error) {
@@ -327,6 +317,9 @@ func (s *Server) auditEntries(x *exchange) (int, any, error) {
 	if err := requireRole(x, "query the audit log", AuditorRole); err != nil {
 		return 0, nil, err
 	}
+	if err := requireTrustWide(x, "query the audit log"); err != nil {
+		return 0, nil, err
+	}
 	x.entry.Kind = audit.KindRejected
 	p, err := queryParams(x, "subject", "requester", "practitioner", "provider", "purpose", "protocol", "kind", "from", "to", "cursor", "limit")
 	if err != nil {
@@ -441,6 +434,9 @@ func (s *Server) accessReport(x *exchange) (int, any, error) {
 // with `trustgate audit verify`.
 func (s *Server) auditSnapshot(x *exchange) (int, any, error) {
 	if err := requireRole(x, "copy the audit log", AuditorRole); err != nil {
+		return 0, nil, err
+	}
+	if err := requireTrustWide(x, "copy the audit log"); err != nil {
 		return 0, nil, err
 	}
 	x.entry.Kind = audit.KindRejected

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/consent"
 	"github.com/childrens-trust/trustgate/internal/fetch"
 	"github.com/childrens-trust/trustgate/internal/identity"
@@ -58,6 +59,7 @@ func classify(err error) (int, errorBody, audit.Kind) {
 	var authErr *identity.AuthError
 	var ce *consent.Error
 	var fe *fetch.Error
+	var refusal *authz.Refusal
 	switch {
 	case errors.As(err, &ae):
 		msg := ae.Reason
@@ -87,6 +89,8 @@ func classify(err error) (int, errorBody, audit.Kind) {
 		return http.StatusServiceUnavailable, errorBody{Code: "sharing_unavailable", Message: "record sharing is not configured on this gateway; nothing was disclosed"}, audit.KindUnavailable
 	case errors.Is(err, identity.ErrReplayCacheFull):
 		return http.StatusServiceUnavailable, errorBody{Code: "replay_cache_full", Message: "the gateway cannot record more token ids right now; retry shortly"}, audit.KindAuthFailure
+	case errors.As(err, &refusal):
+		return http.StatusUnauthorized, errorBody{Code: "unauthenticated", Reason: refusal.Code, Message: refusal.Reason}, audit.KindAuthFailure
 	case errors.As(err, &authErr):
 		return http.StatusUnauthorized, errorBody{Code: "unauthenticated", Reason: authErr.Code, Message: authErr.Message}, audit.KindAuthFailure
 	case errors.Is(err, identity.ErrUnauthenticated):

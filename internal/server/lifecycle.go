@@ -59,6 +59,9 @@ func (s *Server) postReload(x *exchange) (int, any, error) {
 	if err := requireRole(x, "reload the policy revision", AdminRole); err != nil {
 		return 0, nil, err
 	}
+	if err := requireTrustWide(x, "reload the policy revision"); err != nil {
+		return 0, nil, err
+	}
 	if s.deps.Lifecycle == nil {
 		return 0, nil, errNoLifecycle
 	}
@@ -122,6 +125,9 @@ func (s *Server) emptyBody(x *exchange) error {
 // every problem, and what the file watch sees.
 func (s *Server) adminStatus(x *exchange) (int, any, error) {
 	if err := requireRole(x, "read the gateway's revision status", AdminRole); err != nil {
+		return 0, nil, err
+	}
+	if err := requireTrustWide(x, "read the gateway's revision status"); err != nil {
 		return 0, nil, err
 	}
 	if s.deps.Lifecycle == nil {
@@ -316,6 +322,9 @@ const maxWhatIfBody = 2 << 20
 // proposed policies do not compile (with the located problems).
 func (s *Server) postWhatIf(x *exchange) (int, any, error) {
 	if err := requireRole(x, "run a what-if replay", AdminRole); err != nil {
+		return 0, nil, err
+	}
+	if err := requireTrustWide(x, "run a what-if replay"); err != nil {
 		return 0, nil, err
 	}
 	if s.deps.WhatIf == nil {

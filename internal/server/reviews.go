@@ -227,6 +227,20 @@ func (s *Server) postReview(x *exchange) (int, any, error) {
 	if err := consent.CheckClosure(c); err != nil {
 		return 0, nil, err
 	}
+	// Four eyes: nobody closes the review of an override they made or that
+	// was made in their name. The item's requester never changes once it
+	// is opened, so reading it first is as good as checking in the close.
+	open, err := s.deps.Reviews.Review(x.ctx, id)
+	if err != nil {
+		if errors.Is(err, consent.ErrUnavailable) {
+			x.entry.Kind = audit.KindUnavailable
+		}
+		return 0, nil, err
+	}
+	if open.Concerns(x.claims.Partner) && open.Requester.Partner == x.claims.Partner && open.Requester.Practitioner == x.claims.Practitioner {
+		x.entry.Subject = open.Subject
+		return 0, nil, &apiError{Status: http.StatusForbidden, Code: "self_review", Reason: fmt.Sprintf("%s of %s made this override and may not review it: a second person must (four eyes)", x.claims.Practitioner, x.claims.Partner), Kind: audit.KindRejected}
+	}
 	rv, err := s.deps.Reviews.CloseReview(x.ctx, id, x.claims.Partner, c)
 	if err != nil {
 		if errors.Is(err, consent.ErrUnavailable) {

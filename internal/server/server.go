@@ -16,6 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/consent"
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/policy"
@@ -183,6 +184,7 @@ type exchange struct {
 	ctx    context.Context
 	id     string
 	claims *identity.Claims
+	grant  authz.Grant // what the caller may do as whom (authz.go)
 	rev    *revision.Revision
 	entry  audit.Entry
 	log    *slog.Logger
@@ -290,10 +292,16 @@ func (s *Server) run(x *exchange, h handlerFunc) (int, any, error) {
 	return s.runAs(x, h, claims)
 }
 
-// runAs runs h as the authenticated caller claims.
+// runAs runs h as the authenticated caller claims (a verified token, or
+// the console's in-process principal: principal.go), once authorised.
 func (s *Server) runAs(x *exchange, h handlerFunc, claims *identity.Claims) (int, any, error) {
-	x.claims = claims
+	var err error
 	x.entry.Requester, x.entry.Practitioner, x.entry.Role, x.entry.TokenID = claims.Partner, claims.Practitioner, claims.Role, claims.JTI
+	if x.grant, err = authorize(x.rev, claims, x.entry.Time); err != nil {
+		x.entry.Kind = audit.KindAuthFailure
+		return 0, nil, err
+	}
+	x.claims = claims
 	x.log = x.log.With("partner", claims.Partner)
 	x.entry.PolicyRevision = x.rev.Hash()
 	return h(x)

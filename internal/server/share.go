@@ -10,12 +10,11 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/fetch"
 	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/notify"
@@ -293,7 +292,7 @@ func (s *Server) putLeadProfessional(x *exchange) (int, any, error) {
 	if !ok {
 		return 0, nil, badRequest("partner", fmt.Sprintf("%q is not a partner of the Trust", clip(req.Partner)))
 	}
-	if why := practitionerID(req.Practitioner); why != "" {
+	if why := authz.PractitionerID(req.Practitioner); why != "" {
 		return 0, nil, badRequest("practitioner", why)
 	}
 	x.entry.LeadPartner, x.entry.LeadPractitioner = lp.ID, req.Practitioner
@@ -329,23 +328,6 @@ func (s *Server) putLeadProfessional(x *exchange) (int, any, error) {
 		"request_id":        x.id,
 		"lead_professional": map[string]any{"partner": lp.ID, "practitioner": req.Practitioner},
 	}, nil
-}
-
-// practitionerID says why id is not a practitioner id, or "".
-func practitionerID(id string) string {
-	n := utf8.RuneCountInString(id)
-	switch {
-	case id == "":
-		return "required: the lead professional's practitioner id"
-	case n > 128 || !utf8.ValidString(id):
-		return "at most 128 characters of valid UTF-8"
-	}
-	for _, r := range id {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return "must not contain spaces or control characters"
-		}
-	}
-	return ""
 }
 
 func orEmpty(s []string) []string {
