@@ -13,7 +13,14 @@ VAULT_VERSION := $(shell awk '$$1 == "github.com/hashicorp/vault" { print $$2 }'
 VAULT_CACHE   ?= $(or $(XDG_CACHE_HOME),$(if $(HOME),$(HOME)/.cache,/tmp))/trustgate
 VAULT_BIN     ?= $(VAULT_CACHE)/vault-$(VAULT_VERSION)/vault
 
-.PHONY: all build run test test-go test-fuzz test-rego lint bench fuzz certs clean vault
+# The console's browser tests (docs/console.md): Debian's headless
+# Chromium, installed with apt-get when missing, and axe-core from npm,
+# fetched once into a git-ignored folder. Screenshots go to .artifacts/.
+AXE_VERSION := 4.10.3
+AXE_DIR     := .cache/npm
+AXE_JS      := $(AXE_DIR)/node_modules/axe-core/axe.min.js
+
+.PHONY: all build run test test-go test-fuzz test-rego lint bench fuzz certs clean vault chromium
 
 all: build
 
@@ -41,8 +48,16 @@ lint:
 test-rego:
 	$(OPA) test policies
 
-test-go: $(VAULT_BIN)
-	TRUSTGATE_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 ./...
+test-go: $(VAULT_BIN) chromium $(AXE_JS)
+	TRUSTGATE_VAULT_BIN=$(VAULT_BIN) TRUSTGATE_AXE=$(abspath $(AXE_JS)) TRUSTGATE_SCREENSHOTS=$(abspath .artifacts/console) $(GO) test -count=1 ./...
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the console's browser tests"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+$(AXE_JS):
+	@mkdir -p $(AXE_DIR)
+	npm install --prefix $(AXE_DIR) --no-save --no-package-lock --no-audit --no-fund axe-core@$(AXE_VERSION)
 
 # The damaged-log fuzz target (internal/audit/damage_test.go): truncations
 # and byte flips of a real log must never crash verify or the gateway's

@@ -98,6 +98,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(versionCommand())
 	root.AddCommand(gatewayCommands()...) // client.go
 	strictGroups(root)
+	root.AddCommand(consoleCommand())
 	return root
 }
 

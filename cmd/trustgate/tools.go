@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -256,6 +257,19 @@ func demoHintCommand() *cobra.Command {
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprint(cmd.OutOrStdout(), demo.Hint("bin/trustgate", dir, listen))
+			// One-time console sign-in links (docs/console.md), if the
+			// demo's keys are there to sign them.
+			var links []string
+			for _, p := range demo.ConsolePeople {
+				u, err := consoleLink(filepath.Join(dir, "keys", p.Partner+".jwk"), p.Practitioner, p.Role, "trustgate", "http://"+listen, time.Hour)
+				if err != nil {
+					return nil // no keys yet: no links
+				}
+				links = append(links, fmt.Sprintf("#   %s (%s, %s):\n#   %s", p.Label, p.Practitioner, p.Role, u))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "# The console, for people: open a link once the gateway listens (each signs in once,\n"+
+				"# within the hour; make more with `bin/trustgate console link --key %s/keys/exley-csc.jwk --sub ig-0001`):\n%s\n\n",
+				dir, strings.Join(links, "\n"))
 			return nil
 		},
 	}

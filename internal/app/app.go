@@ -171,8 +171,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		},
 	})
 	a.api = srv
+	handler, err := a.withConsole(srv.Handler(), idCfg) // console.go
+	if err != nil {
+		return nil, err
+	}
 	a.srv = &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.Duration,
 		ReadTimeout:       cfg.HTTP.ReadTimeout.Duration,
 		WriteTimeout:      cfg.HTTP.WriteTimeout.Duration,

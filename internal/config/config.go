@@ -75,6 +75,30 @@ type Config struct {
 
 	// Index tunes the involvement index (index.go, docs/index.md).
 	Index Index `yaml:"index"`
+
+	// Console is the web console for people (internal/console,
+	// docs/console.md).
+	Console Console `yaml:"console"`
+}
+
+// Console configures the web console under /console/.
+type Console struct {
+	// Enabled serves the console (default true).
+	Enabled bool `yaml:"enabled"`
+	// PublicURL is the gateway's address as people's browsers reach it
+	// (the OIDC redirect URI is PublicURL + /console/callback); empty:
+	// http(s):// + listen.
+	PublicURL string `yaml:"public_url"`
+	// DevLinks allows the development sign-in (`trustgate console link`):
+	// a one-time link signed with an agency's key. Off by default; the
+	// demo Trust turns it on.
+	DevLinks bool `yaml:"dev_links"`
+	// LinkMaxLifetime bounds a development link's lifetime.
+	LinkMaxLifetime Duration `yaml:"link_max_lifetime"`
+	// IdleTimeout ends a session unused this long; AbsoluteTimeout ends
+	// any session this long after sign-in.
+	IdleTimeout     Duration `yaml:"idle_timeout"`
+	AbsoluteTimeout Duration `yaml:"absolute_timeout"`
 }
 
 // Runtime tunes the Go runtime of the serving process.
@@ -282,6 +306,8 @@ func Default() Config {
 		Providers:     defaultProviders(),
 		Notifications: defaultNotifications(),
 		Index:         defaultIndex(),
+		Console: Console{Enabled: true, LinkMaxLifetime: Duration{time.Hour},
+			IdleTimeout: Duration{30 * time.Minute}, AbsoluteTimeout: Duration{8 * time.Hour}},
 	}
 }
 
@@ -350,6 +376,17 @@ func (c *Config) Validate() error {
 		} else if m == c.Listen && port != "0" {
 			bad("metrics.listen", "must differ from listen: metrics are served apart from the API")
 		}
+	}
+	if c.Console.PublicURL != "" {
+		if u, err := url.Parse(c.Console.PublicURL); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname()))) || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad("console.public_url", "%q must be an https:// origin (http:// only on loopback) without a path", c.Console.PublicURL)
+		}
+	}
+	if c.Console.LinkMaxLifetime.Duration <= 0 || c.Console.LinkMaxLifetime.Duration > 24*time.Hour {
+		bad("console.link_max_lifetime", "must be between 1s and 24h")
+	}
+	if c.Console.IdleTimeout.Duration < time.Minute || c.Console.AbsoluteTimeout.Duration < c.Console.IdleTimeout.Duration || c.Console.AbsoluteTimeout.Duration > 7*24*time.Hour {
+		bad("console", "idle_timeout must be at least 1m and absolute_timeout between it and 7 days")
 	}
 	if c.Auth.MaxTokenLifetime.Duration <= 0 || c.Auth.MaxTokenLifetime.Duration > time.Hour {
 		bad("auth.max_token_lifetime", "must be between 1s and 1h")

@@ -159,6 +159,10 @@ log:
 # start-up ("metrics listening"). A real gateway names a fixed one.
 metrics:
   listen: 127.0.0.1:0
+# The web console (docs/console.md): the demo signs people in with
+# one-time links made by 'trustgate console link' (never in production).
+console:
+  dev_links: true
 `, o.Listen)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("demo: %w", err)

@@ -52,3 +52,17 @@ curl -s http://%[1]s/v1/protocols -H "Authorization: Bearer %[2]s"
 `, listen, mint("exley-csc", "sw-0042", "social_worker"), mint("exley-academy", "t-0007", "teacher"),
 		mint("exley-police", "ppu-0003", "police_officer"), bin, dir)
 }
+
+// ConsolePerson is a demo person whose console sign-in link `demo hint`
+// prints (docs/console.md).
+type ConsolePerson struct {
+	Label, Partner, Practitioner, Role string
+}
+
+// ConsolePeople are the demo people of the console walk-through: an IG
+// lead who works the review queue and the protocols, and an auditor who
+// answers "who saw what about this child".
+var ConsolePeople = []ConsolePerson{
+	{"IG lead, Exley children's social care", "exley-csc", "ig-0001", "ig_lead"},
+	{"Auditor for the Trust, appointed through Exley children's social care", "exley-csc", "auditor-07", "auditor"},
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -95,8 +96,29 @@ type Partner struct {
 	JWKS     map[string]any `yaml:"jwks,omitempty" json:"-"`
 	JWKSFile string         `yaml:"jwks_file,omitempty" json:"-"`
 	JWKSURI  string         `yaml:"jwks_uri,omitempty" json:"-"`
+	// OIDC is the agency's OpenID Connect provider, through which its
+	// staff sign in to the console (docs/console.md); nil: none.
+	OIDC *OIDC `yaml:"oidc,omitempty" json:"-"`
 
 	keys jwk.Set
+}
+
+// OIDC names an agency's OpenID Connect provider and the console's
+// registration there: a public client using the authorization code flow
+// with PKCE (no client secret).
+type OIDC struct {
+	// Issuer is the provider's issuer URL (discovery at
+	// Issuer/.well-known/openid-configuration); https, or http on loopback.
+	Issuer string `yaml:"issuer"`
+	// ClientID is the console's client id at that provider.
+	ClientID string `yaml:"client_id"`
+	// PractitionerClaim is the ID token claim that holds the
+	// practitioner's id in the agency (default "sub").
+	PractitionerClaim string `yaml:"practitioner_claim,omitempty"`
+	// RolesClaim is the ID token claim (a string or a list of strings)
+	// holding the person's roles as the agency asserts them (default
+	// "roles"), as an agency system asserts a role in its tokens.
+	RolesClaim string `yaml:"roles_claim,omitempty"`
 }
 
 // Trust is the registry file's document.
@@ -247,6 +269,15 @@ func (r *Registry) addPartner(ctx context.Context, p *Partner, baseDir string) e
 			return fmt.Errorf("%s %q is not an http(s) URL", u.name, u.v)
 		}
 	}
+	if o := p.OIDC; o != nil {
+		iu, err := url.Parse(o.Issuer)
+		if err != nil || iu.Host == "" || (iu.Scheme != "https" && !(iu.Scheme == "http" && isLoopbackHost(iu.Hostname()))) {
+			return fmt.Errorf("oidc.issuer %q must be an https URL (http only on loopback)", o.Issuer)
+		}
+		if o.ClientID == "" {
+			return errors.New("oidc.client_id is required")
+		}
+	}
 	set, err := keySet(ctx, r, p.JWKS, p.JWKSFile, p.JWKSURI, baseDir)
 	if err != nil {
 		return err
@@ -309,6 +340,14 @@ func keySet(ctx context.Context, r *Registry, inline map[string]any, file, uri, 
 		return nil, err
 	}
 	return set, nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkPublic refuses key sets that carry private material or keys without kid.

@@ -1,0 +1,469 @@
+package console
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/childrens-trust/trustgate/internal/nhs"
+	"github.com/childrens-trust/trustgate/internal/protocol"
+)
+
+// overview handles GET /console/: decisions by day, partner and purpose,
+// the review queue's counts, protocols nearing their review date, the
+// serving revision and the last reload.
+func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
+	from := c.opts.Now().UTC().AddDate(0, 0, -30).Format(time.RFC3339)
+	calls := map[string]func() answer{
+		"day":      func() answer { return c.get(r, s, "/v1/audit/stats", url.Values{"by": {"day"}, "from": {from}}) },
+		"partner":  func() answer { return c.get(r, s, "/v1/audit/stats", url.Values{"by": {"partner"}, "from": {from}}) },
+		"purpose":  func() answer { return c.get(r, s, "/v1/audit/stats", url.Values{"by": {"purpose"}, "from": {from}}) },
+		"reviews":  func() answer { return c.get(r, s, "/v1/reviews/summary", nil) },
+		"policies": func() answer { return c.get(r, s, "/v1/policies", nil) },
+		"status":   func() answer { return c.get(r, s, "/v1/admin/status", nil) },
+	}
+	// The calls are independent: made together, their audit entries
+	// share a group commit.
+	res := map[string]answer{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for k, f := range calls {
+		wg.Go(func() {
+			a := f()
+			mu.Lock()
+			res[k] = a
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	data := map[string]any{"Title": "Overview", "Res": res}
+	if a := res["day"]; a.OK() {
+		st, _ := a.Body["stats"].(map[string]any)
+		data["Total"] = st["total"]
+		data["ByDay"] = newChart("by-day", "Decisions by day, last 30 days", list(st["rows"]), 30)
+	}
+	if a := res["partner"]; a.OK() {
+		st, _ := a.Body["stats"].(map[string]any)
+		data["ByPartner"] = newChart("by-partner", "Decisions by requesting partner, last 30 days", list(st["rows"]), 20)
+	}
+	if a := res["purpose"]; a.OK() {
+		st, _ := a.Body["stats"].(map[string]any)
+		data["ByPurpose"] = newChart("by-purpose", "Decisions by purpose, last 30 days", list(st["rows"]), 20)
+	}
+	c.render(w, r, http.StatusOK, "overview", s, data)
+}
+
+var reviewStatuses = []string{"open", "overdue", "closed"}
+
+// reviews handles GET /console/reviews?status=&limit=: the IG review queue.
+func (c *Console) reviews(w http.ResponseWriter, r *http.Request, s *session) {
+	status := r.URL.Query().Get("status")
+	if status == "" {
+		status = "open"
+	}
+	limit := pageLimit(r, 50, 500)
+	a := c.get(r, s, "/v1/reviews", url.Values{"status": {status}, "limit": {strconv.Itoa(limit)}})
+	c.render(w, r, statusOf(a), "reviews", s, map[string]any{
+		"Title": "Overrides awaiting review", "A": a, "Status": status, "Statuses": reviewStatuses,
+		"Limit": limit, "More": limit + 50, "Closed": r.URL.Query().Get("closed"),
+	})
+}
+
+// review handles GET /console/reviews/{id}: one override.
+func (c *Console) review(w http.ResponseWriter, r *http.Request, s *session) {
+	c.drawReview(w, r, s, http.StatusOK, "")
+}
+
+func (c *Console) drawReview(w http.ResponseWriter, r *http.Request, s *session, status int, problem string) {
+	id := r.PathValue("id")
+	a := c.get(r, s, "/v1/reviews/"+url.PathEscape(id), nil)
+	data := map[string]any{"Title": "Override review", "A": a, "Problem": problem}
+	if rv, ok := a.Body["review"].(map[string]any); ok {
+		req, _ := rv["requester"].(map[string]any)
+		// Four eyes: the person who made the override does not see a
+		// form to close it (the API refuses it in any case).
+		data["Own"] = str(req["partner"]) == s.Partner && str(req["practitioner"]) == s.Practitioner
+	}
+	if status == http.StatusOK {
+		status = statusOf(a)
+	}
+	c.render(w, r, status, "review", s, data)
+}
+
+// closeReview handles POST /console/reviews/{id}: record the outcome.
+func (c *Console) closeReview(w http.ResponseWriter, r *http.Request, s *session) {
+	id := r.PathValue("id")
+	outcome, note := r.PostFormValue("outcome"), strings.TrimSpace(r.PostFormValue("note"))
+	if outcome == "" {
+		c.drawReview(w, r, s, http.StatusBadRequest, "Choose an outcome: upheld or not upheld.")
+		return
+	}
+	a := c.call(r.Context(), s, http.MethodPost, "/v1/reviews/"+url.PathEscape(id), nil, map[string]string{"outcome": outcome, "note": note})
+	if !a.OK() {
+		c.drawReview(w, r, s, a.Status, a.Message)
+		return
+	}
+	http.Redirect(w, r, Prefix+"reviews?closed="+url.QueryEscape(id), http.StatusSeeOther)
+}
+
+// protocolRow is a protocol as the protocols page lists it.
+type protocolRow struct {
+	P          map[string]any
+	Signatures []signatureRow
+}
+
+type signatureRow struct {
+	Partner, KeyID, State string
+	OK                    bool
+}
+
+// protocols handles GET /console/protocols.
+func (c *Console) protocols(w http.ResponseWriter, r *http.Request, s *session) {
+	c.drawProtocols(w, r, s, nil)
+}
+
+func (c *Console) drawProtocols(w http.ResponseWriter, r *http.Request, s *session, draft map[string]any) {
+	a := c.get(r, s, "/v1/protocols", nil)
+	var rows []protocolRow
+	for _, p := range list(a.Body["protocols"]) {
+		pm, _ := p.(map[string]any)
+		row := protocolRow{P: pm}
+		for _, sg := range list(pm["signatories"]) {
+			sr := signatureRow{Partner: str(sg), State: "no signature on file"}
+			for _, x := range list(pm["signatures"]) {
+				xm, _ := x.(map[string]any)
+				if str(xm["partner"]) != sr.Partner {
+					continue
+				}
+				sr.KeyID = str(xm["kid"])
+				if xm["ok"] == true {
+					sr.OK, sr.State = true, "verified"
+				} else {
+					sr.State = "does not verify: " + str(xm["reason"])
+				}
+			}
+			row.Signatures = append(row.Signatures, sr)
+		}
+		rows = append(rows, row)
+	}
+	status := statusOf(a)
+	data := map[string]any{"Title": "Protocols", "A": a, "Rows": rows, "Draft": draft}
+	if draft != nil {
+		if st, ok := draft["Status"].(int); ok {
+			status = st
+		}
+	}
+	c.render(w, r, status, "protocols", s, data)
+}
+
+// lintProblem is one lint finding of a draft, located.
+type lintProblem struct {
+	Severity, Field, Message string
+	Line                     int
+}
+
+// draft handles POST /console/protocols/draft: a draft protocol uploaded
+// is linted against the serving registry (a pure check, nothing read
+// from the log) and its what-if against the decisions of the period is
+// run through POST /v1/admin/whatif (audited; role ig_lead).
+func (c *Console) draft(w http.ResponseWriter, r *http.Request, s *session) {
+	d := map[string]any{"Status": http.StatusOK}
+	f, hdr, err := r.FormFile("file")
+	if err != nil {
+		d["Status"], d["Error"] = http.StatusBadRequest, "Choose a protocol file (.yaml) to upload."
+		c.drawProtocols(w, r, s, d)
+		return
+	}
+	doc, err := io.ReadAll(io.LimitReader(f, maxForm))
+	f.Close()
+	name := path.Base(strings.ReplaceAll(hdr.Filename, "\\", "/"))
+	if v := strings.TrimSpace(r.PostFormValue("name")); v != "" {
+		name = v
+	}
+	d["Name"] = name
+	if err != nil || len(doc) == 0 {
+		d["Status"], d["Error"] = http.StatusBadRequest, "The file is empty or could not be read."
+		c.drawProtocols(w, r, s, d)
+		return
+	}
+	since := cmpOr(strings.TrimSpace(r.PostFormValue("since")), "30d")
+	d["Since"] = since
+	p, perr := protocol.Parse(doc)
+	var problems []lintProblem
+	if perr != nil {
+		problems = append(problems, lintProblem{Severity: "error", Field: "(document)", Message: perr.Error()})
+	} else {
+		d["Protocol"] = p
+		for _, pr := range protocol.Lint(p, c.deps.Registry(), c.opts.Now()) {
+			problems = append(problems, lintProblem{Severity: string(pr.Severity), Field: pr.Field, Message: pr.Message, Line: protocol.Locate(doc, pr.Field)})
+		}
+	}
+	d["Problems"] = problems
+	errs := 0
+	for _, pr := range problems {
+		if pr.Severity == "error" {
+			errs++
+		}
+	}
+	d["Errors"] = errs
+	if perr == nil {
+		body := map[string]any{"since": since, "protocols": map[string]*string{name: ptr(string(doc))}, "examples": 5}
+		a := c.call(r.Context(), s, http.MethodPost, "/v1/admin/whatif", nil, body)
+		d["WhatIf"] = a
+		if !a.OK() {
+			d["Status"] = a.Status
+		}
+	}
+	c.drawProtocols(w, r, s, d)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// auditFilters are the search fields passed to /v1/audit/entries.
+var auditFilters = []string{"from", "to", "requester", "provider", "practitioner", "purpose", "kind", "protocol", "subject"}
+
+func (c *Console) auditQuery(r *http.Request) (url.Values, map[string]string) {
+	q := url.Values{}
+	form := map[string]string{}
+	for _, k := range auditFilters {
+		v := strings.TrimSpace(r.URL.Query().Get(k))
+		form[k] = v
+		if v == "" {
+			continue
+		}
+		if k == "from" || k == "to" {
+			if t, err := time.Parse("2006-01-02", v); err == nil {
+				if k == "to" {
+					t = t.AddDate(0, 0, 1)
+				}
+				v = t.Format(time.RFC3339)
+			}
+		}
+		q.Set(k, v)
+	}
+	return q, form
+}
+
+// auditSearch handles GET /console/audit: search the log, a page at a
+// time (newest first; "older" follows the API's cursor).
+func (c *Console) auditSearch(w http.ResponseWriter, r *http.Request, s *session) {
+	q, form := c.auditQuery(r)
+	q.Set("limit", strconv.Itoa(pageLimit(r, 50, 500)))
+	if v := r.URL.Query().Get("cursor"); v != "" {
+		q.Set("cursor", v)
+	}
+	a := c.get(r, s, "/v1/audit/entries", q)
+	older := ""
+	if nc := str(a.Body["next_cursor"]); nc != "" {
+		oq := r.URL.Query()
+		oq.Set("cursor", nc)
+		older = Prefix + "audit?" + oq.Encode()
+	}
+	exp := url.Values{}
+	for k, v := range form {
+		if v != "" {
+			exp.Set(k, v)
+		}
+	}
+	reg := c.deps.Registry()
+	c.render(w, r, statusOf(a), "audit", s, map[string]any{
+		"Title": "Audit log", "A": a, "Form": form, "Older": template.URL(older),
+		"ExportCSV":   template.URL(Prefix + "audit/export?" + withFormat(exp, "csv")),
+		"ExportJSONL": template.URL(Prefix + "audit/export?" + withFormat(exp, "jsonl")),
+		"Partners":    reg.Partners(), "Purposes": reg.Purposes(), "Kinds": auditKinds,
+	})
+}
+
+var auditKinds = []string{"allow", "deny", "override", "decision", "disclosure", "rejected", "auth_failure", "unavailable", "access", "consent", "review", "lead_professional"}
+
+// maxExport bounds one export (each page of it is an audited API call).
+const maxExport = 20_000
+
+// auditExport handles GET /console/audit/export?...&format=csv|jsonl:
+// the entries matching the search, streamed page by page.
+func (c *Console) auditExport(w http.ResponseWriter, r *http.Request, s *session) {
+	q, _ := c.auditQuery(r)
+	format := r.URL.Query().Get("format")
+	if format != "csv" && format != "jsonl" {
+		c.render(w, r, http.StatusBadRequest, "error", s, map[string]any{"Title": "Export", "Message": "Choose CSV or JSON Lines."})
+		return
+	}
+	q.Set("limit", "1000")
+	first := c.get(r, s, "/v1/audit/entries", q)
+	if !first.OK() {
+		c.render(w, r, statusOf(first), "error", s, map[string]any{"Title": "Export", "Message": first.Message})
+		return
+	}
+	ext := map[string]string{"csv": "csv", "jsonl": "jsonl"}[format]
+	w.Header().Set("Content-Disposition", `attachment; filename="audit-export.`+ext+`"`)
+	if format == "csv" {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	} else {
+		w.Header().Set("Content-Type", "application/jsonl")
+	}
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	cw := csv.NewWriter(bw)
+	cols := []string{"seq", "time", "kind", "requester", "practitioner", "role", "provider", "purpose", "subject", "categories", "decision", "allowed_categories", "protocol", "protocol_version", "rule", "override", "review_id", "status", "hash"}
+	if format == "csv" {
+		_ = cw.Write(cols)
+	}
+	n := 0
+	for a := first; ; {
+		for _, e := range list(a.Body["entries"]) {
+			em, _ := e.(map[string]any)
+			if format == "jsonl" {
+				b, _ := json.Marshal(em)
+				bw.Write(b)
+				bw.WriteByte('\n')
+			} else {
+				row := make([]string, len(cols))
+				for i, k := range cols {
+					if l := list(em[k]); l != nil {
+						row[i] = strings.Join(strList(l), " ")
+					} else {
+						row[i] = str(em[k])
+					}
+				}
+				_ = cw.Write(row)
+			}
+			n++
+		}
+		nc := str(a.Body["next_cursor"])
+		if nc == "" || n >= maxExport {
+			break
+		}
+		q.Set("cursor", nc)
+		if a = c.get(r, s, "/v1/audit/entries", q); !a.OK() {
+			fmt.Fprintf(bw, "\n# export stopped: %s\n", a.Message)
+			break
+		}
+	}
+	cw.Flush()
+}
+
+func withFormat(q url.Values, f string) string {
+	c := url.Values{}
+	for k, v := range q {
+		c[k] = v
+	}
+	c.Set("format", f)
+	return c.Encode()
+}
+
+func strList(l []any) []string {
+	out := make([]string, len(l))
+	for i, v := range l {
+		out[i] = str(v)
+	}
+	return out
+}
+
+// auditEntry handles GET /console/audit/entries/{seq}: one entry and its
+// inclusion proof against a signed checkpoint, which the page checks in
+// the browser (assets/verify.js).
+func (c *Console) auditEntry(w http.ResponseWriter, r *http.Request, s *session) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		c.render(w, r, http.StatusBadRequest, "error", s, map[string]any{"Title": "Audit entry", "Message": "An entry is named by its sequence number, a whole number from 1."})
+		return
+	}
+	a := c.get(r, s, "/v1/audit/entries", url.Values{"cursor": {strconv.FormatUint(seq+1, 10)}, "limit": {"1"}})
+	data := map[string]any{"Title": fmt.Sprintf("Audit entry %d", seq), "A": a, "Seq": seq}
+	if a.OK() {
+		es := list(a.Body["entries"])
+		if len(es) == 1 && num(es[0].(map[string]any)["seq"]) == int(seq) {
+			data["Entry"] = es[0]
+			p := c.get(r, s, "/v1/audit/proofs/inclusion", url.Values{"seq": {strconv.FormatUint(seq, 10)}})
+			data["P"] = p
+			if p.OK() {
+				data["Proof"] = map[string]any{"proof": p.Body["proof"], "checkpoint": get(p.Body["checkpoint"], "jws")}
+			}
+		} else {
+			a.Status, a.Message = http.StatusNotFound, fmt.Sprintf("There is no entry %d in the log.", seq)
+			data["A"] = a
+		}
+	}
+	c.render(w, r, statusOf(data["A"].(answer)), "entry", s, data)
+}
+
+func get(m any, k string) any {
+	mm, _ := m.(map[string]any)
+	return mm[k]
+}
+
+// childForm handles GET /console/child: ask for the child's NHS number.
+func (c *Console) childForm(w http.ResponseWriter, r *http.Request, s *session) {
+	c.render(w, r, http.StatusOK, "child", s, map[string]any{"Title": "A child's access report"})
+}
+
+// childReport handles POST /console/child: the child's access report
+// (every disclosure and refusal, each with its inclusion proof, checked
+// in the browser) and consents. The NHS number travels in the form's
+// body, never in a console URL.
+func (c *Console) childReport(w http.ResponseWriter, r *http.Request, s *session) {
+	raw := strings.TrimSpace(r.PostFormValue("nhs"))
+	withhold := r.PostFormValue("withhold") == "on"
+	data := map[string]any{"Title": "A child's access report", "Withhold": withhold}
+	n, err := nhs.Normalize(raw)
+	if err != nil {
+		data["Error"] = "That is not a valid NHS number: " + err.Error() + "."
+		c.render(w, r, http.StatusBadRequest, "child", s, data)
+		return
+	}
+	data["NHS"] = n
+	var q url.Values
+	if withhold {
+		q = url.Values{"withhold_practitioners": {"true"}}
+	}
+	var rep, cons answer
+	var wg sync.WaitGroup
+	wg.Go(func() { rep = c.get(r, s, "/v1/subjects/"+n+"/access-report", q) })
+	wg.Go(func() { cons = c.get(r, s, "/v1/subjects/"+n+"/consents", nil) })
+	wg.Wait()
+	data["Report"], data["Consents"] = rep, cons
+	if rp, ok := rep.Body["report"].(map[string]any); ok {
+		data["R"] = rp
+		data["Proofs"] = map[string]any{"checkpoint": rp["checkpoint"], "entries": proofsOf(rp)}
+	}
+	c.render(w, r, statusOf(rep), "child", s, data)
+}
+
+// proofsOf extracts what the browser needs to check each report entry:
+// its stored bytes (base64), seq and proof.
+func proofsOf(rp map[string]any) []any {
+	var out []any
+	for _, e := range list(rp["entries"]) {
+		em, _ := e.(map[string]any)
+		out = append(out, map[string]any{"stored": em["stored"], "proof": em["proof"], "seq": get(em["entry"], "seq")})
+	}
+	return out
+}
+
+// pageLimit reads ?limit= within [1, max], default def.
+func pageLimit(r *http.Request, def, max int) int {
+	n, err := strconv.Atoi(r.URL.Query().Get("limit"))
+	if err != nil || n < 1 {
+		return def
+	}
+	return min(n, max)
+}
+
+// statusOf is the page's status for an API answer: the page is drawn in
+// any case (with the API's message), but its status says how it went.
+func statusOf(a answer) int {
+	if a.Status == 0 {
+		return http.StatusOK
+	}
+	return a.Status
+}
