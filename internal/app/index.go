@@ -5,8 +5,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/involvement"
 	"github.com/childrens-trust/trustgate/internal/keys"
+	"github.com/childrens-trust/trustgate/internal/revision"
+	"github.com/childrens-trust/trustgate/internal/server"
 )
 
 // IndexPath is where the involvement index lives under the data directory.
@@ -64,3 +67,23 @@ func (a *App) Index() *involvement.Store { return a.index }
 
 // Keys gives the key store (tests).
 func (a *App) Keys() keys.Store { return a.keys }
+
+// leadBasis answers the authorisation rule "only an agency involved with
+// the child may be its lead professional" (docs/security.md): an agency is
+// involved when the involvement index knows an active involvement of its
+// own or its membership of an open early help team (involvement.Store.Basis),
+// or when a protocol in force has a rule under which it receives
+// (authz.ReceivesUnderProtocols, the answer from the Trust's rules alone).
+type leadBasis struct{ index *involvement.Store }
+
+func (b leadBasis) Involved(ctx context.Context, rev *revision.Revision, partner, subject string, at time.Time) (bool, error) {
+	if authz.ReceivesUnderProtocols(rev.Protocols, rev.Registry, partner, at) {
+		return true, nil
+	}
+	if b.index == nil || subject == "" {
+		return false, nil
+	}
+	return b.index.Basis(ctx, partner, subject, at)
+}
+
+var _ server.Involvement = leadBasis{}
