@@ -213,13 +213,16 @@ func (a *App) sources() revision.Sources {
 func (a *App) seedReplay(ctx context.Context, c identity.Config) (int, error) {
 	horizon := c.ReplayHorizon()
 	cutoff := a.now().Add(-horizon)
-	n := 0
+	after, n, err := a.loadReplayState(ctx) // replaystate.go: the log is read only after seq `after`
+	if err != nil {
+		return n, err
+	}
 	// Entries are in append order; times are request arrival times, which
 	// may be slightly out of order under concurrency: scan a margin past
 	// the cutoff before stopping.
 	stopAt := cutoff.Add(-time.Minute)
-	err := a.audit.ReverseScan(ctx, func(e *audit.Entry) (bool, error) {
-		if e.Time.Before(stopAt) {
+	err = a.audit.ReverseScan(ctx, func(e *audit.Entry) (bool, error) {
+		if e.Time.Before(stopAt) || e.Seq <= after {
 			return false, nil
 		}
 		// Only tokens whose signature held: an unverified failure's
@@ -259,6 +262,8 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopRetention()
 	stopMetrics := a.serveMetrics() // metrics.go
 	defer stopMetrics()
+	stopReplayState := a.startReplayState(ctx) // replaystate.go
+	defer stopReplayState()
 	errc := make(chan error, 1)
 	go func() {
 		var err error

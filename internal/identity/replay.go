@@ -1,7 +1,9 @@
 package identity
 
 import (
+	"encoding/binary"
 	"errors"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -212,4 +214,47 @@ func (h *expiryHeap) pop() expiryEntry {
 	}
 	*h = s
 	return top
+}
+
+// Snapshot writes every key remembered and not yet expired, with its
+// expiry, to w (a count, then per key its length, the key and the expiry
+// in Unix nanoseconds, little-endian), so that a restart can Restore them
+// instead of re-reading the audit log (internal/app/replaystate.go). It
+// returns the number of keys written.
+func (c *MemoryReplayCache) Snapshot(w io.Writer) (int, error) {
+	now := c.now()
+	c.mu.Lock()
+	c.sweepLocked(now)
+	buf := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(c.seen)*48), uint64(len(c.seen)))
+	for k, exp := range c.seen {
+		buf = binary.AppendUvarint(buf, uint64(len(k)))
+		buf = append(buf, k...)
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(exp.UnixNano()))
+	}
+	n := len(c.seen)
+	c.mu.Unlock()
+	_, err := w.Write(buf)
+	return n, err
+}
+
+// Restore seeds the cache (as Seed does, unbounded) with the keys of a
+// Snapshot and returns how many it read. Malformed input is an error;
+// the keys read before it stay seeded.
+func (c *MemoryReplayCache) Restore(b []byte) (int, error) {
+	if len(b) < 8 {
+		return 0, errors.New("replay snapshot: too short")
+	}
+	n := binary.LittleEndian.Uint64(b)
+	b = b[8:]
+	for i := range n {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < l+8 {
+			return int(i), errors.New("replay snapshot: truncated")
+		}
+		key := string(b[k : k+int(l)])
+		exp := time.Unix(0, int64(binary.LittleEndian.Uint64(b[k+int(l):])))
+		c.Seed(key, exp)
+		b = b[k+int(l)+8:]
+	}
+	return int(n), nil
 }
