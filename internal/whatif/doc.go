@@ -16,9 +16,12 @@
 //   - Bounded memory: records stream in batches, the memo is capped, only
 //     groups and their examples are kept.
 //   - It never writes: the audit log is read in read transactions.
-//   - It replays exactly the inputs the gateway decided on: InputOf
-//     rebuilds each from its audit entry (the entry's fields and its input
-//     residual, which RecordInput writes for the server).
+//   - It replays exactly the inputs the gateway decided on:
+//     decision.InputOf rebuilds each from its audit entry (the entry's
+//     fields and its input residual, which decision.RecordInput writes
+//     for the server). The reading of the policy that says when outcomes
+//     may be memoised, the memo keys and the bounded caches are the live
+//     decision's own (internal/decision), used here.
 //
 // docs/ig-guide.md shows it in use; docs/performance.md measures it.
 package whatif
