@@ -68,7 +68,7 @@ involved if input.own.team == true
 # among its requesters, and the consent the rule requires is on record.
 receiving contains [p.id, r.id, p.version, p.title] if {
 	input.purpose != ""
-	some p in sharing.in_force
+	some p in in_force
 	input.requester.partner in p.signatories
 	some r in p.rules
 	"involvement" in r.categories
@@ -77,6 +77,10 @@ receiving contains [p.id, r.id, p.version, p.title] if {
 	sharing.role_ok(r)
 	consent_ok(r)
 }
+
+# The protocols in force at the lookup's time (the sharing policy names
+# them by their index in data.trustgate.protocols).
+in_force contains data.trustgate.protocols[i] if some i in sharing.in_force_ix
 
 # A lookup carries no override: a rule that needs consent (or overrides
 # it) gives a basis only with an active consent covering the agency and
@@ -94,7 +98,7 @@ consent_ok(r) if {
 # Rules that would give a basis but for the consent (named in a refusal).
 wanting_consent contains [p.id, r.id] if {
 	input.purpose != ""
-	some p in sharing.in_force
+	some p in in_force
 	input.requester.partner in p.signatories
 	some r in p.rules
 	"involvement" in r.categories

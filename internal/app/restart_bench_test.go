@@ -3,7 +3,6 @@
 package app_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -60,7 +59,7 @@ func TestBenchRestart(t *testing.T) {
 					Reasons:           []string{"allowed by isp-safeguarding v3 rule police-to-social-care (consent not required by the rule)"},
 					// The residual of the decision input, as the gateway records it
 					// (partner types, no consent on file): revision checks replay it.
-					InputResidual: json.RawMessage(`["local_authority","police",[]]`)}
+					InputResidual: audit.Residual(`["local_authority","police",[]]`)}
 				e.Time = testNow.Add(-7 * time.Minute).Add(time.Duration(i) * (7 * time.Minute / time.Duration(n)))
 				e.TokenID = fmt.Sprintf("bench-%d", i)
 				if _, _, err := l.Append(t.Context(), &e); err != nil {
