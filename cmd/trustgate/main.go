@@ -97,8 +97,8 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(appointmentCommand())
 	root.AddCommand(versionCommand())
 	root.AddCommand(gatewayCommands()...) // client.go
-	strictGroups(root)
 	root.AddCommand(consoleCommand())
+	strictGroups(root)
 	return root
 }
 
