@@ -189,7 +189,7 @@ func TestAuditCommandsAgainstARunningGateway(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"consents"`) {
 		t.Fatalf("consents list: %d %s", code, out)
 	}
-	code, out = runCLI(t, "reviews", "list", "--role", "ig_lead", "--status", "open")
+	code, out = runCLI(t, "reviews", "list", "--role", "ig_lead", "--sub", "ig-0001", "--status", "open")
 	if code != 0 || !strings.Contains(out, `"reviews"`) {
 		t.Fatalf("reviews list: %d %s", code, out)
 	}

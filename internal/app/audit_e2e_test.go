@@ -293,7 +293,7 @@ func TestCheckpointsAndProofs(t *testing.T) {
 		t.Fatalf("consistency answer names checkpoints %q and %q", cons.FromCheckpoint.JWS, cons.Checkpoint.JWS)
 	}
 	// A size nobody signed is refused as the target.
-	if r := g.do(http.MethodGet, "/v1/audit/proofs/consistency?from=6&to="+itoa(cp2.Size-1), g.token("exley-police", "teacher"), nil); r.Status != 400 || !strings.Contains(string(r.Raw), `"to"`) {
+	if r := g.do(http.MethodGet, "/v1/audit/proofs/consistency?from=6&to="+itoa(cp2.Size-1), g.token("exley-police", "police_officer"), nil); r.Status != 400 || !strings.Contains(string(r.Raw), `"to"`) {
 		t.Fatalf("consistency to an unsigned size: %d %s", r.Status, r.Raw)
 	}
 }

@@ -48,7 +48,7 @@ func TestAccessReportHoldsEveryRejection(t *testing.T) {
 		{name: "unknown field", path: "/v1/decisions", body: mustJSON(with("approved", true)), status: 400},
 		{name: "field of the wrong type", path: "/v1/decisions", body: mustJSON(with("categories", "household")), status: 400},
 		{name: "second JSON value", path: "/v1/decisions", body: append(mustJSON(policeShare()), []byte(` {}`)...), status: 400},
-		{name: "wrong content type", path: "/v1/decisions", body: mustJSON(policeShare()), contentType: "text/plain", status: 400},
+		{name: "wrong content type", path: "/v1/decisions", body: mustJSON(policeShare()), contentType: "text/plain", status: 415},
 		{name: "share request, unknown category", path: "/v1/share-requests", body: mustJSON(with("categories", []string{"shoe_size"})), status: 400},
 		{name: "consent refused by the consent policy", path: "/v1/consents", partner: "exley-police", role: "police_officer",
 			body: mustJSON(parentConsentBody(child)), status: 403},

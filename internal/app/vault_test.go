@@ -243,8 +243,11 @@ func TestVaultBackendSealUnderLoadDisclosesNothingAndRecovers(t *testing.T) {
 		}
 		if e.Kind == audit.KindUnavailable {
 			unavailable++
-			if e.Subject != "" {
-				return false, fmt.Errorf("an unavailable entry has a subject: %s", b)
+			// An unavailable entry is still indexed under the child when
+			// the pseudonym could be had (issue 17's complete access
+			// reports), but only ever by the pseudonym, never in clear.
+			if e.Subject != "" && len(e.Subject) != 64 {
+				return false, fmt.Errorf("an unavailable entry's subject is not a pseudonym: %s", b)
 			}
 		}
 		return true, nil

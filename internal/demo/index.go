@@ -86,7 +86,21 @@ func addItem(cs []demoCaseload, partner string, item func(practitioner string) m
 			return cs
 		}
 	}
-	return append(cs, demoCaseload{partner, "dp-0001", "support_worker", []map[string]any{item("dp-0001")}})
+	return append(cs, demoCaseload{partner, "dp-0001", caseworkerRole[partner], []map[string]any{item("dp-0001")}})
+}
+
+// caseworkerRole is the role a demo agency's caseload is synced as: one the
+// registry lets that agency hold (held_by), since a token asserting any other
+// is refused.
+var caseworkerRole = map[string]string{
+	"exley-csc": "social_worker", "exley-education": "education_welfare_officer",
+	"exley-community-health": "health_visitor", "exley-hospital": "paediatrician",
+	"riverside-gp": "gp", "exley-police": "police_officer", "exley-probation": "probation_officer",
+	"exley-yos": "yot_officer", "st-annes-primary": "designated_safeguarding_lead",
+	"exley-academy": "designated_safeguarding_lead", "exley-college": "designated_safeguarding_lead",
+	"exley-connexions": "connexions_adviser", "exley-district": "housing_officer",
+	"exley-jcp": "work_coach", "safe-families": "support_worker",
+	"exley-camhs": "camhs_clinician", "exley-sexual-health": "sexual_health_nurse",
 }
 
 // SeedIndex populates a fresh demo gateway's involvement index the way

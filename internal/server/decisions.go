@@ -52,9 +52,9 @@ func (s *Server) decodeStrict(x *exchange, v any) error {
 // decodeLimited is decodeStrict with a body limit of its own (the what-if
 // endpoint takes whole proposed revisions).
 func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
-	if err := jsonContentType(x.r); err != nil {
-		return err
-	}
+	// A body of the wrong type is refused (415), but it is read first
+	// (bounded) so that a child it names is found in the access report.
+	ctErr := jsonContentType(x.r)
 	r := http.MaxBytesReader(nil, x.r.Body, limit)
 	raw, err := io.ReadAll(r)
 	if err != nil {
@@ -65,6 +65,9 @@ func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
 		return badRequest("body", "could not be read")
 	}
 	x.noteChild(subjectOf(raw))
+	if ctErr != nil {
+		return ctErr
+	}
 	// The body is decoded once. Only when that fails is it read again,
 	// structurally, to name an unknown field (which then takes precedence,
 	// as it would have in a first pass).
