@@ -99,7 +99,9 @@ func TestAccessReportHoldsEveryRejection(t *testing.T) {
 		if err := audit.VerifyInclusion(re.Proof, re.Stored, cp.Root); err != nil {
 			t.Fatalf("entry %d: %v", re.Entry.Seq, err)
 		}
-		if name, ok := ids[re.Entry.RequestID]; ok {
+		if name, ok := ids[re.Entry.RequestID]; !ok {
+			t.Errorf("entry %d (%s %s %d, request %q) is in the report but was not one of the requests made", re.Entry.Seq, re.Entry.Kind, re.Entry.Path, re.Entry.Status, re.Entry.RequestID)
+		} else {
 			found[name] = true
 			if re.Entry.Status >= 400 && re.Entry.Kind != audit.KindRejected && re.Entry.Decision != "deny" {
 				t.Errorf("%s: recorded as %s/%q", name, re.Entry.Kind, re.Entry.Decision)

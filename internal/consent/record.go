@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/policy"
 )
 
@@ -342,7 +343,9 @@ func NewID() string { return "cns-" + randomHex(10) }
 func NewReviewID() string { return "rev-" + randomHex(10) }
 
 // NewReceiptID returns a random (version 4) UUID, as Kantara receipts use.
-func NewReceiptID() string {
+func NewReceiptID() string { return nhs.FreeOf(newReceiptID) }
+
+func newReceiptID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
@@ -352,7 +355,9 @@ func NewReceiptID() string {
 }
 
 func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return nhs.FreeOf(func() string {
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		return hex.EncodeToString(b)
+	})
 }

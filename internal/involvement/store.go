@@ -15,6 +15,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/childrens-trust/trustgate/internal/nhs"
 )
 
 const formatVersion uint64 = 1
@@ -269,10 +271,16 @@ func subjectKey(pseudonym string) ([]byte, error) {
 	return b, nil
 }
 
+// newID is 8 random bytes whose hex form holds no valid NHS number (the id
+// is written to the audit log: nhs.FreeOf).
 func newID() []byte {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return b
+	for {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		if h := hex.EncodeToString(b); nhs.Redact(h) == h {
+			return b
+		}
+	}
 }
 
 func formatID(prefix string, raw []byte) string { return prefix + hex.EncodeToString(raw) }

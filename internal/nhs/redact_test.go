@@ -82,3 +82,12 @@ func ContainsNumber(s string) bool {
 	}
 	return false
 }
+
+func TestFreeOfSkipsValuesHoldingANumber(t *testing.T) {
+	vals := []string{"ab9990000018cd", "x999-000-0018", "abcdef0123"}
+	i := 0
+	got := nhs.FreeOf(func() string { v := vals[i]; i++; return v })
+	if got != "abcdef0123" || i != 3 {
+		t.Fatalf("FreeOf = %q after %d draws, want the third value", got, i)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/nhs"
 )
 
 // ErrKeysUnavailable: the gateway's key set could not be fetched. A
@@ -225,7 +226,9 @@ func verifyJWS(ctx context.Context, src KeySource, raw, typ string, maxBytes int
 
 // NewID returns 128 random bits in hex: token and notification ids.
 func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return nhs.FreeOf(func() string {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	})
 }

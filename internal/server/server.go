@@ -406,9 +406,11 @@ func (s *Server) runAs(x *exchange, h handlerFunc, claims *identity.Claims) (int
 }
 
 func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return nhs.FreeOf(func() string {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
