@@ -51,19 +51,10 @@ func appointmentCommand() *cobra.Command {
 		Short: "End an appointment with a signed withdrawal (FILE.withdrawals.json)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if keyPath == "" || effective == "" {
-				return &usageError{fmt.Errorf("--key and --effective are required")}
-			}
-			now := time.Now()
-			at, err := parseInstant(effective, now)
-			if err != nil {
-				return &usageError{fmt.Errorf("--effective: %w", err)}
-			}
-			key, kidSigner, err := protocol.ReadPrivateKey(keyPath)
+			key, who, at, now, err := withdrawalArgs(keyPath, effective, signer)
 			if err != nil {
 				return err
 			}
-			who := cmp.Or(signer, kidSigner)
 			if err := authz.WithdrawFile(args[0], key, who, at, now); err != nil {
 				if errors.Is(err, protocol.ErrNotSignatory) || errors.Is(err, authz.ErrInvalid) || errors.Is(err, protocol.ErrWithdrawalFile) {
 					return fmt.Errorf("%w: %w", errFound, err)

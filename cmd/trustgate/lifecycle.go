@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/spf13/cobra"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
@@ -357,19 +358,10 @@ loaded it, the protocol is in force for no one from TIME. See
 docs/protocols.md.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if keyPath == "" || effective == "" {
-				return &usageError{fmt.Errorf("--key and --effective are required")}
-			}
-			now := time.Now()
-			at, err := parseInstant(effective, now)
-			if err != nil {
-				return &usageError{fmt.Errorf("--effective: %w", err)}
-			}
-			key, kidPartner, err := protocol.ReadPrivateKey(keyPath)
+			key, who, at, now, err := withdrawalArgs(keyPath, effective, partner)
 			if err != nil {
 				return err
 			}
-			who := cmp.Or(partner, kidPartner)
 			if err := protocol.WithdrawFile(args[0], key, who, at, now); err != nil {
 				if errors.Is(err, protocol.ErrNotSignatory) || errors.Is(err, protocol.ErrInvalid) || errors.Is(err, protocol.ErrWithdrawalFile) {
 					return fmt.Errorf("%w: %w", errFound, err)
@@ -646,4 +638,23 @@ func printWhatIf(w io.Writer, res *whatif.Result) {
 			fmt.Fprintf(w, "  %s (%s): NOT replayed: %s\n", id, n.File, strings.Join(n.Reasons, "; "))
 		}
 	}
+}
+
+// withdrawalArgs reads what a signed withdrawal (of a protocol or of an
+// appointment) needs from its flags: the signer's private key, who signs
+// (as, or the partner named by the key's kid), and the instant it takes
+// effect (--effective, read as of now).
+func withdrawalArgs(keyPath, effective, as string) (key jwk.Key, who string, at, now time.Time, err error) {
+	if keyPath == "" || effective == "" {
+		return nil, "", at, now, &usageError{fmt.Errorf("--key and --effective are required")}
+	}
+	now = time.Now()
+	if at, err = parseInstant(effective, now); err != nil {
+		return nil, "", at, now, &usageError{fmt.Errorf("--effective: %w", err)}
+	}
+	key, kidSigner, err := protocol.ReadPrivateKey(keyPath)
+	if err != nil {
+		return nil, "", at, now, err
+	}
+	return key, cmp.Or(as, kidSigner), at, now, nil
 }
