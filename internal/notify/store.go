@@ -10,8 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/childrens-trust/trustgate/internal/boltfile"
 	"github.com/childrens-trust/trustgate/internal/provider"
 )
 
@@ -67,30 +67,13 @@ func Open(path string, o Options) (*Store, error) {
 	if o.OpenTimeout <= 0 {
 		o.OpenTimeout = time.Second
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.OpenTimeout})
-	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("notify: %s: %w (is another gateway running?)", path, ErrBusy)
-		}
-		return nil, fmt.Errorf("notify: open %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketInbox, bucketPending, bucketLeads} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(metaVersion); v != nil {
-			if len(v) != 8 || binary.BigEndian.Uint64(v) != formatVersion {
-				return fmt.Errorf("format version %x is not %d", v, formatVersion)
-			}
-			return nil
-		}
-		return meta.Put(metaVersion, u64(formatVersion))
-	})
-	if err != nil {
-		db.Close()
+	db, err := boltfile.Open(path, o.OpenTimeout, bucketMeta, metaVersion, formatVersion, bucketInbox, bucketPending, bucketLeads)
+	switch {
+	case errors.Is(err, boltfile.ErrLocked):
+		return nil, fmt.Errorf("notify: %s: %w (is another gateway running?)", path, ErrBusy)
+	case errors.Is(err, boltfile.ErrOpen):
+		return nil, fmt.Errorf("notify: open %s: %w", path, errors.Unwrap(err))
+	case err != nil:
 		return nil, fmt.Errorf("notify: %s: %w", path, err)
 	}
 	s := &Store{db: db, added: make(chan struct{}, 1)}

@@ -1,0 +1,60 @@
+// Package boltfile opens the gateway's small bbolt stores (the outbox, the
+// involvement index) the one way they share: one Open with a timeout, every
+// bucket created on open, and a format version in a meta bucket that a
+// later build refuses to read past.
+//
+// Promises: Open returns a database whose buckets all exist and whose
+// recorded format version is version (written on first open); a file
+// locked by another process is ErrLocked (wrapped), never a hang past the
+// timeout; on any error the file is closed.
+package boltfile
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// ErrLocked: another process holds the file's lock beyond the timeout.
+var ErrLocked = errors.New("locked by another process")
+
+// ErrOpen wraps any other failure to open the file itself (as opposed to
+// preparing its buckets or checking its version).
+var ErrOpen = errors.New("open")
+
+// Open opens (creating if need be) the bbolt file at path, creates meta and
+// buckets, and checks or records the format version under versionKey in
+// meta as a big-endian uint64.
+func Open(path string, timeout time.Duration, meta, versionKey []byte, version uint64, buckets ...[]byte) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %w", ErrLocked, err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrOpen, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range append([][]byte{meta}, buckets...) {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(meta)
+		if v := m.Get(versionKey); v != nil {
+			if len(v) != 8 || binary.BigEndian.Uint64(v) != version {
+				return fmt.Errorf("format version %x is not %d", v, version)
+			}
+			return nil
+		}
+		return m.Put(versionKey, binary.BigEndian.AppendUint64(nil, version))
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
