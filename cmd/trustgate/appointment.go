@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ import (
 func appointmentCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "appointment", Short: "Sign, withdraw and list appointments of IG leads and auditors (docs/security.md)"}
 	var keyPath, signer string
+	var asJSON bool
 	sign := &cobra.Command{
 		Use:   "sign --key KEY FILE",
 		Short: "Add the partner's (or, with the Trust's key, the Trust's) signature to an appointment",
@@ -38,8 +40,10 @@ func appointmentCommand() *cobra.Command {
 				}
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "signed %s as %s (%s%s)\n", args[0], who, args[0], protocol.SignatureSuffix)
-			return nil
+			res := signedResult{File: args[0], Signer: who, Signatures: args[0] + protocol.SignatureSuffix}
+			return emit(cmd, asJSON, res, func(w io.Writer) {
+				fmt.Fprintf(w, "signed %s as %s (%s)\n", res.File, res.Signer, res.Signatures)
+			})
 		},
 	}
 	sign.Flags().StringVar(&keyPath, "key", "", "the signer's private JWK (required)")
@@ -61,8 +65,10 @@ func appointmentCommand() *cobra.Command {
 				}
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s withdraws %s from %s; it confers nothing from then, once the gateway has reloaded\n", who, args[0], at.UTC().Format(time.RFC3339))
-			return nil
+			res := withdrawnResult{File: args[0], Signer: who, Effective: at.UTC(), Withdrawals: args[0] + protocol.WithdrawalSuffix}
+			return emit(cmd, asJSON, res, func(w io.Writer) {
+				fmt.Fprintf(w, "%s withdraws %s from %s; it confers nothing from then, once the gateway has reloaded\n", who, args[0], at.UTC().Format(time.RFC3339))
+			})
 		},
 	}
 	withdraw.Flags().StringVar(&keyPath, "key", "", "a signatory's private JWK (required)")
@@ -83,18 +89,23 @@ func appointmentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "APPOINTMENT\tPARTNER\tPRACTITIONER\tROLE\tSCOPE\tIN FORCE\tREASONS")
 			faults := 0
 			for _, st := range sts {
-				a := st.Appointment
-				if a == nil {
-					a = &authz.Appointment{ID: filepath.Base(st.File)}
-				}
 				faults += len(st.Faults)
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%v\t%s\n", a.ID, a.Partner, a.Practitioner, a.Role, a.Scope, st.InForce, strings.Join(append(st.Reasons, st.Warnings...), "; "))
 			}
-			if err := w.Flush(); err != nil {
+			err = emit(cmd, asJSON, sts, func(out io.Writer) {
+				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "APPOINTMENT\tPARTNER\tPRACTITIONER\tROLE\tSCOPE\tIN FORCE\tREASONS")
+				for _, st := range sts {
+					a := st.Appointment
+					if a == nil {
+						a = &authz.Appointment{ID: filepath.Base(st.File)}
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%v\t%s\n", a.ID, a.Partner, a.Practitioner, a.Role, a.Scope, st.InForce, strings.Join(append(st.Reasons, st.Warnings...), "; "))
+				}
+				w.Flush()
+			})
+			if err != nil {
 				return err
 			}
 			if faults > 0 {
@@ -104,6 +115,25 @@ func appointmentCommand() *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&dir, "dir", ".demo/protocols", "protocols directory (its appointments/ and trust.yaml)")
+	for _, c := range []*cobra.Command{sign, withdraw, list} {
+		addFormat(c, &asJSON)
+	}
 	cmd.AddCommand(sign, withdraw, list)
 	return cmd
+}
+
+// signedResult is what a sign command prints: the file signed, by whom,
+// and the file that holds the signatures.
+type signedResult struct {
+	File       string `json:"file"`
+	Signer     string `json:"signer"`
+	Signatures string `json:"signatures_file"`
+}
+
+// withdrawnResult is what a withdraw command prints.
+type withdrawnResult struct {
+	File        string    `json:"file"`
+	Signer      string    `json:"signer"`
+	Effective   time.Time `json:"effective"`
+	Withdrawals string    `json:"withdrawals_file"`
 }

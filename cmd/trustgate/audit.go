@@ -29,11 +29,13 @@ func auditCommand() *cobra.Command {
 	return cmd
 }
 
-// loadJWKS reads a JWK set from a file or an http(s) URL.
-func loadJWKS(ctx context.Context, src string) (jwk.Set, error) {
+// loadJWKS reads a JWK set from a file or an http(s) URL, waiting at most
+// timeout for the URL. A set that is not one, or a URL that answers other
+// than 200, is a bad input (exit 1).
+func loadJWKS(ctx context.Context, src string, timeout time.Duration) (jwk.Set, error) {
 	var b []byte
 	if strings.HasPrefix(src, "https://") || strings.HasPrefix(src, "http://") {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 		if err != nil {
@@ -45,7 +47,7 @@ func loadJWKS(ctx context.Context, src string) (jwk.Set, error) {
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("jwks: %s answered %s", src, resp.Status)
+			return nil, fmt.Errorf("%w: jwks: %s answered %s", errFound, src, resp.Status)
 		}
 		if b, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20)); err != nil {
 			return nil, fmt.Errorf("jwks: %w", err)
@@ -58,7 +60,7 @@ func loadJWKS(ctx context.Context, src string) (jwk.Set, error) {
 	}
 	set, err := jwk.Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("jwks: %s is not a JWK set: %w", src, err)
+		return nil, fmt.Errorf("%w: jwks: %s is not a JWK set: %w", errFound, src, err)
 	}
 	return set, nil
 }
@@ -83,7 +85,7 @@ To verify a running gateway's log, take a snapshot first (trustgate audit snapsh
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o := audit.VerifyOptions{OpenTimeout: timeout}
 			if jwks != "" {
-				set, err := loadJWKS(cmd.Context(), jwks)
+				set, err := loadJWKS(cmd.Context(), jwks, timeout)
 				if err != nil {
 					return err
 				}
@@ -105,7 +107,7 @@ To verify a running gateway's log, take a snapshot first (trustgate audit snapsh
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return printJSON(out, rep)
+				return printJSON(out, verifyResultOf(rep, o.Checkpoints))
 			}
 			fmt.Fprintf(out, "audit log OK: %d entries\n  chain head  %s\n  Merkle root %s\n  index       %d postings match the entries\n", rep.Entries, rep.Head, rep.Root, rep.Postings)
 			if rep.Latest != nil {
@@ -128,14 +130,54 @@ To verify a running gateway's log, take a snapshot first (trustgate audit snapsh
 	addFormat(cmd, &asJSON)
 	cmd.Flags().StringArrayVar(&checkpoints, "checkpoint", nil, "a checkpoint kept outside the gateway (compact JWS file); repeatable")
 	cmd.Flags().StringVar(&jwks, "jwks", "", "the gateway's public keys: a JWK set file or URL")
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
+	addTimeout(cmd, &timeout, 2*time.Second)
 	return cmd
+}
+
+// verifyResult is `audit verify --format json`: the verified log's
+// figures (audit.Report), named as the rest of the JSON the gateway and
+// its tools print.
+type verifyResult struct {
+	OK                bool               `json:"ok"`
+	Entries           uint64             `json:"entries"`
+	Head              string             `json:"head"`
+	Root              string             `json:"root"`
+	Postings          uint64             `json:"postings"`
+	Checkpoints       int                `json:"checkpoints"`
+	Latest            *checkpointResult  `json:"latest_checkpoint"`
+	External          []checkpointResult `json:"external_checkpoints"`
+	SignaturesChecked bool               `json:"signatures_checked"`
+}
+
+type checkpointResult struct {
+	Name  string    `json:"name,omitempty"`
+	Size  uint64    `json:"size"`
+	Root  string    `json:"root"`
+	Time  time.Time `json:"time"`
+	KeyID string    `json:"kid"`
+}
+
+func verifyResultOf(rep *audit.Report, external []audit.ExternalCheckpoint) verifyResult {
+	v := verifyResult{OK: true, Entries: rep.Entries, Head: rep.Head, Root: rep.Root, Postings: rep.Postings,
+		Checkpoints: rep.Checkpoints, SignaturesChecked: rep.SignaturesChecked, External: []checkpointResult{}}
+	if c := rep.Latest; c != nil {
+		v.Latest = &checkpointResult{Size: c.Size, Root: c.Root, Time: c.Time, KeyID: c.KeyID}
+	}
+	for i, c := range rep.External {
+		x := checkpointResult{Size: c.Size, Root: c.Root, Time: c.Time, KeyID: c.KeyID}
+		if i < len(external) {
+			x.Name = external[i].Name
+		}
+		v.External = append(v.External, x)
+	}
+	return v
 }
 
 func auditMigrateCommand() *cobra.Command {
 	var (
 		db, jwks string
 		timeout  time.Duration
+		asJSON   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate --db FILE [--jwks FILE|URL]",
@@ -150,7 +192,7 @@ Exit status 1 if the old log does not verify (nothing is changed then).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o := audit.MigrateOptions{OpenTimeout: timeout}
 			if jwks != "" {
-				set, err := loadJWKS(cmd.Context(), jwks)
+				set, err := loadJWKS(cmd.Context(), jwks, timeout)
 				if err != nil {
 					return err
 				}
@@ -179,18 +221,19 @@ Exit status 1 if the old log does not verify (nothing is changed then).`,
 			if err := os.Rename(tmp, db); err != nil {
 				return fmt.Errorf("the new log is at %s (rename it to %s): %w", tmp, db, err)
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "migrated format %d to format 4: %d entries\n  old log     %s (read-only, mode %s)\n  old root    %s\n  old head    %s\n  checkpoints %d matched the old tree\n  new log     %s: %d entries, head %s\n",
-				rep.OldFormat, rep.Entries, kept, rep.OldFileMode, rep.OldRoot, rep.OldHead, rep.Checkpoints, db, rep.NewSize, rep.NewHead)
-			if !rep.Signatures {
-				fmt.Fprintln(out, "  signatures  NOT checked: give --jwks with the Trust's copy of the gateway's public keys")
-			}
-			return nil
+			return emit(cmd, asJSON, map[string]any{"old_file": kept, "new_file": db, "migration": rep}, func(out io.Writer) {
+				fmt.Fprintf(out, "migrated format %d to format 4: %d entries\n  old log     %s (read-only, mode %s)\n  old root    %s\n  old head    %s\n  checkpoints %d matched the old tree\n  new log     %s: %d entries, head %s\n",
+					rep.OldFormat, rep.Entries, kept, rep.OldFileMode, rep.OldRoot, rep.OldHead, rep.Checkpoints, db, rep.NewSize, rep.NewHead)
+				if !rep.Signatures {
+					fmt.Fprintln(out, "  signatures  NOT checked: give --jwks with the Trust's copy of the gateway's public keys")
+				}
+			})
 		},
 	}
 	cmd.Flags().StringVar(&db, "db", ".demo/data/audit.db", "the audit log file of an earlier format (gateway stopped)")
 	cmd.Flags().StringVar(&jwks, "jwks", "", "the gateway's public keys: a JWK set file or URL")
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
+	addTimeout(cmd, &timeout, 2*time.Second)
+	addFormat(cmd, &asJSON)
 	return cmd
 }
 
@@ -198,7 +241,7 @@ func auditSnapshotCommand() *cobra.Command {
 	var (
 		g       gatewayFlags
 		db, out string
-		timeout time.Duration
+		asJSON  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "snapshot --out COPY (--gateway URL --token-file F | --db FILE)",
@@ -212,7 +255,7 @@ The copy is written atomically (temporary file, fsync, rename) and then verified
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if cmd.Flags().Changed("db") {
-				l, err := audit.Open(db, audit.Options{OpenTimeout: timeout, ReadOnly: true})
+				l, err := audit.Open(db, audit.Options{OpenTimeout: g.timeout, ReadOnly: true})
 				if err != nil {
 					return err
 				}
@@ -227,14 +270,15 @@ The copy is written atomically (temporary file, fsync, rename) and then verified
 			if err != nil {
 				return fmt.Errorf("snapshot written to %s, but it does not verify: %w", out, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "snapshot written to %s: %d entries, root %s (verify its checkpoints with `trustgate audit verify --db %s --jwks ...`)\n", out, rep.Entries, rep.Root, out)
-			return nil
+			return emit(cmd, asJSON, map[string]any{"file": out, "verify": verifyResultOf(rep, nil)}, func(w io.Writer) {
+				fmt.Fprintf(w, "snapshot written to %s: %d entries, root %s (verify its checkpoints with `trustgate audit verify --db %s --jwks ...`)\n", out, rep.Entries, rep.Root, out)
+			})
 		},
 	}
-	g.add(cmd, "auditor")
+	g.add(cmd, "auditor", 5*time.Minute)
 	cmd.Flags().StringVar(&db, "db", "", "copy this log file offline instead of asking the gateway")
 	cmd.Flags().StringVar(&out, "out", "audit-snapshot.db", "where to write the copy")
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock (with --db)")
+	addFormat(cmd, &asJSON)
 	return cmd
 }
 
@@ -279,6 +323,7 @@ func auditReportCommand() *cobra.Command {
 		subject, jwks   string
 		out             string
 		withholdPractit bool
+		asJSON          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "report --subject NHS [--withhold-practitioners] [--jwks FILE|URL] [--out FILE]",
@@ -318,7 +363,7 @@ are removed, recipients and purposes stay. --out writes the report (JSON) for th
 			if src == "" {
 				src = strings.TrimRight(g.url, "/") + "/.well-known/jwks.json"
 			}
-			keys, err := loadJWKS(ctx, src)
+			keys, err := loadJWKS(ctx, src, g.timeout)
 			if err != nil {
 				return err
 			}
@@ -330,11 +375,12 @@ are removed, recipients and purposes stay. --out writes the report (JSON) for th
 					return err
 				}
 			}
-			printReport(cmd.OutOrStdout(), &body.Report, src)
-			return nil
+			ans := map[string]any{"report": &body.Report, "checked": true, "keys": src}
+			return emit(cmd, asJSON, ans, func(w io.Writer) { printReport(w, &body.Report, src) })
 		},
 	}
-	g.add(cmd, "auditor")
+	g.add(cmd, "auditor", 2*time.Minute)
+	addFormat(cmd, &asJSON)
 	cmd.Flags().StringVar(&subject, "subject", "", "the child's NHS number")
 	cmd.Flags().BoolVar(&withholdPractit, "withhold-practitioners", false, "remove practitioners' identities (the family's copy)")
 	cmd.Flags().StringVar(&jwks, "jwks", "", "the gateway's public keys (file or URL); default: the gateway's /.well-known/jwks.json")
@@ -434,8 +480,11 @@ func auditExportCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if format == "json" { // the shared --format json: JSON lines
+				format = audit.FormatJSONL
+			}
 			if format != audit.FormatJSONL && format != audit.FormatCSV {
-				return &usageError{fmt.Errorf("--format must be jsonl or csv")}
+				return &usageError{fmt.Errorf("--format must be jsonl (or json) or csv")}
 			}
 			l, err := audit.Open(db, audit.Options{OpenTimeout: timeout, ReadOnly: true})
 			if err != nil {
@@ -462,9 +511,9 @@ func auditExportCommand() *cobra.Command {
 	cmd.Flags().StringVar(&db, "db", ".demo/data/audit.db", "audit log file (a snapshot, or a stopped gateway's log)")
 	cmd.Flags().StringVar(&from, "from", "", "first time included (RFC 3339 or YYYY-MM-DD)")
 	cmd.Flags().StringVar(&to, "to", "", "first time excluded (RFC 3339 or YYYY-MM-DD)")
-	cmd.Flags().StringVar(&format, "format", audit.FormatJSONL, "jsonl or csv")
+	cmd.Flags().StringVar(&format, "format", audit.FormatJSONL, "jsonl (json: the same, one entry per line) or csv")
 	cmd.Flags().StringVar(&out, "out", "", "write to this file instead of standard output")
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the file lock")
+	addTimeout(cmd, &timeout, 2*time.Second)
 	return cmd
 }
 

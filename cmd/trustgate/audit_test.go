@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,45 +23,8 @@ import (
 // a child's access report with its proofs checked, an export, and a
 // tampered copy named.
 func TestAuditCommandsAgainstARunningGateway(t *testing.T) {
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	if code, out := runCLI(t, "demo", "init", "--dir", dir, "--listen", addr); code != 0 {
-		t.Fatalf("demo init: %d %s", code, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var serveOut bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", filepath.Join(dir, "trustgate.yaml")}, &serveOut, &serveOut)
-	}()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if code := <-done; code != 0 {
-				t.Errorf("serve exited %d: %s", code, serveOut.String())
-			}
-		}
-	}
-	defer stop()
-	base := "http://" + addr
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the gateway never became ready")
-		}
-	}
+	g := startCLIGateway(t)
+	dir, base, stop := g.dir, g.base, g.stop
 	token := func(partner, role string) string {
 		key, _, err := protocol.ReadPrivateKey(filepath.Join(dir, "keys", partner+".jwk"))
 		if err != nil {

@@ -40,8 +40,9 @@ type gatewayFlags struct {
 	timeout                   time.Duration
 }
 
-// add registers the flags; role is the default role of a minted token.
-func (g *gatewayFlags) add(cmd *cobra.Command, role string) {
+// add registers the flags; role is the default role of a minted token,
+// timeout the default of --timeout.
+func (g *gatewayFlags) add(cmd *cobra.Command, role string, timeout time.Duration) {
 	cmd.Flags().StringVar(&g.url, "gateway", cmp.Or(os.Getenv(envAddr), "http://127.0.0.1:8080"), "the gateway's base URL ($"+envAddr+")")
 	cmd.Flags().StringVar(&g.token, "token", "", "a bearer token (single use; default $"+envToken+"; prefer --key)")
 	cmd.Flags().StringVar(&g.tokenFile, "token-file", "", "a file holding the bearer token")
@@ -50,7 +51,7 @@ func (g *gatewayFlags) add(cmd *cobra.Command, role string) {
 	cmd.Flags().StringVar(&g.role, "role", cmp.Or(os.Getenv(envRole), role), "with --key: the role ($"+envRole+")")
 	cmd.Flags().StringVar(&g.aud, "aud", "trustgate", "with --key: the audience (the gateway id)")
 	cmd.Flags().StringVar(&g.ca, "ca", os.Getenv(envCA), "CA certificate (PEM) for an https gateway with a private CA ($"+envCA+")")
-	cmd.Flags().DurationVar(&g.timeout, "http-timeout", 10*time.Minute, "bound on the whole call")
+	addTimeout(cmd, &g.timeout, timeout)
 }
 
 func (g *gatewayFlags) bearer() (string, error) {
@@ -94,7 +95,7 @@ func (g *gatewayFlags) client() (*http.Client, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &http.Client{Transport: tr, Timeout: g.timeout}, nil
+	return &http.Client{Transport: tr, Timeout: g.timeout}, nil // --timeout: the whole call, answer included
 }
 
 // do sends one request with a fresh bearer token and returns the response
@@ -238,7 +239,7 @@ Each call mints a fresh single-use token from --key (or $TRUSTGATE_KEY),
 			return g.call(cmd, method, args[1], body, asJSON)
 		},
 	}
-	g.add(cmd, "")
+	g.add(cmd, "", time.Minute)
 	addFormat(cmd, &asJSON)
 	return cmd
 }
@@ -293,7 +294,7 @@ func reviewsCommand() *cobra.Command {
 		},
 	}
 	for _, c := range []*cobra.Command{list, show, closeCmd, summary} {
-		g.add(c, "ig_lead")
+		g.add(c, "ig_lead", time.Minute)
 		addFormat(c, &asJSON)
 		cmd.AddCommand(c)
 	}
@@ -345,7 +346,7 @@ func consentsCommand() *cobra.Command {
 	withdraw.Flags().StringVar(&obtained, "obtained", "", "how the withdrawal was obtained (in_person, phone, written, …)")
 	withdraw.Flags().StringVar(&evidence, "evidence-ref", "", "a reference to the evidence in your own records")
 	for _, c := range []*cobra.Command{list, record, withdraw} {
-		g.add(c, "")
+		g.add(c, "", time.Minute)
 		addFormat(c, &asJSON)
 		cmd.AddCommand(c)
 	}
@@ -383,7 +384,7 @@ func gatewayQueryCommand(use, short, path string, params ...string) *cobra.Comma
 	for _, f := range params {
 		filters[f] = cmd.Flags().String(f, "", "query parameter "+f)
 	}
-	g.add(cmd, "auditor")
+	g.add(cmd, "auditor", time.Minute)
 	addFormat(cmd, &asJSON)
 	return cmd
 }

@@ -2,17 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/spf13/cobra"
 
 	"github.com/childrens-trust/trustgate/internal/consent"
@@ -43,7 +40,7 @@ its URL. Exit 0: the receipt verifies; 1: it does not.`,
 			if err != nil {
 				return err
 			}
-			set, err := loadKeySet(cmd.Context(), jwksSrc, timeout)
+			set, err := loadJWKS(cmd.Context(), jwksSrc, timeout)
 			if err != nil {
 				return err
 			}
@@ -62,7 +59,7 @@ its URL. Exit 0: the receipt verifies; 1: it does not.`,
 		},
 	}
 	verify.Flags().StringVar(&jwksSrc, "jwks", "", "the gateway's key set: a file saved from /.well-known/jwks.json, or an http(s) URL")
-	verify.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "deadline for fetching the key set from a URL")
+	addTimeout(verify, &timeout, 10*time.Second)
 	verify.Flags().BoolVar(&asJSON, "json", false, "print the verified receipt as JSON")
 	addFormat(verify, &asJSON)
 	receipt.AddCommand(verify)
@@ -96,28 +93,6 @@ func readReceipt(path string) ([]byte, error) {
 		return []byte(m.Receipt), nil
 	}
 	return b, nil
-}
-
-// loadKeySet reads a JWK set from a file or fetches it from an http(s) URL.
-func loadKeySet(ctx context.Context, src string, timeout time.Duration) (jwk.Set, error) {
-	if strings.HasPrefix(src, "https://") || strings.HasPrefix(src, "http://") {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		set, err := jwk.Fetch(ctx, src, jwk.WithHTTPClient(&http.Client{Timeout: timeout}))
-		if err != nil {
-			return nil, fmt.Errorf("fetch key set %s: %w", src, err)
-		}
-		return set, nil
-	}
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return nil, fmt.Errorf("key set: %w", err)
-	}
-	set, err := jwk.Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("key set %s: %w", src, err)
-	}
-	return set, nil
 }
 
 func printReceipt(w io.Writer, r *consent.Receipt) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ func consoleCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "console", Short: "The web console (docs/console.md)"}
 	var keyPath, sub, role, gateway, gatewayID string
 	var lifetime time.Duration
+	var asJSON bool
 	link := &cobra.Command{
 		Use:   "link --key KEY --sub PRACTITIONER [--role ROLE]",
 		Short: "Print a one-time console sign-in link signed with an agency's key (development; console.dev_links)",
@@ -27,8 +29,7 @@ func consoleCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), u)
-			return nil
+			return emit(cmd, asJSON, map[string]string{"url": u, "practitioner": sub, "role": role}, func(w io.Writer) { fmt.Fprintln(w, u) })
 		},
 	}
 	link.Flags().StringVar(&keyPath, "key", "", "the agency's private JWK")
@@ -37,6 +38,7 @@ func consoleCommand() *cobra.Command {
 	link.Flags().StringVar(&gateway, "gateway", "http://127.0.0.1:8080", "the gateway's address as the browser reaches it")
 	link.Flags().StringVar(&gatewayID, "gateway-id", "trustgate", "the gateway id (the config's gateway_id)")
 	link.Flags().DurationVar(&lifetime, "lifetime", 30*time.Minute, "how long the link may wait to be used (at most console.link_max_lifetime)")
+	addFormat(link, &asJSON)
 	cmd.AddCommand(link)
 	return cmd
 }

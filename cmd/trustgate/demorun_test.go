@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,41 +19,8 @@ import (
 // the registry's ports 9101–9118), then the first printed request — a
 // share request that returns a minimised record and notifies the police.
 func TestDemoRunSharesARecordEndToEnd(t *testing.T) {
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	if code, out := runCLI(t, "demo", "init", "--dir", dir, "--listen", addr); code != 0 {
-		t.Fatalf("demo init: %d %s", code, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var out bytes.Buffer
-	go func() { done <- run(ctx, []string{"demo", "run", "--dir", dir}, &out, &out) }()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("demo run exited %d: %s", code, out.String())
-		}
-	}()
-	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the demo gateway never became ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	g := startCLIDemo(t, func(dir string) []string { return []string{"demo", "run", "--dir", dir} })
+	dir, base, out := g.dir, g.base, g.out
 	token := func(partner, sub, role string) string {
 		key, _, err := protocol.ReadPrivateKey(filepath.Join(dir, "keys", partner+".jwk"))
 		if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/demo"
 )
 
 // TestEveryCommandRefusesUnknownInput walks the whole command tree: every
@@ -48,8 +48,17 @@ func TestEveryCommandRefusesUnknownInput(t *testing.T) {
 	}
 }
 
+// onlyUsage are the commands that have no failure mode but a usage
+// error: they read nothing that can be missing or wrong.
+var onlyUsage = map[string]string{
+	"version":   "prints the binary's build information",
+	"demo hint": "prints the requests, and the console links only if the demo's keys are there",
+}
+
 // TestExitCodes runs each command's failure modes and checks each against
-// the one table (README "Exit codes").
+// the one table (README "Exit codes"); every command has at least one
+// failure mode here beyond a usage error, so a new command cannot forget
+// the table.
 func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing")
@@ -59,6 +68,26 @@ func TestExitCodes(t *testing.T) {
 	os.WriteFile(unknownKey, []byte("no_such_key: 1\n"), 0o600)
 	notJSON := filepath.Join(dir, "receipt.txt")
 	os.WriteFile(notJSON, []byte("not a receipt"), 0o600)
+	demoDir := filepath.Join(dir, "demo")
+	if err := demo.Init(demoDir, demo.Options{Listen: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	key := func(p string) string { return filepath.Join(demoDir, "keys", p+".jwk") }
+	protos := filepath.Join(demoDir, "protocols")
+	exported := filepath.Join(dir, "policies")
+	if code, out := runCLI(t, "policy", "export", exported); code != 0 {
+		t.Fatalf("policy export: %d %s", code, out)
+	}
+	// A policy whose test fails: policy test and policy check find it.
+	failing := filepath.Join(dir, "failing")
+	os.MkdirAll(failing, 0o755)
+	os.WriteFile(filepath.Join(failing, "x.rego"), []byte("package x\n\nallow if input.ok\n"), 0o644)
+	os.WriteFile(filepath.Join(failing, "x_test.rego"), []byte("package x_test\n\nimport data.x\n\ntest_fails if x.allow with input as {}\n"), 0o644)
+	broken := filepath.Join(dir, "broken")
+	os.MkdirAll(broken, 0o755)
+	os.WriteFile(filepath.Join(broken, "x.rego"), []byte("package x\n\nallow if {\n"), 0o644)
+	unreachable := "http://127.0.0.1:1" // nothing listens on port 1
+	noKey := []string{"--key", missing, "--sub", "s", "--role", "r"}
 
 	// A log held open (locked) the way a running gateway holds it.
 	locked := filepath.Join(dir, "audit.db")
@@ -84,33 +113,81 @@ func TestExitCodes(t *testing.T) {
 		{exitUsage, []string{"api", "FETCH", "/v1/policies", "--token", "x"}, "METHOD"},
 		{exitUsage, []string{"api", "GET", "/v1/policies"}, "token is required"},
 		{exitUsage, []string{"reviews", "close", "r1", "--token", "x"}, "--outcome"},
+		{exitUsage, []string{"demo", "hint", "--dir"}, "needs an argument"},
+		// 3: bad or missing config.
 		{exitConfig, []string{"serve", "--config", missing}, "no such file"},
 		{exitConfig, []string{"serve", "--config", badYAML}, "invalid configuration"},
 		{exitConfig, []string{"serve", "--config", unknownKey}, "no_such_key"},
-		{exitConfig, []string{"vault", "policy", "--config", missing}, "invalid configuration"},
 		{exitConfig, []string{"serve", "--set", "no.such.key=1"}, "no such key"},
 		{exitConfig, []string{"serve", "--set", "policy.decision_memo=lots"}, "policy.decision_memo"},
 		{exitConfig, []string{"serve", "--set", "listen=0.0.0.0:9"}, "loopback"},
+		{exitConfig, []string{"demo", "run", "--dir", missing}, "invalid configuration"},
+		{exitConfig, []string{"vault", "policy", "--config", missing}, "invalid configuration"},
+		{exitConfig, []string{"vault", "setup", "--config", badYAML}, "invalid configuration"},
+		// 1: a check failed, or an input is missing or invalid.
 		{exitFailure, []string{"protocol", "verify", missing}, "no such file"},
 		{exitFailure, []string{"protocol", "lint", missing}, "no such file"},
 		{exitFailure, []string{"protocol", "list", "--dir", missing}, "no such file"},
+		{exitFailure, []string{"protocol", "sign", "--key", key("exley-academy"), filepath.Join(protos, "youth-justice.yaml")}, "not a signatory"},
+		{exitFailure, []string{"protocol", "withdraw", "--key", key("exley-csc"), "--effective", "now", missing}, "no such file"},
+		{exitFailure, []string{"appointment", "list", "--dir", missing}, "no such file"},
+		{exitFailure, []string{"appointment", "sign", "--key", key("exley-academy"), filepath.Join(protos, "appointments", "appt-csc-ig-1.yaml")}, "signatory"},
+		{exitFailure, []string{"appointment", "withdraw", "--key", key("exley-csc"), "--effective", "now", missing}, "no such file"},
 		{exitFailure, []string{"policy", "test", missing}, "no such file"},
+		{exitFailure, []string{"policy", "test", failing}, "1 failed"},
+		{exitFailure, []string{"policy", "test", broken}, "x.rego"},
+		{exitFailure, []string{"policy", "check", failing, "--protocols", protos}, "problem"},
+		{exitFailure, []string{"policy", "export", exported}, "file exists"},
+		{exitFailure, []string{"policy", "whatif", "--db", missing}, "no such file"},
+		{exitFailure, []string{"keys", "generate", "--partner", "exley-csc", "--out", filepath.Join(demoDir, "keys")}, "refusing to overwrite"},
+		{exitFailure, []string{"demo", "init", "--dir", demoDir}, "already prepared"},
+		{exitFailure, []string{"dev", "certs", "--out", "/proc/trustgate-test"}, "no such file"},
+		{exitFailure, []string{"provider", "--partner", "exley-police", "--records", missing, "--gateway-jwks", unreachable}, "no such file"},
 		{exitFailure, []string{"token", "mint", "--key", missing, "--sub", "a", "--role", "b"}, "no such file"},
+		{exitFailure, []string{"console", "link", "--key", missing, "--sub", "ig-0001"}, "no such file"},
 		{exitFailure, []string{"audit", "verify", "--db", missing}, "no such file"},
+		{exitFailure, []string{"audit", "verify", "--db", locked, "--jwks", notJSON, "--timeout", "100ms"}, "not a JWK set"},
 		{exitFailure, []string{"audit", "export", "--db", missing, "--format", "jsonl"}, "no such file"},
+		{exitFailure, []string{"audit", "migrate", "--db", missing}, "no such file"},
 		{exitFailure, []string{"consent", "receipt", "verify", notJSON, "--jwks", missing}, ""},
-		{exitFailure, []string{"api", "GET", "/v1/policies", "--key", missing, "--sub", "s", "--role", "r"}, "no such file"},
+		{exitFailure, append([]string{"api", "GET", "/v1/policies"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"audit", "entries"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"audit", "stats"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"audit", "report", "--subject", "9990000018"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"audit", "snapshot", "--out", filepath.Join(dir, "s.db")}, noKey...), "no such file"},
+		{exitFailure, append([]string{"consents", "list", "9990000018"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"consents", "record", "{}"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"consents", "withdraw", "cns-1", "--by", "parent", "--obtained", "verbal"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"reviews", "list"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"reviews", "show", "rev-1"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"reviews", "summary"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"reviews", "close", "rev-1", "--outcome", "upheld", "--note", "n"}, noKey...), "no such file"},
+		// 4: a file locked by a running gateway.
 		{exitBusy, []string{"audit", "verify", "--db", locked, "--timeout", "100ms"}, ""},
 		{exitBusy, []string{"audit", "export", "--db", locked, "--format", "jsonl", "--timeout", "100ms"}, ""},
 		{exitBusy, []string{"audit", "snapshot", "--db", locked, "--out", filepath.Join(dir, "copy.db"), "--timeout", "100ms"}, ""},
+		{exitBusy, []string{"audit", "migrate", "--db", locked, "--timeout", "100ms"}, ""},
+		{exitBusy, []string{"policy", "whatif", "--db", locked, "--timeout", "100ms"}, ""},
+		// 5: what the command needs cannot be reached.
+		{exitInternal, []string{"api", "GET", "/v1/policies", "--gateway", unreachable, "--key", key("exley-csc"), "--sub", "sw-0042", "--role", "social_worker"}, "connection refused"},
 	}
+	failures := map[string]bool{}
 	for _, c := range cases {
 		code, out := runCLI(t, c.args...)
 		if code != c.want || !strings.Contains(out, c.says) {
 			t.Errorf("trustgate %s: exit %d, want %d (output should say %q)\n%s", strings.Join(c.args, " "), code, c.want, c.says, out)
 		}
+		if c.want != exitOK && c.want != exitUsage {
+			for n := len(c.args); n > 0; n-- {
+				failures[strings.Join(c.args[:n], " ")] = true
+			}
+		}
 	}
-	_ = context.Background
+	for path := range leafCommands() {
+		if !failures[path] && onlyUsage[path] == "" {
+			t.Errorf("trustgate %s: no failure mode (exit 1, 3, 4 or 5) is run by this test", path)
+		}
+	}
 }
 
 // TestREADMEExitCodes: the README's exit code table is the one the code applies.

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +51,8 @@ func loadPolicies(dir string) (policy.Sources, string, error) {
 }
 
 func policyExportCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "export DIR",
 		Short: "Write the embedded policies (Rego, tests, sample decisions) into DIR, to edit them",
 		Long: `Write the policies built into this binary - the Rego modules, their tests
@@ -70,6 +69,7 @@ file.`,
 			if err != nil {
 				return err
 			}
+			written := []string{}
 			for _, n := range names {
 				b, err := fs.ReadFile(policies.FS, n)
 				if err != nil {
@@ -86,11 +86,17 @@ file.`,
 				if err := f.Close(); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", filepath.Join(dir, n))
+				written = append(written, filepath.Join(dir, n))
 			}
-			return nil
+			return emit(cmd, asJSON, map[string]any{"dir": dir, "written": written}, func(w io.Writer) {
+				for _, f := range written {
+					fmt.Fprintf(w, "wrote %s\n", f)
+				}
+			})
 		},
 	}
+	addFormat(cmd, &asJSON)
+	return cmd
 }
 
 func policyTestCommand() *cobra.Command {
@@ -348,6 +354,7 @@ warnings (a review date passed, a type no signatory has) do not fail.`,
 
 func protocolWithdrawCommand() *cobra.Command {
 	var keyPath, partner, effective string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "withdraw --key KEY --effective TIME FILE",
 		Short: "Withdraw a signatory from a protocol with a signed withdrawal (FILE.withdrawals.json)",
@@ -368,14 +375,17 @@ docs/protocols.md.`,
 				}
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s withdraws from %s from %s (%s%s)\nthe protocol is in force for no one from then, once the gateway has reloaded\n",
-				who, args[0], at.UTC().Format(time.RFC3339), args[0], protocol.WithdrawalSuffix)
-			return nil
+			res := withdrawnResult{File: args[0], Signer: who, Effective: at.UTC(), Withdrawals: args[0] + protocol.WithdrawalSuffix}
+			return emit(cmd, asJSON, res, func(w io.Writer) {
+				fmt.Fprintf(w, "%s withdraws from %s from %s (%s)\nthe protocol is in force for no one from then, once the gateway has reloaded\n",
+					who, args[0], at.UTC().Format(time.RFC3339), res.Withdrawals)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&keyPath, "key", "", "the signatory's private JWK (required)")
 	cmd.Flags().StringVar(&partner, "partner", "", "partner id; default: from the key's kid")
 	cmd.Flags().StringVar(&effective, "effective", "", `when the withdrawal takes effect: YYYY-MM-DD, RFC 3339 or "now" (required)`)
+	addFormat(cmd, &asJSON)
 	return cmd
 }
 
@@ -410,17 +420,11 @@ func argOr(args []string, i int) string {
 	return ""
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 func policyWhatIfCommand() *cobra.Command {
-	var policiesDir, protocolsDir, registryPath, since, from, to, db, gateway, token string
+	var policiesDir, protocolsDir, registryPath, since, from, to, db string
 	var assumeSigned, asJSON bool
 	var examples int
-	var timeout time.Duration
+	var g gatewayFlags
 	cmd := &cobra.Command{
 		Use:   "whatif --policies DIR --protocols DIR --since 30d (--db FILE | --gateway URL)",
 		Short: "Replay the recorded decisions of a period against a proposed revision; report what would change",
@@ -463,13 +467,13 @@ files of --policies and --protocols are then sent to the gateway
 				}
 				p.From = p.To.Add(-d)
 			}
-			if gateway != "" {
-				return whatIfViaGateway(cmd, gateway, token, policiesDir, protocolsDir, p, asJSON)
+			if db == "" && (cmd.Flags().Changed("gateway") || os.Getenv(envAddr) != "") {
+				return whatIfViaGateway(cmd, &g, policiesDir, protocolsDir, p, asJSON)
 			}
 			if db == "" {
-				return &usageError{fmt.Errorf("--db or --gateway is required")}
+				return &usageError{fmt.Errorf("--db or --gateway (or $%s) is required", envAddr)}
 			}
-			l, err := audit.Open(db, audit.Options{ReadOnly: true, OpenTimeout: timeout})
+			l, err := audit.Open(db, audit.Options{ReadOnly: true, OpenTimeout: g.timeout})
 			if err != nil {
 				return err
 			}
@@ -504,19 +508,14 @@ files of --policies and --protocols are then sent to the gateway
 	cmd.Flags().IntVar(&examples, "examples", 5, "example audit sequence numbers per group")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	addFormat(cmd, &asJSON)
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait for the audit log's file lock")
-	cmd.Flags().StringVar(&gateway, "gateway", "", "ask a running gateway instead (its URL): the proposal's files are sent to POST /v1/admin/whatif")
-	cmd.Flags().StringVar(&token, "token", "", "with --gateway: an ig_lead's agency token (default: $TRUSTGATE_TOKEN)")
+	g.add(cmd, "ig_lead", 2*time.Minute)
+	cmd.Flags().Lookup("gateway").Usage = "without --db: ask this running gateway (" + envAddr + "); the proposal's files are sent to POST /v1/admin/whatif (role ig_lead)"
 	return cmd
 }
 
 // whatIfViaGateway sends the files of the proposal's directories to a
 // running gateway, which replays its own audit log against them.
-func whatIfViaGateway(cmd *cobra.Command, gateway, token, policiesDir, protocolsDir string, p whatif.Proposal, asJSON bool) error {
-	token = cmp.Or(token, os.Getenv("TRUSTGATE_TOKEN"))
-	if token == "" {
-		return &usageError{fmt.Errorf("--gateway needs --token (or $TRUSTGATE_TOKEN): an ig_lead's agency token")}
-	}
+func whatIfViaGateway(cmd *cobra.Command, g *gatewayFlags, policiesDir, protocolsDir string, p whatif.Proposal, asJSON bool) error {
 	req := map[string]any{"from": p.From.UTC().Format(time.RFC3339Nano), "to": p.To.UTC().Format(time.RFC3339Nano),
 		"assume_signed": p.AssumeSigned, "examples": p.Examples}
 	for key, dir := range map[string]string{"policies": policiesDir, "protocols": protocolsDir} {
@@ -533,15 +532,7 @@ func whatIfViaGateway(cmd *cobra.Command, gateway, token, policiesDir, protocols
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
-	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(gateway, "/")+"/v1/admin/whatif", bytes.NewReader(body))
-	if err != nil {
-		return &usageError{err}
-	}
-	hreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(hreq)
+	resp, err := g.do(cmd.Context(), http.MethodPost, "/v1/admin/whatif", body)
 	if err != nil {
 		return fmt.Errorf("what-if: %w", err)
 	}
@@ -558,7 +549,7 @@ func whatIfViaGateway(cmd *cobra.Command, gateway, token, policiesDir, protocols
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(raw, &answer); err != nil {
-		return fmt.Errorf("what-if: the gateway answered %s: %s", resp.Status, raw)
+		return fmt.Errorf("%w: what-if: the gateway answered %s: %s", errFound, resp.Status, raw)
 	}
 	out := cmd.OutOrStdout()
 	switch {
@@ -568,7 +559,7 @@ func whatIfViaGateway(cmd *cobra.Command, gateway, token, policiesDir, protocols
 		}
 		return fmt.Errorf("%w: %s", errFound, answer.Error.Message)
 	case resp.StatusCode != http.StatusOK || answer.WhatIf == nil:
-		return fmt.Errorf("what-if: the gateway answered %s: %s", resp.Status, answer.Error.Message)
+		return gatewayError(resp, raw)
 	case asJSON:
 		return printJSON(out, answer.WhatIf)
 	}

@@ -12,11 +12,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/config"
+	"github.com/childrens-trust/trustgate/internal/demo"
+	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/registry"
 )
@@ -29,7 +33,7 @@ const (
 	exitUsage    = 2 // unknown command, wrong flags or arguments
 	exitConfig   = 3 // the configuration is missing or invalid
 	exitBusy     = 4 // a file is locked by a running gateway
-	exitInternal = 5 // anything else: a bug, or the machine failed
+	exitInternal = 5 // anything else: the gateway, Vault or a URL could not be reached, the machine failed, or a bug
 )
 
 // errFound marks a check that ran and failed (exit 1, not an internal error).
@@ -58,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // place that does.
 func exitCode(err error) int {
 	var usage *usageError
+	var compile *policy.CompileError
 	switch {
 	case err == nil:
 		return exitOK
@@ -65,10 +70,19 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, config.ErrInvalid):
 		return exitConfig
-	case errors.Is(err, audit.ErrBusy):
+	case errors.Is(err, audit.ErrBusy), errors.Is(err, bolt.ErrTimeout): // bbolt's lock wait ran out
 		return exitBusy
 	case errors.Is(err, errFound), errors.Is(err, audit.ErrTampered),
-		errors.Is(err, protocol.ErrInvalid), errors.Is(err, registry.ErrInvalid),
+		// A log of a format this binary does not read, or a checkpoint that
+		// does not verify, is an input the check rejects, not a fault of
+		// the machine.
+		errors.Is(err, audit.ErrUnsupportedVersion), errors.Is(err, audit.ErrBadCheckpoint),
+		errors.Is(err, protocol.ErrInvalid), errors.Is(err, registry.ErrInvalid), errors.Is(err, protocol.ErrNotSignatory),
+		// A file the command would overwrite (a private key, an exported
+		// policy, a prepared demo) is refused as an input is.
+		errors.Is(err, fs.ErrExist), errors.Is(err, demo.ErrExists),
+		// Policies that do not compile are a check that failed.
+		errors.Is(err, policy.ErrCompile), errors.As(err, &compile),
 		errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
 		return exitFailure
 	default:
@@ -119,6 +133,16 @@ func strictGroups(c *cobra.Command) {
 		return nil
 	}
 	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+}
+
+// timeoutUsage is what --timeout means on every command that has it: one
+// bound on the time the command waits for what is outside it (README
+// "Timeouts").
+const timeoutUsage = "the most this command waits for anything outside it: a file lock (exit 4 when it runs out), the gateway, Vault, a key set URL"
+
+// addTimeout gives cmd the --timeout flag with its one meaning.
+func addTimeout(cmd *cobra.Command, d *time.Duration, def time.Duration) {
+	cmd.Flags().DurationVar(d, "timeout", def, timeoutUsage)
 }
 
 func exactArgs(n int) cobra.PositionalArgs {

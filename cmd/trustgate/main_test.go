@@ -177,12 +177,27 @@ func TestAuditMigrateCommand(t *testing.T) {
 	}
 	path := filepath.Join(dir, "audit.db")
 	write(path)
-	if code, out := runCLI(t, "audit", "verify", "--db", path); code == 0 {
-		t.Fatalf("verify of a format-3 log succeeded: %s", out)
+	// A log of a format this binary does not verify is an input the
+	// check rejects (exit 1), not an internal error.
+	if code, out := runCLI(t, "audit", "verify", "--db", path); code != exitFailure || !strings.Contains(out, "unsupported audit log format version") {
+		t.Fatalf("verify of a format-3 log: exit %d: %s", code, out)
+	}
+	keep := filepath.Join(dir, "copy-3.db")
+	if b, err := os.ReadFile(path); err != nil || os.WriteFile(keep, b, 0o600) != nil {
+		t.Fatal(err)
 	}
 	code, out := runCLI(t, "audit", "migrate", "--db", path, "--jwks", jwks)
 	if code != 0 || !strings.Contains(out, "12 entries") || !strings.Contains(out, "checkpoints 2 matched") {
 		t.Fatalf("migrate: %d %s", code, out)
+	}
+	// --format json: the migration's figures, for a program.
+	code, stdout, stderr := runJSON(t, "audit", "migrate", "--db", keep, "--jwks", jwks, "--format", "json")
+	var ans struct {
+		OldFile   string              `json:"old_file"`
+		Migration audit.MigrateReport `json:"migration"`
+	}
+	if code != 0 || json.Unmarshal(stdout, &ans) != nil || ans.Migration.Entries != 12 || ans.OldFile != keep+".format-3" {
+		t.Fatalf("migrate --format json: %d %s %s", code, stdout, stderr)
 	}
 	st, err := os.Stat(path + ".format-3")
 	if err != nil || st.Mode().Perm() != 0o444 {

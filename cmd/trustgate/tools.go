@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +24,7 @@ import (
 func demoCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "demo", Short: "Prepare the demo Trust"}
 	var dir, listen string
-	var force, ifAbsent bool
+	var force, ifAbsent, asJSON bool
 	initCmd := &cobra.Command{
 		Use:   "init",
 		Short: "Generate demo partner keys, sign the demo protocols, write a config",
@@ -30,22 +32,27 @@ func demoCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ifAbsent {
 				if _, err := os.Stat(filepath.Join(dir, "trustgate.yaml")); err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "demo Trust already prepared in %s\n", dir)
-					return nil
+					return emit(cmd, asJSON, map[string]any{"dir": dir, "prepared": false}, func(w io.Writer) {
+						fmt.Fprintf(w, "demo Trust already prepared in %s\n", dir)
+					})
 				}
 			}
 			if err := demo.Init(dir, demo.Options{Listen: listen, Force: force}); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "demo Trust prepared in %s\n  config:        %s\n  agency keys:   %s/<partner>.jwk (private; never commit)\n  protocols:     %s\n",
-				dir, filepath.Join(dir, "trustgate.yaml"), filepath.Join(dir, "keys"), filepath.Join(dir, "protocols"))
-			return nil
+			res := map[string]any{"dir": dir, "prepared": true, "config": filepath.Join(dir, "trustgate.yaml"),
+				"keys": filepath.Join(dir, "keys"), "protocols": filepath.Join(dir, "protocols")}
+			return emit(cmd, asJSON, res, func(w io.Writer) {
+				fmt.Fprintf(w, "demo Trust prepared in %s\n  config:        %s\n  agency keys:   %s/<partner>.jwk (private; never commit)\n  protocols:     %s\n",
+					dir, res["config"], res["keys"], res["protocols"])
+			})
 		},
 	}
 	initCmd.Flags().StringVar(&dir, "dir", ".demo", "directory to prepare")
 	initCmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "listen address written into the config")
 	initCmd.Flags().BoolVar(&force, "force", false, "overwrite an existing demo (new keys)")
 	initCmd.Flags().BoolVar(&ifAbsent, "if-absent", false, "do nothing if the demo is already prepared")
+	addFormat(initCmd, &asJSON)
 	cmd.AddCommand(initCmd, demoHintCommand(), demoRunCommand())
 	return cmd
 }
@@ -53,6 +60,7 @@ func demoCommand() *cobra.Command {
 func keysCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Agency key pairs"}
 	var partner, out, alg string
+	var asJSON bool
 	gen := &cobra.Command{
 		Use:   "generate",
 		Short: "Generate an agency key pair: a private JWK for the agency, a public JWKS for the registry",
@@ -75,7 +83,7 @@ func keysCommand() *cobra.Command {
 			privPath := filepath.Join(out, partner+".jwk")
 			pubPath := filepath.Join(out, partner+".jwks.json")
 			if _, err := os.Stat(privPath); err == nil {
-				return fmt.Errorf("%s exists: refusing to overwrite a private key", privPath)
+				return fmt.Errorf("%s: refusing to overwrite a private key: %w", privPath, fs.ErrExist)
 			}
 			set := jwk.NewSet()
 			_ = set.AddKey(pub)
@@ -85,13 +93,16 @@ func keysCommand() *cobra.Command {
 			if err := writeJSONFile(pubPath, set, 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "private key (keep it in the agency; never share): %s\npublic key set (for the registry's jwks_file):     %s\nkid: %s\n", privPath, pubPath, priv.KeyID())
-			return nil
+			res := map[string]string{"partner": partner, "private_key": privPath, "public_jwks": pubPath, "kid": priv.KeyID(), "alg": alg}
+			return emit(cmd, asJSON, res, func(w io.Writer) {
+				fmt.Fprintf(w, "private key (keep it in the agency; never share): %s\npublic key set (for the registry's jwks_file):     %s\nkid: %s\n", privPath, pubPath, priv.KeyID())
+			})
 		},
 	}
 	gen.Flags().StringVar(&partner, "partner", "", "partner id (required)")
 	gen.Flags().StringVar(&out, "out", ".", "output directory")
 	gen.Flags().StringVar(&alg, "alg", "ES256", "ES256 or EdDSA")
+	addFormat(gen, &asJSON)
 	cmd.AddCommand(gen)
 	return cmd
 }
@@ -115,6 +126,7 @@ func writeJSONFile(path string, v any, mode os.FileMode) error {
 func protocolCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "protocol", Short: "Sign, verify and list information-sharing protocols"}
 	var keyPath, partner string
+	var signJSON bool
 	sign := &cobra.Command{
 		Use:   "sign --key KEY FILE",
 		Short: "Add (or replace) one signatory's signature, keeping the others",
@@ -133,11 +145,14 @@ func protocolCommand() *cobra.Command {
 			if err := protocol.SignFile(args[0], key, partner); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "signed %s as %s (%s.jws)\n", args[0], partner, args[0])
-			return nil
+			res := signedResult{File: args[0], Signer: partner, Signatures: args[0] + protocol.SignatureSuffix}
+			return emit(cmd, signJSON, res, func(w io.Writer) {
+				fmt.Fprintf(w, "signed %s as %s (%s)\n", res.File, res.Signer, res.Signatures)
+			})
 		},
 	}
 	sign.Flags().StringVar(&keyPath, "key", "", "the signatory's private JWK (required)")
+	addFormat(sign, &signJSON)
 	sign.Flags().StringVar(&partner, "partner", "", "partner id; default: from the key's kid")
 
 	var regPath string
@@ -251,30 +266,48 @@ func tokenCommand() *cobra.Command {
 // demoHint prints ready-to-paste first requests against the demo Trust.
 func demoHintCommand() *cobra.Command {
 	var dir, listen string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "hint",
 		Short: "Print ready-to-paste first requests for the demo Trust",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprint(cmd.OutOrStdout(), demo.Hint("bin/trustgate", dir, listen))
+			hint := demo.Hint("bin/trustgate", dir, listen)
 			// One-time console sign-in links (docs/console.md), if the
 			// demo's keys are there to sign them.
-			var links []string
+			type link struct {
+				Label        string `json:"label"`
+				Practitioner string `json:"practitioner"`
+				Role         string `json:"role"`
+				URL          string `json:"url"`
+			}
+			links := []link{}
 			for _, p := range demo.ConsolePeople {
 				u, err := consoleLink(filepath.Join(dir, "keys", p.Partner+".jwk"), p.Practitioner, p.Role, "trustgate", "http://"+listen, time.Hour)
 				if err != nil {
-					return nil // no keys yet: no links
+					links = nil // no keys yet: no links
+					break
 				}
-				links = append(links, fmt.Sprintf("#   %s (%s, %s):\n#   %s", p.Label, p.Practitioner, p.Role, u))
+				links = append(links, link{p.Label, p.Practitioner, p.Role, u})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "# The console, for people: open a link once the gateway listens (each signs in once,\n"+
-				"# within the hour; make more with `bin/trustgate console link --key %s/keys/exley-csc.jwk --sub ig-0001`):\n%s\n\n",
-				dir, strings.Join(links, "\n"))
-			return nil
+			return emit(cmd, asJSON, map[string]any{"requests": hint, "console_links": links}, func(w io.Writer) {
+				fmt.Fprint(w, hint)
+				if links == nil {
+					return
+				}
+				var lines []string
+				for _, l := range links {
+					lines = append(lines, fmt.Sprintf("#   %s (%s, %s):\n#   %s", l.Label, l.Practitioner, l.Role, l.URL))
+				}
+				fmt.Fprintf(w, "# The console, for people: open a link once the gateway listens (each signs in once,\n"+
+					"# within the hour; make more with `bin/trustgate console link --key %s/keys/exley-csc.jwk --sub ig-0001`):\n%s\n\n",
+					dir, strings.Join(lines, "\n"))
+			})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".demo", "demo directory")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "gateway address")
+	addFormat(cmd, &asJSON)
 	return cmd
 }
 
@@ -282,6 +315,7 @@ func devCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "dev", Short: "Development helpers", Hidden: true}
 	var out string
 	var hosts []string
+	var asJSON bool
 	certs := &cobra.Command{
 		Use:   "certs --out DIR",
 		Short: "Generate a development CA and server certificate (never commit them)",
@@ -291,12 +325,15 @@ func devCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "CA: %s\nserver certificate: %s\nserver key: %s (0600)\nSet tls.cert_file and tls.key_file in the config to serve HTTPS.\n", f.CACert, f.ServerCert, f.ServerKey)
-			return nil
+			res := map[string]string{"ca_cert": f.CACert, "server_cert": f.ServerCert, "server_key": f.ServerKey}
+			return emit(cmd, asJSON, res, func(w io.Writer) {
+				fmt.Fprintf(w, "CA: %s\nserver certificate: %s\nserver key: %s (0600)\nSet tls.cert_file and tls.key_file in the config to serve HTTPS.\n", f.CACert, f.ServerCert, f.ServerKey)
+			})
 		},
 	}
 	certs.Flags().StringVar(&out, "out", "certs/dev", "output directory")
 	certs.Flags().StringSliceVar(&hosts, "host", nil, "extra host names or IPs for the server certificate")
+	addFormat(certs, &asJSON)
 	cmd.AddCommand(certs)
 	return cmd
 }

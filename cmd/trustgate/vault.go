@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,7 @@ func vaultSetupCommand() *cobra.Command {
 		cfgPath, signingType, policy, role, secretIDFile string
 		tokenTTL, tokenMaxTTL, secretIDTTL, timeout      time.Duration
 		cidrs                                            []string
+		asJSON                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "setup",
@@ -64,13 +66,26 @@ exists (a key is never replaced) and issues a new secret id.`,
 				TokenTTL: tokenTTL, TokenMaxTTL: tokenMaxTTL, SecretIDTTL: secretIDTTL, CIDRs: cidrs,
 			})
 			out := cmd.OutOrStdout()
-			if res != nil {
+			if res != nil && !asJSON {
 				for _, s := range res.Steps {
 					fmt.Fprintln(out, "  "+s)
 				}
 			}
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				ans := map[string]any{"address": client.Address(), "steps": res.Steps, "mount": v.Mount, "signing_key": v.SigningKey,
+					"pseudonym_key": v.PseudonymKey, "approle_mount": v.AppRoleMount, "role_id": res.RoleID}
+				if secretIDFile != "" {
+					if err := writeSecret(secretIDFile, res.SecretID); err != nil {
+						return err
+					}
+					ans["secret_id_file"] = secretIDFile
+				} else {
+					ans["secret_id"] = res.SecretID
+				}
+				return printJSON(out, ans)
 			}
 			fmt.Fprintf(out, "\nVault at %s is ready for the gateway. Its configuration:\n\n", client.Address())
 			fmt.Fprintf(out, "keys:\n  backend: vault\n  vault:\n    mount: %s\n    signing_key: %s\n    pseudonym_key: %s\n    pseudonym_key_version: %d\n    auth_method: approle\n    approle_mount: %s\n    role_id: %s\n    secret_id_file: %s\n\n",
@@ -96,12 +111,14 @@ exists (a key is never replaced) and issues a new secret id.`,
 	f.DurationVar(&tokenMaxTTL, "token-max-ttl", 24*time.Hour, "the gateway's token maximum TTL (then it logs in again)")
 	f.DurationVar(&secretIDTTL, "secret-id-ttl", 0, "secret id lifetime (0: until revoked)")
 	f.StringSliceVar(&cidrs, "cidr", nil, "bind the secret id and tokens to these CIDR blocks (repeatable)")
-	f.DurationVar(&timeout, "timeout", 30*time.Second, "deadline for the whole setup")
+	addTimeout(cmd, &timeout, 30*time.Second)
+	addFormat(cmd, &asJSON)
 	return cmd
 }
 
 func vaultPolicyCommand() *cobra.Command {
 	var cfgPath string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "policy",
 		Short: "Print the gateway's Vault policy (HCL) for review",
@@ -112,11 +129,12 @@ func vaultPolicyCommand() *cobra.Command {
 				return err
 			}
 			v := cfg.Keys.Vault
-			fmt.Fprint(cmd.OutOrStdout(), vault.Policy(v.Mount, v.SigningKey, v.PseudonymKey))
-			return nil
+			hcl := vault.Policy(v.Mount, v.SigningKey, v.PseudonymKey)
+			return emit(cmd, asJSON, map[string]string{"policy": hcl}, func(w io.Writer) { fmt.Fprint(w, hcl) })
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "the gateway's config file, for keys.vault names (empty: defaults)")
+	addFormat(cmd, &asJSON)
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -55,6 +56,13 @@ func TestVaultSetupCommand(t *testing.T) {
 	code, out = runCLI(t, "vault", "setup")
 	if code != 0 || !strings.Contains(out, "key trustgate-signing (ecdsa-p256) already exists") || !strings.Contains(out, "secret id (hand over separately") {
 		t.Fatalf("second run: %d\n%s", code, out)
+	}
+
+	// --format json: the same, for a program.
+	code, stdout, stderr := runJSON(t, "vault", "setup", "--format", "json")
+	var ans map[string]any
+	if code != 0 || json.Unmarshal(stdout, &ans) != nil || ans["role_id"] != roleID || ans["secret_id"] == "" || ans["steps"] == nil {
+		t.Fatalf("vault setup --format json: %d %s %s", code, stdout, stderr)
 	}
 
 	code, out = runCLI(t, "vault", "policy")

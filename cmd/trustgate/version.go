@@ -3,41 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
-
-// formatValue is the --format flag of a command that prints a result:
-// "text" (for people, the default) or "json" (for programs). It sets the
-// command's asJSON switch, so that the older --json flags keep working.
-type formatValue struct{ json *bool }
-
-func (f formatValue) String() string {
-	if f.json != nil && *f.json {
-		return "json"
-	}
-	return "text"
-}
-
-func (f formatValue) Set(s string) error {
-	switch s {
-	case "text":
-		*f.json = false
-	case "json":
-		*f.json = true
-	default:
-		return fmt.Errorf("%q is not one of text, json", s)
-	}
-	return nil
-}
-
-func (formatValue) Type() string { return "text|json" }
-
-// addFormat gives cmd the --format text|json flag, bound to asJSON.
-func addFormat(cmd *cobra.Command, asJSON *bool) {
-	cmd.Flags().Var(formatValue{asJSON}, "format", "output format: text or json")
-}
 
 // buildInfo is what `trustgate version` reports: the module and the
 // version control state the binary was built from (runtime/debug).
@@ -90,21 +60,19 @@ func versionCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(cmd.OutOrStdout(), bi)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", bi.Module, bi.Version, bi.GoVersion)
-			if bi.Revision != "" {
-				line := "revision " + bi.Revision
-				if bi.Time != "" {
-					line += " " + bi.Time
+			return emit(cmd, asJSON, bi, func(w io.Writer) {
+				fmt.Fprintf(w, "%s %s (%s)\n", bi.Module, bi.Version, bi.GoVersion)
+				if bi.Revision != "" {
+					line := "revision " + bi.Revision
+					if bi.Time != "" {
+						line += " " + bi.Time
+					}
+					if bi.Modified {
+						line += " (modified)"
+					}
+					fmt.Fprintln(w, line)
 				}
-				if bi.Modified {
-					line += " (modified)"
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), line)
-			}
-			return nil
+			})
 		},
 	}
 	addFormat(cmd, &asJSON)
