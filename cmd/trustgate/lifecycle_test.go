@@ -185,3 +185,41 @@ func TestPolicyWhatIf(t *testing.T) {
 		t.Fatalf("whatif without assuming signatures: %d\n%s", code, out)
 	}
 }
+
+// TestPolicyCheckOfANewTrust: a Trust that has not written samples of its
+// own is told plainly that the shipped samples are the demo Trust's; the
+// demo Trust is not.
+func TestPolicyCheckOfANewTrust(t *testing.T) {
+	dir := t.TempDir()
+	if code, out := runCLI(t, "demo", "init", "--dir", dir); code != 0 {
+		t.Fatalf("demo init: %d %s", code, out)
+	}
+	demoProtocols := filepath.Join(dir, "protocols")
+	reg, err := os.ReadFile(filepath.Join(demoProtocols, "trust.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newTrust := filepath.Join(t.TempDir(), "protocols")
+	os.MkdirAll(newTrust, 0o755)
+	os.Symlink(filepath.Join(demoProtocols, "keys"), filepath.Join(newTrust, "keys"))
+	writeText(t, filepath.Join(newTrust, "trust.yaml"), strings.Replace(string(reg), "\nid: exley-childrens-trust\n", "\nid: newtown-childrens-trust\n", 1))
+	samples := func(protocols string) string {
+		code, out := runCLI(t, "policy", "check", "--protocols", protocols)
+		if code != 0 {
+			t.Fatalf("policy check --protocols %s: %d\n%s", protocols, code, out)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "samples ") {
+				return l
+			}
+		}
+		t.Fatalf("no samples step:\n%s", out)
+		return ""
+	}
+	if l := samples(newTrust); !strings.Contains(l, "these are the samples of exley-childrens-trust") || !strings.Contains(l, "newtown-childrens-trust, which has no sample decisions of its own") {
+		t.Errorf("a new Trust's check: %s", l)
+	}
+	if l := samples(demoProtocols); strings.Contains(l, "of its own") {
+		t.Errorf("the demo Trust's check: %s", l)
+	}
+}

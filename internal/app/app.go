@@ -19,6 +19,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/involvement"
 	"github.com/childrens-trust/trustgate/internal/keys"
+	"github.com/childrens-trust/trustgate/internal/metrics"
 	"github.com/childrens-trust/trustgate/internal/policy"
 	"github.com/childrens-trust/trustgate/internal/revision"
 	"github.com/childrens-trust/trustgate/internal/server"
@@ -42,6 +43,7 @@ type App struct {
 	loader *revision.Loader // reload.go
 	ckpt   checkpoints      // checkpoints.go
 	// metrics: Prometheus on its own listener (metrics.go); nil when off.
+	metrics    *metrics.Metrics
 	metricsSrv *http.Server
 	metricsLn  net.Listener
 }
@@ -76,7 +78,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	a.audit, err = audit.Open(AuditPath(cfg.DataDir), audit.Options{OpenTimeout: cfg.Audit.OpenTimeout.Duration, MaxBatch: cfg.Audit.MaxBatch, CommitDelay: commitDelay(cfg.Audit.CommitDelay.Duration), Logger: log.With("component", "audit")})
+	if err := a.openMetrics(); err != nil { // metrics.go
+		return nil, err
+	}
+	a.audit, err = audit.Open(AuditPath(cfg.DataDir), audit.Options{OpenTimeout: cfg.Audit.OpenTimeout.Duration, MaxBatch: cfg.Audit.MaxBatch, CommitDelay: commitDelay(cfg.Audit.CommitDelay.Duration), Logger: log.With("component", "audit"),
+		OnCommit: a.metrics.CommitBatch})
 	if err != nil {
 		return nil, err
 	}
@@ -128,12 +134,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	verifier := identity.NewVerifier(idCfg, func() identity.Directory { return a.holder.Current().Registry }, a.replay)
 
-	var srv *server.Server
-	obs, err := a.openMetrics(func() (uint64, uint64) { return srv.MemoStats() }) // metrics.go
-	if err != nil {
-		return nil, err
-	}
-	srv = server.New(server.Options{
+	srv := server.New(server.Options{
 		MaxBodyBytes:     cfg.HTTP.MaxBodyBytes,
 		KeyTimeout:       cfg.Keys.Timeout.Duration,
 		EvalTimeout:      cfg.Policy.EvalTimeout.Duration,
@@ -146,7 +147,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		ActiveFor:        cfg.Index.ActiveFor.Duration,
 		Now:              a.now,
 		Logger:           log,
-		Observer:         obs,
+		Observer:         a.observer(), // metrics.go
 	}, server.Deps{
 		Auth:         verifier,
 		Audit:        a.audit,

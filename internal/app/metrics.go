@@ -13,14 +13,22 @@ import (
 )
 
 // openMetrics prepares the Prometheus endpoint on its own listener
-// (metrics.listen; empty: off) and returns the server's observer.
-func (a *App) openMetrics(memo func() (uint64, uint64)) (server.Observer, error) {
+// (metrics.listen; empty: off), first of all the parts so that each part
+// opened after it reports to it (a.metrics; nil when off: its methods
+// then record nothing). Its sources are read at each scrape, from the
+// parts as they are by then.
+func (a *App) openMetrics() error {
 	if a.cfg.Metrics.Listen == "" {
-		return nil, nil
+		return nil
 	}
-	src := metrics.Sources{
+	m := metrics.New(metrics.Sources{
 		AuditFile: AuditPath(a.cfg.DataDir),
-		Memo:      memo,
+		Memo: func() (uint64, uint64) {
+			if a.api == nil {
+				return 0, 0
+			}
+			return a.api.MemoStats()
+		},
 		Reloads: func() (int64, int64) {
 			if a.loader == nil {
 				return 0, 0
@@ -28,20 +36,31 @@ func (a *App) openMetrics(memo func() (uint64, uint64)) (server.Observer, error)
 			st := a.loader.Status()
 			return st.Reloads, st.Rejected
 		},
-	}
-	if a.share.notes != nil {
-		src.Outbox = a.share.notes.Pending
-	}
-	m := metrics.New(src)
+		Outbox: func(ctx context.Context) (int, error) {
+			if a.share.notes == nil {
+				return 0, errors.New("the outbox is not open")
+			}
+			return a.share.notes.Pending(ctx)
+		},
+	})
 	ln, err := net.Listen("tcp", a.cfg.Metrics.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: listen %s: %w", a.cfg.Metrics.Listen, err)
+		return fmt.Errorf("metrics: listen %s: %w", a.cfg.Metrics.Listen, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	a.metrics = m
 	a.metricsLn = ln
 	a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
-	return m, nil
+	return nil
+}
+
+// observer is the server's Observer: the metrics, or none.
+func (a *App) observer() server.Observer {
+	if a.metrics == nil {
+		return nil
+	}
+	return a.metrics
 }
 
 // MetricsAddr is where /metrics is served, or "" when metrics are off.

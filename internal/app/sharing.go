@@ -68,6 +68,7 @@ func (a *App) openSharing() error {
 		RootCAs:   roots,
 		Now:       time.Now,
 		Logger:    a.log,
+		OnAttempt: a.metrics.Delivery, // metrics.go
 	})
 	return nil
 }

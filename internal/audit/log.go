@@ -55,6 +55,10 @@ type Options struct {
 	ProbeInterval time.Duration
 	// Logger receives the failure and recovery transitions. Nil: none.
 	Logger *slog.Logger
+	// OnCommit, if set, is told the number of entries of each committed
+	// batch (the gateway's commit batch size metric). It runs on the
+	// committer: it must not block.
+	OnCommit func(entries int)
 }
 
 func (o Options) withDefaults() Options {
@@ -86,6 +90,7 @@ type Log struct {
 	path        string
 	maxBatch    int
 	commitDelay time.Duration
+	onCommit    func(entries int)
 	hooks       hooks
 	readOnly    bool
 	grown       chan struct{} // signalled (without blocking) after each commit
@@ -179,6 +184,7 @@ func open(path string, opts Options, h hooks) (*Log, error) {
 		maxBatch:    opts.MaxBatch,
 		commitDelay: opts.CommitDelay,
 		hooks:       h,
+		onCommit:    opts.OnCommit,
 		readOnly:    opts.ReadOnly,
 		grown:       make(chan struct{}, 1),
 		reqs:        make(chan *appendReq, opts.MaxBatch),
@@ -604,6 +610,9 @@ func (l *Log) commit(batch []*appendReq) {
 		return
 	}
 	l.commits.Add(1)
+	if l.onCommit != nil {
+		l.onCommit(len(recs))
+	}
 	l.headMu.Lock()
 	l.head, l.tree = to, tr
 	for k, s := range lk.overlay {

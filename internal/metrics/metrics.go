@@ -29,6 +29,8 @@ type Metrics struct {
 	latency   *prometheus.HistogramVec
 	stages    *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
+	batches   prometheus.Histogram
+	delivery  *prometheus.CounterVec
 }
 
 // Sources are read at each scrape; any may be nil.
@@ -57,7 +59,14 @@ func New(src Sources) *Metrics {
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trustgate_decisions_total", Help: "Decisions by outcome (allow, deny), purpose and requesting partner agency.",
 	}, []string{"outcome", "purpose", "partner"})
-	m.reg.MustRegister(m.requests, m.latency, m.stages, m.decisions,
+	m.batches = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "trustgate_audit_commit_batch_entries", Help: "Entries committed to the audit log in one transaction (group commit).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+	})
+	m.delivery = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trustgate_notification_deliveries_total", Help: "Access notification delivery attempts by receiving partner agency and outcome (delivered, failed).",
+	}, []string{"partner", "outcome"})
+	m.reg.MustRegister(m.requests, m.latency, m.stages, m.decisions, m.batches, m.delivery,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src.AuditFile != "" {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -105,6 +114,27 @@ func New(src Sources) *Metrics {
 // Handler serves the metrics in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// CommitBatch records the size of one audit commit (audit.Options.OnCommit).
+// A nil Metrics records nothing.
+func (m *Metrics) CommitBatch(entries int) {
+	if m != nil {
+		m.batches.Observe(float64(entries))
+	}
+}
+
+// Delivery records one notification delivery attempt to a partner agency
+// (notify.DispatchOptions.OnAttempt). A nil Metrics records nothing.
+func (m *Metrics) Delivery(partner string, delivered bool) {
+	if m == nil {
+		return
+	}
+	outcome := "failed"
+	if delivered {
+		outcome = "delivered"
+	}
+	m.delivery.WithLabelValues(partner, outcome).Inc()
 }
 
 // Stage records one stage's latency (server.Observer).

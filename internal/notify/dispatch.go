@@ -47,6 +47,9 @@ type DispatchOptions struct {
 	Now func() time.Time
 	// Logger; default discards.
 	Logger *slog.Logger
+	// OnAttempt, if set, is told the outcome of each delivery attempt
+	// (the gateway's delivery metrics). It must not block.
+	OnAttempt func(partner string, delivered bool)
 }
 
 // Dispatcher delivers queued notifications to webhooks.
@@ -198,6 +201,9 @@ func (d *Dispatcher) deliver(ctx context.Context, partner string) {
 		err = d.post(ctx, partner, n)
 		if ctx.Err() != nil {
 			return // shutting down: the attempt does not count
+		}
+		if d.o.OnAttempt != nil {
+			d.o.OnAttempt(partner, err == nil)
 		}
 		if err == nil {
 			if err := d.s.delivered(partner, n.Seq); err != nil {

@@ -287,7 +287,7 @@ func Load(ctx context.Context, src Sources, now time.Time, source string, o Opti
 			rep.Problems = append(rep.Problems, Problem{Check: CheckSamples, File: samplesFile(src), Line: r.Line, Name: r.Name, Message: r.Detail})
 		}
 	}
-	step(CheckSamples, t0, n, samplesDetail(len(rev.Samples), pass, skipped))
+	step(CheckSamples, t0, n, samplesDetail(rev, pass, skipped))
 
 	t0, n = time.Now(), len(rep.Problems)
 	probes := probeInputs(rev, now)
@@ -629,9 +629,17 @@ func probeInputs(rev *Revision, now time.Time) []probe {
 // of them tested this Trust: the shipped samples.yaml describes the demo
 // Trust, so a new Trust's policy check would otherwise pass on "0 passed,
 // 7 skipped" without a word.
-func samplesDetail(total, pass, skipped int) string {
+func samplesDetail(rev *Revision, pass, skipped int) string {
+	total := len(rev.Samples)
 	d := fmt.Sprintf("%d passed, %d failed, %d skipped", pass, total-pass-skipped, skipped)
+	var theirs string
+	if total > 0 {
+		theirs = rev.Samples[0].Trust
+	}
 	switch {
+	case theirs != "" && rev.Registry != nil && theirs != rev.Registry.ID():
+		d += fmt.Sprintf(": these are the samples of %s (the trust samples.yaml names), not of this Trust, %s, which has no sample decisions of its own; write a samples.yaml with trust: %s (docs/ig-guide.md)",
+			theirs, rev.Registry.ID(), rev.Registry.ID())
 	case total == 0:
 		d += ": this Trust has no sample decisions; add some to samples.yaml (docs/ig-guide.md)"
 	case skipped == total:

@@ -196,7 +196,7 @@ func TestBrokenEditsAreRejectedPrecisely(t *testing.T) {
 			},
 			check: revision.CheckSamples,
 			match: func(p revision.Problem) bool {
-				return p.Name == "a teacher may not receive GP data" && p.Line == 25 && strings.HasPrefix(p.Message, "expected allow, got deny")
+				return p.Name == "a teacher may not receive GP data" && p.Line == 27 && strings.HasPrefix(p.Message, "expected allow, got deny")
 			},
 		},
 		{
@@ -205,7 +205,7 @@ func TestBrokenEditsAreRejectedPrecisely(t *testing.T) {
 				edit(t, filepath.Join(dir, "policies", "samples.yaml"), "    provider: riverside-gp\n", "    provider: riverside-gp\n    provder: x\n")
 			},
 			check: revision.CheckSamples,
-			match: func(p revision.Problem) bool { return p.Line == 28 && strings.Contains(p.Message, "provder") },
+			match: func(p revision.Problem) bool { return p.Line == 30 && strings.Contains(p.Message, "provder") },
 		},
 		{
 			name: "a bad signature names the file, the signatory and the key",

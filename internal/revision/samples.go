@@ -28,6 +28,10 @@ const SamplesFile = "samples.yaml"
 // Every revision is evaluated on the samples before it is activated; a
 // sample that errors or gets another answer keeps the revision out.
 type Sample struct {
+	// Trust is the Trust whose samples file this sample comes from (the
+	// file's trust key): a Trust's check says plainly when the samples
+	// are another Trust's, such as the demo Trust's shipped ones.
+	Trust     string          `yaml:"-" json:"-"`
 	Name      string          `yaml:"name" json:"name"`
 	Line      int             `yaml:"-" json:"line"`
 	At        protocol.Date   `yaml:"at,omitempty" json:"at,omitempty"` // default: the moment of the check
@@ -114,6 +118,7 @@ var yamlLine = strings.NewReplacer("yaml: ", "")
 // and checks every sample has what it needs.
 func ParseSamples(name string, b []byte) ([]Sample, error) {
 	var doc struct {
+		Trust   string   `yaml:"trust"` // whose samples these are
 		Samples []Sample `yaml:"samples"`
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -127,6 +132,7 @@ func ParseSamples(name string, b []byte) ([]Sample, error) {
 	lines := sampleLines(&root)
 	for i := range doc.Samples {
 		s := &doc.Samples[i]
+		s.Trust = doc.Trust
 		if i < len(lines) {
 			s.Line = lines[i]
 		}
