@@ -232,3 +232,31 @@ func TestAuditMigrateCommand(t *testing.T) {
 		t.Fatal("a failed migration moved the old file")
 	}
 }
+
+// TestConfigEnvironmentAndSet: the commands that read the config take each
+// key from its TRUSTGATE_… variable and from --set, --set winning, and a
+// bad value from either is a bad config (exit 3) naming it.
+func TestConfigEnvironmentAndSet(t *testing.T) {
+	t.Setenv("TRUSTGATE_KEYS_VAULT_MOUNT", "from-env")
+	if code, out := runCLI(t, "vault", "policy"); code != 0 || !strings.Contains(out, `path "from-env/sign/`) {
+		t.Fatalf("vault policy with TRUSTGATE_KEYS_VAULT_MOUNT: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "vault", "policy", "--set", "keys.vault.mount=from-set"); code != 0 || !strings.Contains(out, `path "from-set/sign/`) || strings.Contains(out, "from-env") {
+		t.Fatalf("vault policy --set: %d %s", code, out)
+	}
+	t.Setenv("TRUSTGATE_KEYS_VAULT_MOUNT", "")
+	t.Setenv("TRUSTGATE_HTTP_READ_TIMEOUT", "soon")
+	dir := t.TempDir()
+	if code, out := runCLI(t, "demo", "init", "--dir", dir); code != 0 {
+		t.Fatalf("demo init: %d %s", code, out)
+	}
+	for _, args := range [][]string{{"serve"}, {"demo", "run", "--dir", dir}, {"vault", "policy"}, {"vault", "setup"}} {
+		if code, out := runCLI(t, args...); code != exitConfig || !strings.Contains(out, "TRUSTGATE_HTTP_READ_TIMEOUT") {
+			t.Errorf("trustgate %s with a bad TRUSTGATE_HTTP_READ_TIMEOUT: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+	t.Setenv("TRUSTGATE_HTTP_READ_TIMEOUT", "")
+	if code, out := runCLI(t, "demo", "run", "--dir", dir, "--set", "listen=0.0.0.0:9"); code != exitConfig || !strings.Contains(out, "loopback") {
+		t.Errorf("demo run --set listen=0.0.0.0:9: exit %d\n%s", code, out)
+	}
+}

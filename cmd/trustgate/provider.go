@@ -60,12 +60,13 @@ notifications at POST /v1/notifications and logs them.`,
 // reference provider for every demo partner: `make run`.
 func demoRunCommand() *cobra.Command {
 	var dir, listen string
+	var sets []string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the demo gateway and a reference provider for every demo partner, in one process",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(filepath.Join(dir, "trustgate.yaml"))
+			cfg, err := loadConfig(filepath.Join(dir, "trustgate.yaml"), sets)
 			if err != nil {
 				return err
 			}
@@ -126,5 +127,6 @@ func demoRunCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".demo", "demo directory (from 'trustgate demo init')")
 	cmd.Flags().StringVar(&listen, "listen", "", "gateway listen address, overriding the config")
+	addSet(cmd, &sets)
 	return cmd
 }

@@ -25,11 +25,8 @@ demo registry with unsigned protocols (none in force) and the embedded
 policies. 'make run' prepares the signed demo Trust and uses its config.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadConfig(cfgPath, sets)
 			if err != nil {
-				return err
-			}
-			if err := config.Overrides(&cfg, os.Environ(), sets); err != nil {
 				return err
 			}
 			if listen != "" {
@@ -41,8 +38,28 @@ policies. 'make run' prepares the signed demo Trust and uses its config.`,
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (YAML); empty: embedded defaults")
 	cmd.Flags().StringVar(&listen, "listen", "", "listen address, overriding the config (plain HTTP only on loopback)")
-	cmd.Flags().StringArrayVar(&sets, "set", nil, "KEY=VALUE: set one config key over the file and the TRUSTGATE_… environment (docs/config.md); repeatable")
+	addSet(cmd, &sets)
 	return cmd
+}
+
+// loadConfig is the configuration of every command that reads one: the
+// file (empty: the embedded defaults), then each key's TRUSTGATE_…
+// environment variable, then each --set KEY=VALUE, validated once they
+// are all applied (docs/config.md). Every error is a bad config (exit 3).
+func loadConfig(path string, sets []string) (config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return cfg, err
+	}
+	if err := config.Overrides(&cfg, os.Environ(), sets); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// addSet gives a command that reads the config the repeatable --set flag.
+func addSet(cmd *cobra.Command, sets *[]string) {
+	cmd.Flags().StringArrayVar(sets, "set", nil, "KEY=VALUE: set one config key over the file and the TRUSTGATE_… environment (docs/config.md); repeatable")
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {

@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/spf13/cobra"
 
-	"github.com/childrens-trust/trustgate/internal/config"
 	"github.com/childrens-trust/trustgate/internal/keys/vault"
 )
 
@@ -32,6 +31,7 @@ func vaultSetupCommand() *cobra.Command {
 		tokenTTL, tokenMaxTTL, secretIDTTL, timeout      time.Duration
 		cidrs                                            []string
 		asJSON                                           bool
+		sets                                             []string
 	)
 	cmd := &cobra.Command{
 		Use:   "setup",
@@ -49,7 +49,7 @@ from --config (keys.vault), else the defaults. Running it again keeps what
 exists (a key is never replaced) and issues a new secret id.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadConfig(cfgPath, sets)
 			if err != nil {
 				return err
 			}
@@ -113,18 +113,20 @@ exists (a key is never replaced) and issues a new secret id.`,
 	f.StringSliceVar(&cidrs, "cidr", nil, "bind the secret id and tokens to these CIDR blocks (repeatable)")
 	addTimeout(cmd, &timeout, 30*time.Second)
 	addFormat(cmd, &asJSON)
+	addSet(cmd, &sets)
 	return cmd
 }
 
 func vaultPolicyCommand() *cobra.Command {
 	var cfgPath string
 	var asJSON bool
+	var sets []string
 	cmd := &cobra.Command{
 		Use:   "policy",
 		Short: "Print the gateway's Vault policy (HCL) for review",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadConfig(cfgPath, sets)
 			if err != nil {
 				return err
 			}
@@ -135,6 +137,7 @@ func vaultPolicyCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "the gateway's config file, for keys.vault names (empty: defaults)")
 	addFormat(cmd, &asJSON)
+	addSet(cmd, &sets)
 	return cmd
 }
 

@@ -114,7 +114,8 @@ func Set(c *Config, key, value string) error {
 
 // ApplyEnv sets every key whose environment variable (Key.Env) is set in
 // environ (os.Environ's form). Other TRUSTGATE_ variables, such as the
-// client commands' TRUSTGATE_ADDR, are not config keys and are left alone.
+// client commands' TRUSTGATE_ADDR, are not config keys and are left alone;
+// so is an empty variable (set a key to empty with --set KEY=).
 func ApplyEnv(c *Config, environ []string) error {
 	keys := map[string]string{}
 	for _, k := range AllKeys() {
@@ -123,7 +124,7 @@ func ApplyEnv(c *Config, environ []string) error {
 	slices.Sort(environ)
 	for _, kv := range environ {
 		name, value, _ := strings.Cut(kv, "=")
-		if key, ok := keys[name]; ok {
+		if key, ok := keys[name]; ok && value != "" {
 			if err := Set(c, key, value); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}

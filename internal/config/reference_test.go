@@ -3,11 +3,13 @@ package config
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,8 +90,10 @@ to every key the file leaves out; an unknown key is refused, exit 3).
 Relative paths in the file are resolved against the file's directory.
 
 Each key can also be set by its environment variable (the column below)
-and by ` + "`trustgate serve --set KEY=VALUE`" + ` (repeatable), written as in the file:
-the file first, then the environment, then ` + "`--set`" + `, then ` + "`--listen`" + `.
+and by ` + "`--set KEY=VALUE`" + ` (repeatable), written as in the file, for every
+command that reads the config (` + "`serve`, `demo run`, `vault setup`, `vault policy`" + `):
+the file first, then the environment, then ` + "`--set`" + `, then ` + "`--listen`" + `. An
+empty variable is ignored: ` + "`--set KEY=`" + ` sets a key to empty.
 Durations are written ` + "`5s`, `2m`, `720h`" + `. Secrets are never config keys
 (docs/operations.md).
 
@@ -220,5 +224,56 @@ func TestOverrides(t *testing.T) {
 	c = Default()
 	if err := Overrides(&c, []string{"TRUSTGATE_HTTP_READ_TIMEOUT=soon"}, nil); err == nil || !strings.Contains(err.Error(), "TRUSTGATE_HTTP_READ_TIMEOUT") {
 		t.Errorf("a bad environment value: %v", err)
+	}
+}
+
+// TestEveryKeyFromEnvironmentAndSet: each key of the definition is set by
+// its TRUSTGATE_… variable and by --set, the --set winning; no key's
+// variable is one of the client commands' (TRUSTGATE_ADDR and the rest).
+func TestEveryKeyFromEnvironmentAndSet(t *testing.T) {
+	other := func(k Key, n int) string { // a value unlike the default, as written in the file
+		switch k.Type {
+		case "bool":
+			return fmt.Sprint(k.Default != "true")
+		case "int":
+			return fmt.Sprint(4321 + n)
+		case "duration":
+			return fmt.Sprintf("%ds", 4321+n)
+		}
+		return fmt.Sprintf("value-%d-of-%s", n, k.Name)
+	}
+	client := []string{"TRUSTGATE_ADDR", "TRUSTGATE_TOKEN", "TRUSTGATE_KEY", "TRUSTGATE_SUB", "TRUSTGATE_ROLE", "TRUSTGATE_CACERT", "TRUSTGATE_VAULT_BIN"}
+	keys := AllKeys()
+	if len(keys) < 50 {
+		t.Fatalf("only %d keys", len(keys))
+	}
+	for _, k := range keys {
+		if slices.Contains(client, k.Env()) {
+			t.Errorf("%s: its variable %s is a client command's", k.Name, k.Env())
+		}
+		if k.Type != "string" && k.Type != "bool" && k.Type != "int" && k.Type != "duration" {
+			t.Errorf("%s: type %s cannot be set from the environment", k.Name, k.Type)
+			continue
+		}
+		c := Default()
+		if err := Overrides(&c, []string{k.Env() + "=" + other(k, 1)}, nil); err != nil {
+			t.Errorf("%s=%s: %v", k.Env(), other(k, 1), err)
+			continue
+		}
+		f, _ := field(&c, k.Name)
+		if got := show(f); got == k.Default {
+			t.Errorf("%s from %s: still the default %s", k.Name, k.Env(), got)
+		}
+		fromEnv := show(f)
+		if k.Type == "bool" {
+			continue // a second value unlike the default is the first
+		}
+		if err := Overrides(&c, []string{k.Env() + "=" + other(k, 1)}, []string{k.Name + "=" + other(k, 2)}); err != nil {
+			t.Errorf("--set %s: %v", k.Name, err)
+			continue
+		}
+		if got := show(f); got == fromEnv || got == k.Default {
+			t.Errorf("--set %s=%s: %s (the environment gave %s)", k.Name, other(k, 2), got, fromEnv)
+		}
 	}
 }
