@@ -158,6 +158,8 @@ func TestExitCodes(t *testing.T) {
 		{exitFailure, append([]string{"consents", "list", "9990000018"}, noKey...), "no such file"},
 		{exitFailure, append([]string{"consents", "record", "{}"}, noKey...), "no such file"},
 		{exitFailure, append([]string{"consents", "withdraw", "cns-1", "--by", "parent", "--obtained", "verbal"}, noKey...), "no such file"},
+		{exitFailure, append([]string{"backup", "--out", filepath.Join(dir, "backup")}, noKey...), "no such file"},
+		{exitFailure, []string{"backup", "--out", demoDir, "--token", "x"}, "existing path"},
 		{exitFailure, append([]string{"reviews", "list"}, noKey...), "no such file"},
 		{exitFailure, append([]string{"reviews", "show", "rev-1"}, noKey...), "no such file"},
 		{exitFailure, append([]string{"reviews", "summary"}, noKey...), "no such file"},

@@ -127,6 +127,7 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 		{"audit stats", []string{"--by", "purpose", "--sub", "auditor-07", "--role", "auditor"}, ""},
 		{"audit snapshot", []string{"--out", snap, "--sub", "auditor-07", "--role", "auditor"}, "verify"},
 		{"audit verify", []string{"--db", snap}, "entries"},
+		{"backup", []string{"--out", filepath.Join(work, "backup"), "--sub", "auditor-07", "--role", "auditor"}, "files"},
 		{"audit report", []string{"--subject", "9990000018", "--sub", "auditor-07", "--role", "auditor"}, "report"},
 		{"policy whatif", []string{"--db", snap, "--since", "1d"}, ""},
 		{"audit export", []string{"--db", snap}, "seq"},

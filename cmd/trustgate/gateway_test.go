@@ -38,34 +38,40 @@ func startCLIDemo(t *testing.T, serve func(dir string) []string) *cliGateway {
 	if code, out := runCLI(t, "demo", "init", "--dir", dir, "--listen", addr); code != 0 {
 		t.Fatalf("demo init: %d %s", code, out)
 	}
+	g := &cliGateway{dir: dir, base: "http://" + addr}
+	g.stop, g.out = runGateway(t, g.base, serve(dir)...)
+	return g
+}
+
+// runGateway runs a gateway command (serve, demo run) in this process until
+// it answers ready at base, and returns what stops it (once; the test's
+// cleanup calls it too) and its output.
+func runGateway(t *testing.T, base string, args ...string) (stop func(), out *bytes.Buffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var serveOut bytes.Buffer
-	go func() {
-		done <- run(ctx, serve(dir), &serveOut, &serveOut)
-	}()
+	out = &bytes.Buffer{}
+	go func() { done <- run(ctx, args, out, out) }()
 	stopped := false
-	g := &cliGateway{dir: dir, base: "http://" + addr, out: &serveOut}
-	g.stop = func() {
+	stop = func() {
 		if !stopped {
 			stopped = true
 			cancel()
 			if code := <-done; code != 0 {
-				t.Errorf("serve exited %d: %s", code, serveOut.String())
+				t.Errorf("%v exited %d: %s", args, code, out.String())
 			}
 		}
 	}
-	t.Cleanup(g.stop)
+	t.Cleanup(stop)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(g.base + "/readyz"); err == nil {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				break
+				return stop, out
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the gateway never became ready: %s", serveOut.String())
+			t.Fatalf("%v never became ready: %s", args, out.String())
 		}
 	}
-	return g
 }

@@ -112,6 +112,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(versionCommand())
 	root.AddCommand(gatewayCommands()...) // client.go
 	root.AddCommand(consoleCommand())
+	root.AddCommand(backupCommand())
 	strictGroups(root)
 	return root
 }

@@ -165,6 +165,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Checkpoints:  a.ckpt.cp,
 		Index:        a.index,
 		Involvement:  leadBasis{index: a.index},
+		Backup:       a.backupFiles(), // backup.go
 		Ready: []server.Check{
 			{Name: "keys", Fn: a.keys.Ready},
 			{Name: "audit", Fn: func(context.Context) error { return a.audit.Err() }},

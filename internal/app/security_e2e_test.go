@@ -61,6 +61,7 @@ type endpoint struct {
 var matrixEndpoints = []endpoint{
 	{http.MethodGet, "/v1/audit/entries", "GET /v1/audit/entries", nil},
 	{http.MethodGet, "/v1/audit/snapshot", "GET /v1/audit/snapshot", nil},
+	{http.MethodGet, "/v1/admin/backup", "GET /v1/admin/backup", nil},
 	{http.MethodGet, "/v1/audit/stats?by=decision", "GET /v1/audit/stats", nil},
 	{http.MethodGet, "/v1/subjects/" + child + "/access-report", "GET /v1/subjects/{nhs}/access-report", nil},
 	{http.MethodGet, "/v1/reviews", "GET /v1/reviews (own agency's)", nil},
@@ -74,6 +75,7 @@ var matrixEndpoints = []endpoint{
 var matrixWant = map[string][]int{
 	"GET /v1/audit/entries":                {403, 401, 401, 403, 403, 401, 403, 200},
 	"GET /v1/audit/snapshot":               {403, 401, 401, 403, 403, 401, 403, 200},
+	"GET /v1/admin/backup":                 {403, 401, 401, 403, 403, 401, 403, 200},
 	"GET /v1/audit/stats":                  {403, 401, 401, 200, 200, 401, 200, 200},
 	"GET /v1/subjects/{nhs}/access-report": {403, 401, 401, 200, 200, 401, 200, 200},
 	"GET /v1/reviews (own agency's)":       {403, 401, 401, 200, 200, 401, 403, 403},

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -57,4 +58,21 @@ func Open(path string, timeout time.Duration, meta, versionKey []byte, version u
 		return nil, err
 	}
 	return db, nil
+}
+
+// Snapshot writes a consistent copy of db, from one read transaction, while
+// writers go on: start is called inside the transaction with the size of
+// the copy and returns the writer to copy to (a backup; bbolt's
+// Tx.WriteTo). It returns the bytes written.
+func Snapshot(db *bolt.DB, start func(size int64) (io.Writer, error)) (int64, error) {
+	var n int64
+	err := db.View(func(tx *bolt.Tx) error {
+		w, err := start(tx.Size())
+		if err != nil {
+			return err
+		}
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
 }

@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/childrens-trust/trustgate/internal/boltfile"
 	"github.com/childrens-trust/trustgate/internal/policy"
 )
 
@@ -315,4 +317,10 @@ func be(v uint64) []byte {
 	b := make([]byte, 8)
 	binary.BigEndian.PutUint64(b, v)
 	return b
+}
+
+// Snapshot writes a consistent copy of the store's file while it is in
+// use (a backup of the data directory, docs/operations.md A3).
+func (s *Store) Snapshot(start func(size int64) (io.Writer, error)) (int64, error) {
+	return boltfile.Snapshot(s.db, start)
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -818,4 +819,10 @@ func (s *Store) Matches(ctx context.Context, partner, practitioner string) ([]Ma
 	}
 	sortMatches(out)
 	return out, nil
+}
+
+// Snapshot writes a consistent copy of the store's file while it is in
+// use (a backup of the data directory, docs/operations.md A3).
+func (s *Store) Snapshot(start func(size int64) (io.Writer, error)) (int64, error) {
+	return boltfile.Snapshot(s.db, start)
 }

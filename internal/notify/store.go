@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -480,4 +481,10 @@ func splitPendingKey(k []byte) (string, uint64, bool) {
 		return "", 0, false
 	}
 	return string(k[:len(k)-9]), binary.BigEndian.Uint64(k[len(k)-8:]), true
+}
+
+// Snapshot writes a consistent copy of the store's file while it is in
+// use (a backup of the data directory, docs/operations.md A3).
+func (s *Store) Snapshot(start func(size int64) (io.Writer, error)) (int64, error) {
+	return boltfile.Snapshot(s.db, start)
 }

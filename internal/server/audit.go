@@ -456,23 +456,7 @@ func (s *Server) accessReport(x *exchange) (int, any, error) {
 // keeps appending (Content-Length is the exact size). Verify it offline
 // with `trustgate audit verify`.
 func (s *Server) auditSnapshot(x *exchange) (int, any, error) {
-	if err := requireRole(x, "copy the audit log", AuditorRole); err != nil {
-		return 0, nil, err
-	}
-	if err := requireTrustWide(x, "copy the audit log"); err != nil {
-		return 0, nil, err
-	}
-	x.entry.Kind = audit.KindRejected
-	if _, err := queryParams(x); err != nil {
-		return 0, nil, err
-	}
-	x.entry.Kind = audit.KindAccess
-	ctx := x.r.Context()
-	return http.StatusOK, streamBody(func(w http.ResponseWriter, status int) {
-		rc := http.NewResponseController(w)
-		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.SnapshotTimeout))
-		sctx, cancel := context.WithTimeout(ctx, s.opts.SnapshotTimeout)
-		defer cancel()
+	return s.auditorCopy(x, "copy the audit log", func(sctx context.Context, w http.ResponseWriter, status int) {
 		_, err := s.deps.AuditQuery.SnapshotStream(sctx, func(size int64) (io.Writer, error) {
 			h := w.Header()
 			h.Set("Content-Type", "application/octet-stream")
@@ -488,6 +472,32 @@ func (s *Server) auditSnapshot(x *exchange) (int, any, error) {
 			// (Content-Length tells it the copy is incomplete).
 			x.log.Error("audit snapshot stream failed", "err", err)
 		}
+	})
+}
+
+// auditorCopy answers a copy of the gateway's files (the audit log, the
+// data directory), which only an auditor appointed Trust-wide may take,
+// streamed by write within audit.snapshot_timeout (its context and the
+// answer's write deadline).
+func (s *Server) auditorCopy(x *exchange, what string, write func(ctx context.Context, w http.ResponseWriter, status int)) (int, any, error) {
+	if err := requireRole(x, what, AuditorRole); err != nil {
+		return 0, nil, err
+	}
+	if err := requireTrustWide(x, what); err != nil {
+		return 0, nil, err
+	}
+	x.entry.Kind = audit.KindRejected
+	if _, err := queryParams(x); err != nil {
+		return 0, nil, err
+	}
+	x.entry.Kind = audit.KindAccess
+	ctx := x.r.Context()
+	return http.StatusOK, streamBody(func(w http.ResponseWriter, status int) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.SnapshotTimeout))
+		sctx, cancel := context.WithTimeout(ctx, s.opts.SnapshotTimeout)
+		defer cancel()
+		write(sctx, w, status)
 	}), nil
 }
 

@@ -114,7 +114,7 @@ func fullServer(t *testing.T) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(Options{}, Deps{Audit: log, Keys: ks, AuditQuery: log, Checkpoints: cp})
+	return New(Options{}, Deps{Audit: log, Keys: ks, AuditQuery: log, Checkpoints: cp, Backup: []BackupFile{{Name: "audit.db", Snapshot: log.SnapshotStream}}})
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -120,6 +120,10 @@ type Deps struct {
 
 	// The involvement index (index.go). When nil, its endpoints answer 503.
 	Index Index
+
+	// Backup is the data directory's files, for GET /v1/admin/backup
+	// (backup.go); empty: not served.
+	Backup []BackupFile
 }
 
 // Server serves the gateway's HTTP API.
@@ -195,6 +199,7 @@ func (s *Server) router() *mux.Router {
 	s.lifecycleRoutes(v1)
 	s.indexRoutes(v1)    // index.go
 	s.contractRoutes(v1) // openapi.go
+	s.backupRoutes(v1)   // backup.go
 	// A /v1 path that is not a route, or a route asked with another
 	// method, is answered (404, or 405 with Allow) and audited like any
 	// other /v1 request; paths are never cleaned or redirected (SkipClean),
