@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -54,6 +55,16 @@ func testMain(m *testing.M) int {
 	code := m.Run()
 	if demoDir != "" {
 		os.RemoveAll(demoDir)
+	}
+	// A whole run (no -run filter) must have validated, against the served
+	// OpenAPI document, every documented operation's success and error
+	// answers, and the fail-closed 503s (contract_test.go).
+	if f := flag.Lookup("test.run"); code == 0 && f != nil && f.Value.String() == "" {
+		if missing := contractCoverage(); len(missing) > 0 {
+			fmt.Fprintf(os.Stderr, "contract coverage: %d documented answers were never validated against the served OpenAPI document:\n  %s\n",
+				len(missing), strings.Join(missing, "\n  "))
+			return 1
+		}
 	}
 	return code
 }
