@@ -54,8 +54,18 @@ func (g *gatewayFlags) add(cmd *cobra.Command, role string, timeout time.Duratio
 	addTimeout(cmd, &g.timeout, timeout)
 }
 
+// bearer is the token of one call: --token or --token-file as given, else
+// one minted from --key ($TRUSTGATE_KEY), else $TRUSTGATE_TOKEN.
 func (g *gatewayFlags) bearer() (string, error) {
 	switch {
+	case g.token != "":
+		return g.token, nil
+	case g.tokenFile != "":
+		b, err := os.ReadFile(g.tokenFile)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
 	case g.key != "":
 		if g.sub == "" {
 			return "", &usageError{errors.New("--key needs --sub: the practitioner id")}
@@ -68,14 +78,6 @@ func (g *gatewayFlags) bearer() (string, error) {
 			return "", err
 		}
 		return identity.Mint(key, identity.MintClaims{Issuer: partner, Subject: g.sub, Role: g.role, Audience: g.aud, IssuedAt: time.Now(), Lifetime: time.Minute})
-	case g.token != "":
-		return g.token, nil
-	case g.tokenFile != "":
-		b, err := os.ReadFile(g.tokenFile)
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimSpace(string(b)), nil
 	case os.Getenv(envToken) != "":
 		return os.Getenv(envToken), nil
 	}

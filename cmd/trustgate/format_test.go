@@ -130,6 +130,7 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 		{"backup", []string{"--out", filepath.Join(work, "backup"), "--sub", "auditor-07", "--role", "auditor"}, "files"},
 		{"audit report", []string{"--subject", "9990000018", "--sub", "auditor-07", "--role", "auditor"}, "report"},
 		{"policy whatif", []string{"--db", snap, "--since", "1d"}, ""},
+		{"policy whatif", []string{"--protocols", protos, "--since", "1d", "--sub", "ig-0001", "--role", "ig_lead"}, "changed"}, // via $TRUSTGATE_ADDR
 		{"audit export", []string{"--db", snap}, "seq"},
 	}
 
