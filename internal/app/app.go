@@ -162,6 +162,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		WhatIf:       a.whatIf(), // reload.go
 		AuditQuery:   a.audit,
 		Checkpoints:  a.ckpt.cp,
+		Notary:       a.ckpt.notary, // checkpoints.go
 		Index:        a.index,
 		Involvement:  leadBasis{index: a.index},
 		Ready: []server.Check{
