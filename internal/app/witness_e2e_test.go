@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
@@ -13,41 +12,17 @@ import (
 	"testing"
 
 	tlog "github.com/transparency-dev/formats/log"
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/config"
+	"github.com/childrens-trust/trustgate/internal/witness/witnesstest"
 )
 
-// aWitness is a transparency-log witness run by the test process: its
-// key pair (signed-note form) and formats' cosignature/v1 signer.
-type aWitness struct {
-	name, vkey string
-	signer     note.Signer
-	verifier   note.Verifier
-}
+// aWitness is a transparency-log witness run by the test process.
+type aWitness struct{ *witnesstest.Witness }
 
-func newWitness(t *testing.T, name string) *aWitness {
-	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := fnote.NewSignerForCosignatureV1(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cvkey, err := fnote.VKeyToCosignatureV1(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := fnote.NewVerifierForCosignatureV1(cvkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &aWitness{name: name, vkey: cvkey, signer: s, verifier: v}
-}
+func newWitness(t *testing.T, name string) *aWitness { return &aWitness{witnesstest.New(t, name)} }
 
 // cosign is what a witness does with a checkpoint note: check the log's
 // signature with a standard verifier (x/mod note.Open, formats
@@ -56,9 +31,9 @@ func (w *aWitness) cosign(t *testing.T, text []byte, origin string, logV note.Ve
 	t.Helper()
 	_, _, n, err := tlog.ParseCheckpoint(text, origin, logV)
 	if err != nil {
-		t.Fatalf("witness %s: the gateway's note does not verify: %v\n%s", w.name, err, text)
+		t.Fatalf("witness %s: the gateway's note does not verify: %v\n%s", w.Name, err, text)
 	}
-	out, err := note.Sign(n, w.signer)
+	out, err := note.Sign(n, w.Signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,12 +42,7 @@ func (w *aWitness) cosign(t *testing.T, text []byte, origin string, logV note.Ve
 
 // cosignBody cosigns a checkpoint body of the witness's choosing.
 func (w *aWitness) cosignBody(t *testing.T, body string) []byte {
-	t.Helper()
-	out, err := note.Sign(&note.Note{Text: body}, w.signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return witnesstest.CosignBody(t, body, w.Signer)
 }
 
 type witnessInfo struct {
@@ -110,8 +80,8 @@ func verifyNote(t *testing.T, text []byte, info witnessInfo, ws ...*aWitness) (*
 	var others []note.Verifier
 	vkeys := []string{info.LogKey}
 	for _, w := range ws {
-		others = append(others, w.verifier)
-		vkeys = append(vkeys, w.vkey)
+		others = append(others, w.Verifier)
+		vkeys = append(vkeys, w.VKey)
 	}
 	cp, _, n, err := tlog.ParseCheckpoint(text, info.Origin, logV, others...)
 	if err != nil {
@@ -141,7 +111,7 @@ func witnessConfig(ws ...*aWitness) func(*config.Config) {
 	return func(c *config.Config) {
 		c.Audit.CheckpointEvery = 1_000_000 // only on demand and at shutdown
 		for _, w := range ws {
-			c.Audit.Witnesses = append(c.Audit.Witnesses, w.vkey)
+			c.Audit.Witnesses = append(c.Audit.Witnesses, w.VKey)
 		}
 	}
 }
@@ -160,7 +130,7 @@ func TestWitnessCosignsCheckpointNotes(t *testing.T) {
 	}
 	var info witnessInfo
 	decodeInto(t, g.get("exley-yos", "social_worker", "/v1/audit/witnesses").Raw, &info)
-	if _, names := verifyNote(t, before, info, w1); strings.Join(names, ",") != info.Origin+","+w1.name {
+	if _, names := verifyNote(t, before, info, w1); strings.Join(names, ",") != info.Origin+","+w1.Name {
 		t.Fatalf("after a restart the note is signed by %v", names)
 	}
 }
@@ -175,7 +145,7 @@ func checkWitnessFlow(t *testing.T, g *gateway, w1, stranger *aWitness) (n uint6
 	}
 	var info witnessInfo
 	decodeInto(t, g.get("exley-yos", "social_worker", "/v1/audit/witnesses").Raw, &info)
-	if info.Origin != "trustgate/audit" || len(info.Witnesses) != 1 || info.Witnesses[0].Name != w1.name || info.Witnesses[0].Key != w1.vkey {
+	if info.Origin != "trustgate/audit" || len(info.Witnesses) != 1 || info.Witnesses[0].Name != w1.Name || info.Witnesses[0].Key != w1.VKey {
 		t.Fatalf("witnesses: %+v", info)
 	}
 	logV, err := note.NewVerifier(info.LogKey)
@@ -205,17 +175,17 @@ func checkWitnessFlow(t *testing.T, g *gateway, w1, stranger *aWitness) (n uint6
 	// The witness co-signs over real HTTP; the note then carries both.
 	cosigned := w1.cosign(t, text, info.Origin, logV)
 	r := g.postCosignature(cosigned)
-	if r.Status != http.StatusOK || r.Body["size"] != float64(n) || !strings.Contains(string(r.Raw), `"cosigned_by":["`+w1.name+`"]`) {
+	if r.Status != http.StatusOK || r.Body["size"] != float64(n) || !strings.Contains(string(r.Raw), `"cosigned_by":["`+w1.Name+`"]`) {
 		t.Fatalf("cosignature: %d %s", r.Status, r.Raw)
 	}
 	again := g.noteText("/v1/audit/checkpoints/note?size=" + itoa(n))
-	if _, names := verifyNote(t, again, info, w1); strings.Join(names, ",") != info.Origin+","+w1.name {
+	if _, names := verifyNote(t, again, info, w1); strings.Join(names, ",") != info.Origin+","+w1.Name {
 		t.Fatalf("the note after co-signing is signed by %v:\n%s", names, again)
 	}
 
 	// Refusals: each a 4xx naming the reason, audited, nothing stored.
 	bad := bytes.Clone(cosigned)
-	i := bytes.LastIndex(bad, []byte(w1.name+" ")) + len(w1.name) + 1 + 20
+	i := bytes.LastIndex(bad, []byte(w1.Name+" ")) + len(w1.Name) + 1 + 20
 	bad[i] ^= 'A' ^ 'B'
 	if bad[i] == cosigned[i] || bytes.Equal(bad, cosigned) {
 		bad[i] = 'C'
@@ -228,11 +198,11 @@ func checkWitnessFlow(t *testing.T, g *gateway, w1, stranger *aWitness) (n uint6
 		code   string
 		reason string
 	}{
-		{"bad cosignature", bad, 422, "bad_cosignature", `witness \"` + w1.name + `\"`},
+		{"bad cosignature", bad, 422, "bad_cosignature", `witness \"` + w1.Name + `\"`},
 		{"wrong root", w1.cosignBody(t, info.Origin+"\n"+itoa(n)+"\n"+otherRoot+"\n"), 422, "wrong_tree", "is not this log's root at size " + itoa(n)},
 		{"unsigned size", w1.cosignBody(t, info.Origin+"\n"+itoa(n-1)+"\n"+otherRoot+"\n"), 422, "wrong_tree", "signed no checkpoint of size " + itoa(n-1)},
 		{"other origin", w1.cosignBody(t, "elsewhere/log\n"+itoa(n)+"\n"+otherRoot+"\n"), 422, "wrong_tree", `origin \"elsewhere/log\"`},
-		{"unknown witness", stranger.cosign(t, text, info.Origin, logV), 403, "unknown_witness", stranger.name},
+		{"unknown witness", stranger.cosign(t, text, info.Origin, logV), 403, "unknown_witness", stranger.Name},
 		{"not a note", []byte("hello\n"), 400, "invalid_request", "no blank line"},
 	} {
 		r := g.postCosignature(c.body)

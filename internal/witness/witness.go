@@ -122,8 +122,8 @@ func ParseWitnesses(origin string, vkeys []string) ([]Witness, map[string]note.V
 
 // Open opens (creating) the cosignature file and returns a Notary.
 func Open(signer keys.NoteSigner, log Checkpoints, o Options) (*Notary, error) {
-	if _, err := note.NewEd25519VerifierKey(o.Origin, make([]byte, 32)); err != nil {
-		return nil, fmt.Errorf("witness: origin %q is not a signed-note key name: %w", o.Origin, err)
+	if vkey, err := note.NewEd25519VerifierKey(o.Origin, make([]byte, 32)); err != nil || !validName(vkey) {
+		return nil, fmt.Errorf("witness: origin %q is not a signed-note key name (no spaces, no '+')", o.Origin)
 	}
 	ws, vs, err := ParseWitnesses(o.Origin, o.Witnesses)
 	if err != nil {
@@ -137,6 +137,12 @@ func Open(signer keys.NoteSigner, log Checkpoints, o Options) (*Notary, error) {
 		return nil, fmt.Errorf("witness: open %s: %w", o.Path, err)
 	}
 	return &Notary{origin: o.Origin, signer: signer, log: log, witnesses: ws, verifiers: vs, db: db}, nil
+}
+
+// validName reports whether note's own parser takes vkey's name.
+func validName(vkey string) bool {
+	_, err := note.NewVerifier(vkey)
+	return err == nil
 }
 
 // Close closes the cosignature file.
