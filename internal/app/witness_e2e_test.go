@@ -12,10 +12,12 @@ import (
 	"testing"
 
 	tlog "github.com/transparency-dev/formats/log"
+	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/config"
+	"github.com/childrens-trust/trustgate/internal/demo"
 	"github.com/childrens-trust/trustgate/internal/witness/witnesstest"
 )
 
@@ -133,6 +135,31 @@ func TestWitnessCosignsCheckpointNotes(t *testing.T) {
 	if _, names := verifyNote(t, before, info, w1); strings.Join(names, ",") != info.Origin+","+w1.Name {
 		t.Fatalf("after a restart the note is signed by %v", names)
 	}
+
+	// The outsider's minimal witness (python3 and openssl, from the docs)
+	// co-signs as the demo witness; the standard verifier accepts its
+	// cosignature beside w1's.
+	dw, err := fnote.NewVerifierForCosignatureV1(info.Witnesses[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoWitness := &aWitness{&witnesstest.Witness{Name: demo.WitnessName, VKey: info.Witnesses[0].Key, Verifier: dw}}
+	f := filepath.Join(t.TempDir(), "checkpoint.note")
+	if err := os.WriteFile(f, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join("..", "..", "testdata", "audit-format", "cosign_note.py")
+	cosigned, err := exec.Command("python3", script, filepath.Join(demoDir, "keys", demo.WitnessKeyFile), f, info.LogKey).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+	if r := g.postCosignature(cosigned); r.Status != http.StatusOK || !strings.Contains(string(r.Raw), `"`+demo.WitnessName+`"]`) {
+		t.Fatalf("the python witness's cosignature: %d %s", r.Status, r.Raw)
+	}
+	witnessed := g.noteText("/v1/audit/checkpoints/note?size=" + itoa(n))
+	if _, names := verifyNote(t, witnessed, info, w1, demoWitness); strings.Join(names, ",") != info.Origin+","+w1.Name+","+demo.WitnessName { // by name
+		t.Fatalf("the note co-signed by both witnesses is signed by %v:\n%s", names, witnessed)
+	}
 }
 
 // checkWitnessFlow runs a witness's work against a gateway configured
@@ -145,7 +172,9 @@ func checkWitnessFlow(t *testing.T, g *gateway, w1, stranger *aWitness) (n uint6
 	}
 	var info witnessInfo
 	decodeInto(t, g.get("exley-yos", "social_worker", "/v1/audit/witnesses").Raw, &info)
-	if info.Origin != "trustgate/audit" || len(info.Witnesses) != 1 || info.Witnesses[0].Name != w1.Name || info.Witnesses[0].Key != w1.VKey {
+	// The demo's own witness, then w1.
+	if info.Origin != "trustgate/audit" || len(info.Witnesses) != 2 || info.Witnesses[0].Name != demo.WitnessName ||
+		info.Witnesses[1].Name != w1.Name || info.Witnesses[1].Key != w1.VKey {
 		t.Fatalf("witnesses: %+v", info)
 	}
 	logV, err := note.NewVerifier(info.LogKey)
@@ -186,9 +215,10 @@ func checkWitnessFlow(t *testing.T, g *gateway, w1, stranger *aWitness) (n uint6
 	// Refusals: each a 4xx naming the reason, audited, nothing stored.
 	bad := bytes.Clone(cosigned)
 	i := bytes.LastIndex(bad, []byte(w1.Name+" ")) + len(w1.Name) + 1 + 20
-	bad[i] ^= 'A' ^ 'B'
-	if bad[i] == cosigned[i] || bytes.Equal(bad, cosigned) {
-		bad[i] = 'C'
+	if bad[i] == 'A' { // a letter inside the base64, changed for another
+		bad[i] = 'B'
+	} else {
+		bad[i] = 'A'
 	}
 	otherRoot := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
 	for _, c := range []struct {
