@@ -33,7 +33,7 @@ func backupCommand() *cobra.Command {
 		Short: "Back up a running gateway's data directory: a consistent copy of each of its files, checked (role auditor)",
 		Long: `Asks the running gateway for a backup (GET /v1/admin/backup, role auditor
 appointed Trust-wide): a consistent copy of each bbolt file of its data
-directory - state.db, outbox.db, index.db and, last, audit.db - each from one
+directory - state.db, outbox.db, index.db, witness.db and, last, audit.db - each from one
 read transaction while the gateway goes on serving. The copies are written
 into a new directory DIR (it must not exist), each fsynced, and checked:
 the audit log verified (chain, Merkle tree, checkpoints, index), every other

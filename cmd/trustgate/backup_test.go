@@ -51,7 +51,7 @@ func TestBackupOfARunningGatewayRestores(t *testing.T) {
 	if n := <-busy; n == 0 {
 		t.Error("no request was answered while the backup was taken")
 	}
-	if code != 0 || !strings.Contains(out, "audit.db") || !strings.Contains(out, "verified: ") || strings.Count(out, "pages checked") != 3 {
+	if code != 0 || !strings.Contains(out, "audit.db") || !strings.Contains(out, "verified: ") || strings.Count(out, "pages checked") != 4 {
 		t.Fatalf("backup: %d %s", code, out)
 	}
 	if code, out := runCLI(t, "backup", "--out", backup, "--sub", "auditor-07", "--role", "auditor"); code != exitFailure || !strings.Contains(out, "existing path") {
@@ -66,7 +66,7 @@ func TestBackupOfARunningGatewayRestores(t *testing.T) {
 	// Restore: the copies in a data directory of their own (with the
 	// local keys, backed up apart), a gateway on it.
 	data := t.TempDir()
-	for _, f := range []string{"state.db", "outbox.db", "index.db", "audit.db"} {
+	for _, f := range []string{"state.db", "outbox.db", "index.db", "witness.db", "audit.db"} {
 		b, err := os.ReadFile(filepath.Join(backup, f))
 		if err != nil {
 			t.Fatal(err)

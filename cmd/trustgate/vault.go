@@ -40,9 +40,10 @@ func vaultSetupCommand() *cobra.Command {
 VAULT_TOKEN or a token from 'vault login', VAULT_CACERT, VAULT_NAMESPACE).
 
 It enables the transit engine at keys.vault.mount, creates the signing key
-(ecdsa-p256 or ed25519) and the pseudonym key (hmac), neither exportable,
-writes the gateway's policy (sign, verify and HMAC with those two keys and
-read their metadata; nothing else), enables AppRole at
+(ecdsa-p256 or ed25519), the pseudonym key (hmac) and the note key
+(ed25519, signs the checkpoint notes witnesses co-sign), none exportable,
+writes the gateway's policy (sign, verify and HMAC with those three keys
+and read their metadata; nothing else), enables AppRole at
 keys.vault.approle_mount, creates the gateway's role bound to that policy
 alone, and prints the role id and a new secret id to hand over. Names come
 from --config (keys.vault), else the defaults. Running it again keeps what
@@ -62,7 +63,7 @@ exists (a key is never replaced) and issues a new secret id.`,
 			defer cancel()
 			res, err := vault.Setup(ctx, client, vault.SetupOptions{
 				Mount: v.Mount, SigningKey: v.SigningKey, SigningKeyType: signingType, PseudonymKey: v.PseudonymKey,
-				Policy: policy, AppRoleMount: v.AppRoleMount, Role: role,
+				NoteKey: v.NoteKey, Policy: policy, AppRoleMount: v.AppRoleMount, Role: role,
 				TokenTTL: tokenTTL, TokenMaxTTL: tokenMaxTTL, SecretIDTTL: secretIDTTL, CIDRs: cidrs,
 			})
 			out := cmd.OutOrStdout()
@@ -76,7 +77,7 @@ exists (a key is never replaced) and issues a new secret id.`,
 			}
 			if asJSON {
 				ans := map[string]any{"address": client.Address(), "steps": res.Steps, "mount": v.Mount, "signing_key": v.SigningKey,
-					"pseudonym_key": v.PseudonymKey, "approle_mount": v.AppRoleMount, "role_id": res.RoleID}
+					"pseudonym_key": v.PseudonymKey, "note_key": v.NoteKey, "approle_mount": v.AppRoleMount, "role_id": res.RoleID}
 				if secretIDFile != "" {
 					if err := writeSecret(secretIDFile, res.SecretID); err != nil {
 						return err
@@ -88,8 +89,8 @@ exists (a key is never replaced) and issues a new secret id.`,
 				return printJSON(out, ans)
 			}
 			fmt.Fprintf(out, "\nVault at %s is ready for the gateway. Its configuration:\n\n", client.Address())
-			fmt.Fprintf(out, "keys:\n  backend: vault\n  vault:\n    mount: %s\n    signing_key: %s\n    pseudonym_key: %s\n    pseudonym_key_version: %d\n    auth_method: approle\n    approle_mount: %s\n    role_id: %s\n    secret_id_file: %s\n\n",
-				v.Mount, v.SigningKey, v.PseudonymKey, v.PseudonymKeyVersion, v.AppRoleMount, res.RoleID, orDefault(v.SecretIDFile, "/etc/trustgate/vault-secret-id"))
+			fmt.Fprintf(out, "keys:\n  backend: vault\n  vault:\n    mount: %s\n    signing_key: %s\n    pseudonym_key: %s\n    pseudonym_key_version: %d\n    note_key: %s\n    auth_method: approle\n    approle_mount: %s\n    role_id: %s\n    secret_id_file: %s\n\n",
+				v.Mount, v.SigningKey, v.PseudonymKey, v.PseudonymKeyVersion, v.NoteKey, v.AppRoleMount, res.RoleID, orDefault(v.SecretIDFile, "/etc/trustgate/vault-secret-id"))
 			if secretIDFile != "" {
 				if err := writeSecret(secretIDFile, res.SecretID); err != nil {
 					return err
@@ -131,7 +132,7 @@ func vaultPolicyCommand() *cobra.Command {
 				return err
 			}
 			v := cfg.Keys.Vault
-			hcl := vault.Policy(v.Mount, v.SigningKey, v.PseudonymKey)
+			hcl := vault.Policy(v.Mount, v.SigningKey, v.PseudonymKey, v.NoteKey)
 			return emit(cmd, asJSON, map[string]string{"policy": hcl}, func(w io.Writer) { fmt.Fprint(w, hcl) })
 		},
 	}

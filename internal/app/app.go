@@ -163,6 +163,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		WhatIf:       a.whatIf(), // reload.go
 		AuditQuery:   a.audit,
 		Checkpoints:  a.ckpt.cp,
+		Notary:       a.ckpt.notary, // checkpoints.go
 		Index:        a.index,
 		Involvement:  leadBasis{index: a.index},
 		Backup:       a.backupFiles(), // backup.go

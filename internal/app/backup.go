@@ -14,8 +14,8 @@ type snapshotter interface {
 }
 
 // backupFiles are the data directory's bbolt files for GET
-// /v1/admin/backup (docs/operations.md A3): the state store, the outbox
-// and the involvement index, then the audit log, last, so that it records
+// /v1/admin/backup (docs/operations.md A3): the state store, the outbox,
+// the involvement index and the witnesses' cosignatures, then the audit log, last, so that it records
 // at least what the other copies hold. The local key backend's keys are
 // not among them: they are backed up apart, encrypted.
 func (a *App) backupFiles() []server.BackupFile {
@@ -28,6 +28,7 @@ func (a *App) backupFiles() []server.BackupFile {
 		file(filepath.Base(StatePath(a.cfg.DataDir)), a.state),
 		file(filepath.Base(OutboxPath(a.cfg.DataDir)), a.share.notes),
 		file(filepath.Base(IndexPath(a.cfg.DataDir)), a.index),
+		file(filepath.Base(WitnessPath(a.cfg.DataDir)), a.ckpt.notary),
 		{Name: filepath.Base(AuditPath(a.cfg.DataDir)), Snapshot: a.audit.SnapshotStream},
 	}
 }

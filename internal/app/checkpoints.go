@@ -3,20 +3,24 @@ package app
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/witness"
 )
 
 // checkpoints runs the audit log's checkpointer (docs/auditing.md): a
 // signed checkpoint every audit.checkpoint_every entries or
 // audit.checkpoint_interval, pushed outside the gateway, and a last one
-// at shutdown.
+// at shutdown; and their C2SP note form with the witnesses' cosignatures
+// (internal/witness), kept in data_dir/witness.db.
 type checkpoints struct {
-	cp   *audit.Checkpointer
-	stop context.CancelFunc
-	wg   sync.WaitGroup
+	cp     *audit.Checkpointer
+	notary *witness.Notary
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 func (a *App) openCheckpoints(ctx context.Context) error {
@@ -36,8 +40,22 @@ func (a *App) openCheckpoints(ctx context.Context) error {
 		return fmt.Errorf("audit checkpoints: %w", err)
 	}
 	a.ckpt.cp = cp
+	n, err := witness.Open(a.keys, a.audit, witness.Options{
+		Origin:      a.cfg.CheckpointOrigin(),
+		Witnesses:   c.Witnesses,
+		Path:        WitnessPath(a.cfg.DataDir),
+		OpenTimeout: c.OpenTimeout.Duration,
+	})
+	if err != nil {
+		return fmt.Errorf("audit.witnesses: %w", err)
+	}
+	a.ckpt.notary = n
 	return nil
 }
+
+// WitnessPath is where the witnesses' cosignatures live under the data
+// directory.
+func WitnessPath(dataDir string) string { return filepath.Join(dataDir, "witness.db") }
 
 // startCheckpoints runs the checkpointer until the returned stop is
 // called or ctx ends.
@@ -57,6 +75,9 @@ func (a *App) startCheckpoints(ctx context.Context) (stop func()) {
 // closeCheckpoints signs the shutdown checkpoint and pushes it, within
 // the shutdown timeout. It runs before the keys and the log are closed.
 func (a *App) closeCheckpoints() error {
+	if a.ckpt.notary != nil {
+		defer a.ckpt.notary.Close()
+	}
 	if a.ckpt.cp == nil || a.audit == nil || a.keys == nil {
 		return nil
 	}

@@ -68,6 +68,8 @@ var matrixEndpoints = []endpoint{
 	{http.MethodGet, "/v1/admin/status", "GET /v1/admin/status", nil},
 	{http.MethodPost, "/v1/admin/reload", "POST /v1/admin/reload", nil},
 	{http.MethodGet, "/v1/audit/checkpoints/latest", "GET /v1/audit/checkpoints/latest", nil},
+	{http.MethodGet, "/v1/audit/checkpoints/note", "GET /v1/audit/checkpoints/note", nil},
+	{http.MethodGet, "/v1/audit/witnesses", "GET /v1/audit/witnesses", nil},
 }
 
 // The expected answer of every endpoint to every caller: the table the
@@ -82,6 +84,8 @@ var matrixWant = map[string][]int{
 	"GET /v1/admin/status":                 {403, 401, 401, 403, 200, 401, 403, 403},
 	"POST /v1/admin/reload":                {403, 401, 401, 403, 200, 401, 403, 403},
 	"GET /v1/audit/checkpoints/latest":     {200, 401, 401, 200, 200, 401, 200, 200},
+	"GET /v1/audit/checkpoints/note":       {200, 401, 401, 200, 200, 401, 200, 200},
+	"GET /v1/audit/witnesses":              {200, 401, 401, 200, 200, 401, 200, 200},
 }
 
 // TestAuthorisationMatrix: endpoint × role × agency × appointed or not,

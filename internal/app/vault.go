@@ -24,6 +24,7 @@ func openVault(ctx context.Context, cfg config.Config, log *slog.Logger) (keys.S
 		SigningKey:          v.SigningKey,
 		PseudonymKey:        v.PseudonymKey,
 		PseudonymKeyVersion: v.PseudonymKeyVersion,
+		NoteKey:             v.NoteKey,
 		AuthMethod:          v.AuthMethod,
 		RoleID:              v.RoleID,
 		SecretIDFile:        v.SecretIDFile,

@@ -41,7 +41,7 @@ func syntheticNHS(offset, n int) []string {
 
 // vaultGateway starts a real Vault, runs the operator setup on it and
 // starts the gateway with keys.backend: vault.
-func vaultGateway(t *testing.T) (*gateway, *vaulttest.Server) {
+func vaultGateway(t *testing.T, mutate ...func(*config.Config)) (*gateway, *vaulttest.Server) {
 	t.Helper()
 	srv := vaulttest.Start(t)
 	res, sid := srv.Setup(vault.SetupOptions{})
@@ -51,6 +51,9 @@ func vaultGateway(t *testing.T) (*gateway, *vaulttest.Server) {
 		c.Keys.Vault.Address = srv.Addr()
 		c.Keys.Vault.RoleID = res.RoleID
 		c.Keys.Vault.SecretIDFile = sid
+		for _, m := range mutate {
+			m(c)
+		}
 	})
 	return g, srv
 }

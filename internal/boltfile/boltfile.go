@@ -1,7 +1,7 @@
 // Package boltfile opens the gateway's small bbolt stores (the outbox, the
-// involvement index) the one way they share: one Open with a timeout, every
-// bucket created on open, and a format version in a meta bucket that a
-// later build refuses to read past.
+// involvement index, the witnesses' cosignatures) the one way they share:
+// one Open with a timeout, every bucket created on open, and a format
+// version in a meta bucket that a later build refuses to read past.
 //
 // Promises: Open returns a database whose buckets all exist and whose
 // recorded format version is version (written on first open); a file

@@ -166,6 +166,26 @@ type Audit struct {
 	WebhookTimeout     Duration `yaml:"webhook_timeout"`
 	// SnapshotTimeout bounds streaming a copy of the log to an auditor.
 	SnapshotTimeout Duration `yaml:"snapshot_timeout"`
+
+	// Origin is the first line of every checkpoint note (the C2SP form
+	// of the checkpoints, docs/audit-format.md) and the name of the
+	// gateway's note key: the Trust's name for its log, a schema-less
+	// URL without spaces or '+'. Empty: GATEWAY_ID/audit. Never change
+	// it once witnesses co-sign: they know the log by it.
+	Origin string `yaml:"origin"`
+	// Witnesses are the verifier keys (NAME+HASH+BASE64, Ed25519) of the
+	// witnesses whose cosignatures of the checkpoint notes the gateway
+	// collects (POST /v1/audit/checkpoints/cosignatures); at most 50.
+	Witnesses []string `yaml:"witnesses"`
+}
+
+// CheckpointOrigin is the checkpoint notes' origin: Audit.Origin, or
+// GATEWAY_ID/audit.
+func (c *Config) CheckpointOrigin() string {
+	if c.Audit.Origin != "" {
+		return c.Audit.Origin
+	}
+	return c.GatewayID + "/audit"
 }
 
 // Keys selects the key store.
@@ -198,6 +218,9 @@ type VaultOptions struct {
 	// PseudonymKeyVersion pins the version of PseudonymKey every
 	// pseudonym is computed with, so pseudonyms survive a rotation.
 	PseudonymKeyVersion int `yaml:"pseudonym_key_version"`
+	// NoteKey is the transit key (ed25519) that signs the checkpoint
+	// notes witnesses co-sign (docs/audit-format.md).
+	NoteKey string `yaml:"note_key"`
 	// AuthMethod is "approle" (role_id here, secret id from
 	// secret_id_file at each login) or "token" (token_file, else
 	// VAULT_TOKEN).
@@ -225,6 +248,7 @@ func DefaultVault() VaultOptions {
 		SigningKey:          "trustgate-signing",
 		PseudonymKey:        "trustgate-pseudonym",
 		PseudonymKeyVersion: 1,
+		NoteKey:             "trustgate-note",
 		AuthMethod:          "approle",
 		AppRoleMount:        "approle",
 		BatchWindow:         Duration{time.Millisecond},
@@ -443,6 +467,17 @@ func (c *Config) Validate() error {
 	if d := c.Audit.SnapshotTimeout.Duration; d < time.Second || d > 24*time.Hour {
 		bad("audit.snapshot_timeout", "must be between 1s and 24h")
 	}
+	if o := c.CheckpointOrigin(); !noteName(o) {
+		bad("audit.origin", "%q is not a signed-note name: printable ASCII without spaces or '+', at most 256 characters", o)
+	}
+	if len(c.Audit.Witnesses) > 50 {
+		bad("audit.witnesses", "%d witnesses: at most 50", len(c.Audit.Witnesses))
+	}
+	for i, w := range c.Audit.Witnesses {
+		if name, _, _ := strings.Cut(w, "+"); strings.Count(w, "+") < 2 || !noteName(name) {
+			bad(fmt.Sprintf("audit.witnesses[%d]", i), "%q is not a signed-note verifier key NAME+HASH+BASE64", w)
+		}
+	}
 	if w := c.Audit.CheckpointWebhook; w != "" {
 		if why := webhookProblem(w); why != "" {
 			bad("audit.checkpoint_webhook", "%s", why)
@@ -508,13 +543,16 @@ func (v *VaultOptions) validate() [][2]string {
 			bad(field, "%q is not a Vault mount path (letters, digits, '-', '_', '.', '/' between segments)", name)
 		}
 	}
-	for field, name := range map[string]string{"signing_key": v.SigningKey, "pseudonym_key": v.PseudonymKey} {
+	for field, name := range map[string]string{"signing_key": v.SigningKey, "pseudonym_key": v.PseudonymKey, "note_key": v.NoteKey} {
 		if !vaultName(name) || strings.Contains(name, "/") {
 			bad(field, "%q is not a transit key name (letters, digits, '-', '_', '.')", name)
 		}
 	}
 	if v.SigningKey == v.PseudonymKey {
 		bad("pseudonym_key", "must differ from signing_key")
+	}
+	if v.NoteKey == v.SigningKey || v.NoteKey == v.PseudonymKey {
+		bad("note_key", "must differ from signing_key and pseudonym_key")
 	}
 	if v.PseudonymKeyVersion < 1 {
 		bad("pseudonym_key_version", "must be at least 1 (the version every pseudonym is computed with)")
@@ -547,6 +585,19 @@ func (v *VaultOptions) validate() [][2]string {
 		bad("check_interval", "must be between 100ms and 1m")
 	}
 	return errs
+}
+
+// noteName reports whether s may name a signed-note key (an origin).
+func noteName(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == '+' || r > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // vaultName reports whether s is a plausible Vault mount or key name.

@@ -18,7 +18,7 @@ var durationType = reflect.TypeOf(Duration{})
 // Key is one settable key of the configuration.
 type Key struct {
 	Name    string // dotted, as in the file: policy.decision_memo
-	Type    string // string, int, bool, duration
+	Type    string // string, int, bool, duration, list
 	Default string // as written in the file
 	Field   string // the Go struct and field: Policy.DecisionMemo
 }
@@ -59,6 +59,8 @@ func typeName(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.Int, reflect.Int64:
 		return "int"
+	case reflect.Slice:
+		return "list" // of strings, in YAML flow form on the command line: [a, b]
 	}
 	return t.Kind().String()
 }

@@ -175,6 +175,8 @@ func renderSchema(t *testing.T) []byte {
 			prop["type"] = "integer"
 		case "bool":
 			prop["type"] = "boolean"
+		case "list":
+			prop["type"], prop["items"] = "array", map[string]any{"type": "string"}
 		default:
 			prop["type"], prop["default"] = "string", k.Default
 		}

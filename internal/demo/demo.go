@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
 	"gopkg.in/yaml.v3"
 
 	"github.com/childrens-trust/trustgate/internal/authz"
@@ -23,6 +26,14 @@ import (
 // Withheld lists signatures the demo deliberately does not make, so that
 // the demo shows a protocol that is not in force and why.
 var Withheld = map[string][]string{"isp-education-welfare": {"exley-district"}}
+
+// WitnessName is the demo witness's name, and WitnessKeyFile its private
+// key (signed-note form) under the demo's keys directory: the demo Trust
+// collects its cosignatures of the checkpoint notes (docs/auditing.md §5b).
+const (
+	WitnessName    = "witness.exley.example/demo"
+	WitnessKeyFile = "demo-witness.note.key"
+)
 
 // ErrExists is returned when DIR already holds a prepared demo.
 var ErrExists = errors.New("demo already prepared")
@@ -145,6 +156,10 @@ func Init(dir string, o Options) error {
 	if err := writeRecords(RecordsDir(dir)); err != nil {
 		return err
 	}
+	witness, err := writeWitnessKey(filepath.Join(keysDir, WitnessKeyFile))
+	if err != nil {
+		return err
+	}
 	cfg := fmt.Sprintf(`# trustgate demo configuration, written by 'trustgate demo init'.
 # Paths are relative to this file. See docs/architecture.md.
 gateway_id: trustgate
@@ -153,6 +168,11 @@ data_dir: data
 protocols_dir: protocols
 keys:
   backend: local
+# The checkpoint notes' witnesses (docs/auditing.md §5b): the demo witness,
+# whose private key is keys/%s.
+audit:
+  witnesses:
+    - %s
 log:
   level: info
 # Prometheus metrics apart from the API; port 0: a free port, logged at
@@ -163,11 +183,28 @@ metrics:
 # one-time links made by 'trustgate console link' (never in production).
 console:
   dev_links: true
-`, o.Listen)
+`, o.Listen, WitnessKeyFile, witness)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	return nil
+}
+
+// writeWitnessKey makes the demo witness's Ed25519 key, writes its
+// private half to path (0600) and returns its cosignature/v1 verifier key.
+func writeWitnessKey(path string) (string, error) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, WitnessName)
+	if err != nil {
+		return "", fmt.Errorf("demo: witness key: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(skey+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("demo: %w", err)
+	}
+	cvkey, err := fnote.VKeyToCosignatureV1(vkey)
+	if err != nil {
+		return "", fmt.Errorf("demo: witness key: %w", err)
+	}
+	return cvkey, nil
 }
 
 // signAppointments writes the demo appointments into dir, each signed by

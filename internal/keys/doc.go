@@ -1,6 +1,8 @@
 // Package keys owns the gateway's own secrets: the key that pseudonymises
-// every child's NHS number in the audit log, and the key the gateway signs
-// with (consent receipts, decision tokens, checkpoints, notifications).
+// every child's NHS number in the audit log, the key the gateway signs
+// with (consent receipts, decision tokens, checkpoints, notifications),
+// and the Ed25519 note key that signs the checkpoint notes witnesses
+// co-sign (NoteSigner; internal/witness).
 //
 // Callers see only the Store interface. The embedded default is a local key
 // store in the data directory (files created on first start with mode 0600);

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
@@ -28,10 +29,24 @@ type Signer interface {
 	PublicKeys(ctx context.Context) (jwk.Set, error)
 }
 
+// NoteSigner signs the checkpoint notes witnesses co-sign (C2SP signed
+// notes, docs/audit-format.md) with the gateway's note key: an Ed25519
+// key of its own, beside the JWS signing key, because the signed-note
+// ecosystem verifies Ed25519. Ed25519 is deterministic: the same note
+// always gets the same signature.
+type NoteSigner interface {
+	// NoteKey is the public half of the key SignNote signs with now.
+	NoteKey(ctx context.Context) (ed25519.PublicKey, error)
+	// SignNote returns the 64-byte Ed25519 signature of msg. Safe for
+	// concurrent use.
+	SignNote(ctx context.Context, msg []byte) ([]byte, error)
+}
+
 // Store is everything the gateway needs from its key store.
 type Store interface {
 	Pseudonymizer
 	Signer
+	NoteSigner
 	// Ready reports whether the store can answer now.
 	Ready(ctx context.Context) error
 	Close() error

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -26,11 +27,13 @@ import (
 //
 //	DIR/pseudonym.key   32 random bytes, hex
 //	DIR/signing.jwk     the gateway's ES256 private JWK
+//	DIR/note.key        the Ed25519 note key's 32-byte seed, hex
 type Local struct {
 	dir     string
 	hmacKey []byte
 	signKey jwk.Key
 	pub     jwk.Set
+	noteKey ed25519.PrivateKey
 	pool    sync.Pool
 }
 
@@ -78,6 +81,21 @@ func OpenLocal(dir string) (*Local, error) {
 	if err := l.pub.AddKey(pk); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
+	nk, err := loadOrCreate(filepath.Join(dir, "note.key"), func() ([]byte, error) {
+		b := make([]byte, ed25519.SeedSize)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		return []byte(hex.EncodeToString(b) + "\n"), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	seed, err := hex.DecodeString(string(trimNL(nk)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("keys: %s is not a 32-byte Ed25519 seed in hex", filepath.Join(dir, "note.key"))
+	}
+	l.noteKey = ed25519.NewKeyFromSeed(seed)
 	l.pool.New = func() any { return hmac.New(sha256.New, l.hmacKey) }
 	return l, nil
 }
@@ -150,6 +168,19 @@ func (l *Local) Sign(ctx context.Context, payload []byte, typ string) (string, e
 
 // PublicKeys implements Signer.
 func (l *Local) PublicKeys(ctx context.Context) (jwk.Set, error) { return l.pub, nil }
+
+// NoteKey implements NoteSigner.
+func (l *Local) NoteKey(ctx context.Context) (ed25519.PublicKey, error) {
+	return l.noteKey.Public().(ed25519.PublicKey), nil
+}
+
+// SignNote implements NoteSigner.
+func (l *Local) SignNote(ctx context.Context, msg []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("keys: sign note: %w: %w", ErrUnavailable, err)
+	}
+	return ed25519.Sign(l.noteKey, msg), nil
+}
 
 // Ready implements Store: the local store is ready once opened.
 func (l *Local) Ready(ctx context.Context) error { return nil }

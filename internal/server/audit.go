@@ -56,6 +56,7 @@ func (s *Server) auditRoutes(v1 *mux.Router) {
 	v1.Handle("/audit/stats", s.audited(s.auditStats)).Methods(http.MethodGet)
 	v1.Handle("/audit/snapshot", s.audited(s.auditSnapshot)).Methods(http.MethodGet)
 	v1.Handle("/subjects/{nhs}/access-report", s.audited(s.accessReport)).Methods(http.MethodGet)
+	s.witnessRoutes(v1) // witness.go
 }
 
 // queryParams checks that the query string holds only allowed names,

@@ -15,6 +15,7 @@ import (
 	"github.com/childrens-trust/trustgate/docs"
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/keys"
+	"github.com/childrens-trust/trustgate/internal/witness"
 )
 
 // loadContract loads and validates docs/openapi.yaml with kin-openapi.
@@ -114,7 +115,12 @@ func fullServer(t *testing.T) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(Options{}, Deps{Audit: log, Keys: ks, AuditQuery: log, Checkpoints: cp, Backup: []BackupFile{{Name: "audit.db", Snapshot: log.SnapshotStream}}})
+	n, err := witness.Open(ks, log, witness.Options{Origin: "test/audit", Path: filepath.Join(dir, "witness.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return New(Options{}, Deps{Audit: log, Keys: ks, AuditQuery: log, Checkpoints: cp, Notary: n, Backup: []BackupFile{{Name: "audit.db", Snapshot: log.SnapshotStream}}})
 }
 
 func sortedKeys(m map[string]bool) []string {

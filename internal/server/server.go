@@ -112,6 +112,9 @@ type Deps struct {
 	// Auditors' endpoints (audit.go). When nil, they are not served.
 	AuditQuery  AuditQuery
 	Checkpoints Checkpointer
+	// Notary gives checkpoints as witnessable notes and collects their
+	// cosignatures (witness.go). When nil, those endpoints are not served.
+	Notary Notary
 
 	// Policy lifecycle (lifecycle.go): GET /v1/policies, reload, status,
 	// what-if. When nil, the admin endpoints answer 503.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/lestrrat-go/jwx/v2/jws"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/childrens-trust/trustgate/internal/keys"
 )
@@ -228,6 +229,48 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store, reopen func(t *testin
 		}
 		if _, err := s.Sign(cctx, []byte("x"), ""); !errors.Is(err, keys.ErrUnavailable) {
 			t.Fatalf("sign with a cancelled context: %v, want keys.ErrUnavailable", err)
+		}
+	})
+
+	t.Run("NoteSignatureVerifiesWithTheNoteVerifier", func(t *testing.T) {
+		s := open(t)
+		pub, err := s.NoteKey(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vkey, err := note.NewEd25519VerifierKey("trustgate.test/log", pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := []byte("trustgate.test/log\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
+		sig, err := s.SignNote(ctx, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.Verify(msg, sig) {
+			t.Fatal("the note signature does not verify with x/mod's note verifier")
+		}
+		if v.Verify([]byte("trustgate.test/log\n2\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"), sig) {
+			t.Fatal("the note signature verifies another note")
+		}
+		again, err := s.SignNote(ctx, msg)
+		if err != nil || string(again) != string(sig) {
+			t.Fatalf("Ed25519 signing is deterministic: the same note got another signature (%v)", err)
+		}
+		if reopen != nil {
+			pub2, err := reopen(t).NoteKey(ctx)
+			if err != nil || !pub2.Equal(pub) {
+				t.Fatalf("the note key changed across a restart (%v)", err)
+			}
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := s.SignNote(cctx, msg); !errors.Is(err, keys.ErrUnavailable) {
+			t.Fatalf("sign note with a cancelled context: %v, want keys.ErrUnavailable", err)
 		}
 	})
 

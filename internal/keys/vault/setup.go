@@ -16,6 +16,7 @@ type SetupOptions struct {
 	SigningKey     string // default "trustgate-signing"
 	SigningKeyType string // "ecdsa-p256" (default) or "ed25519"
 	PseudonymKey   string // default "trustgate-pseudonym"
+	NoteKey        string // ed25519, signs checkpoint notes (default "trustgate-note")
 	Policy         string // the gateway's policy name (default "trustgate-gateway")
 	AppRoleMount   string // default "approle"
 	Role           string // the gateway's AppRole (default "trustgate-gateway")
@@ -39,6 +40,7 @@ func (o *SetupOptions) defaults() {
 	set(&o.SigningKey, "trustgate-signing")
 	set(&o.SigningKeyType, "ecdsa-p256")
 	set(&o.PseudonymKey, "trustgate-pseudonym")
+	set(&o.NoteKey, "trustgate-note")
 	set(&o.Policy, "trustgate-gateway")
 	set(&o.AppRoleMount, "approle")
 	set(&o.Role, "trustgate-gateway")
@@ -59,13 +61,14 @@ type SetupResult struct {
 }
 
 // Policy is the gateway's Vault policy: sign and verify with the signing
-// key, HMAC with the pseudonym key, read both keys' metadata (versions and
-// public keys), and look up, renew and revoke its own token. Nothing else:
-// no export, backup, rotate, trim, config or delete, no other key.
-func Policy(mount, signingKey, pseudonymKey string) string {
+// key, sign with the note key, HMAC with the pseudonym key, read the three
+// keys' metadata (versions and public keys), and look up, renew and revoke
+// its own token. Nothing else: no export, backup, rotate, trim, config or
+// delete, no other key.
+func Policy(mount, signingKey, pseudonymKey, noteKey string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# trustgate gateway: written by `trustgate vault setup`; see docs/operations.md.\n")
-	fmt.Fprintf(&b, "# Sign, verify and HMAC with its own two transit keys and read their\n")
+	fmt.Fprintf(&b, "# Sign, verify and HMAC with its own three transit keys and read their\n")
 	fmt.Fprintf(&b, "# metadata. No export, backup, rotate, trim, config or delete.\n")
 	rule := func(path, caps string) { fmt.Fprintf(&b, "path %q {\n  capabilities = [%s]\n}\n", path, caps) }
 	rule(mount+"/sign/"+signingKey, `"update"`)
@@ -73,6 +76,8 @@ func Policy(mount, signingKey, pseudonymKey string) string {
 	rule(mount+"/hmac/"+pseudonymKey, `"update"`)
 	rule(mount+"/keys/"+signingKey, `"read"`)
 	rule(mount+"/keys/"+pseudonymKey, `"read"`)
+	rule(mount+"/sign/"+noteKey, `"update"`)
+	rule(mount+"/keys/"+noteKey, `"read"`)
 	fmt.Fprintf(&b, "# Its own token only (the default policy is not attached).\n")
 	rule("auth/token/lookup-self", `"read"`)
 	rule("auth/token/renew-self", `"update"`)
@@ -81,7 +86,7 @@ func Policy(mount, signingKey, pseudonymKey string) string {
 }
 
 // Setup prepares Vault for a gateway, with an administrator's client: it
-// enables transit at the mount, creates the two keys with the right types
+// enables transit at the mount, creates the three keys with the right types
 // (not exportable, no plaintext backup), writes the policy, enables
 // AppRole, creates the gateway's role bound to the policy alone, and
 // generates a secret id. It is safe to run again: what exists is checked
@@ -92,7 +97,7 @@ func Setup(ctx context.Context, c *api.Client, o SetupOptions) (*SetupResult, er
 	if _, ok := signingTypes[o.SigningKeyType]; !ok {
 		return nil, fmt.Errorf("vault setup: signing key type %q is not one of ecdsa-p256, ed25519", o.SigningKeyType)
 	}
-	res := &SetupResult{Policy: Policy(o.Mount, o.SigningKey, o.PseudonymKey)}
+	res := &SetupResult{Policy: Policy(o.Mount, o.SigningKey, o.PseudonymKey, o.NoteKey)}
 	step := func(format string, a ...any) { res.Steps = append(res.Steps, fmt.Sprintf(format, a...)) }
 	fail := func(what string, err error) (*SetupResult, error) {
 		return res, fmt.Errorf("vault setup: %w", classify(c.Address(), what, err))
@@ -114,7 +119,7 @@ func Setup(ctx context.Context, c *api.Client, o SetupOptions) (*SetupResult, er
 		step("transit secrets engine already at %s/", o.Mount)
 	}
 
-	for _, k := range []struct{ name, typ string }{{o.SigningKey, o.SigningKeyType}, {o.PseudonymKey, pseudonymType}} {
+	for _, k := range []struct{ name, typ string }{{o.SigningKey, o.SigningKeyType}, {o.PseudonymKey, pseudonymType}, {o.NoteKey, noteType}} {
 		sec, err := c.Logical().ReadWithContext(ctx, o.Mount+"/keys/"+k.name)
 		if err != nil {
 			return fail("read key "+k.name, err)

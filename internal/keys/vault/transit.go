@@ -28,8 +28,12 @@ var signingTypes = map[string]jwa.SignatureAlgorithm{
 	"ed25519":    jwa.EdDSA,
 }
 
-// pseudonymType is the transit key type pseudonyms are HMACs under.
-const pseudonymType = "hmac"
+// pseudonymType is the transit key type pseudonyms are HMACs under;
+// noteType the type of the key checkpoint notes are signed with.
+const (
+	pseudonymType = "hmac"
+	noteType      = "ed25519"
+)
 
 // keyInfo is what the store uses of a transit key's metadata
 // (GET MOUNT/keys/NAME).

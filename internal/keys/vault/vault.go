@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -38,6 +39,10 @@ type Options struct {
 	// PseudonymKeyVersion (default 1). See doc.go for why it is pinned.
 	PseudonymKey        string
 	PseudonymKeyVersion int
+	// NoteKey is the transit key of type ed25519 that signs the
+	// checkpoint notes witnesses co-sign (default "trustgate-note"),
+	// at its latest version.
+	NoteKey string
 	// AuthMethod is AuthAppRole (RoleID, SecretIDFile, AppRoleMount
 	// default "approle") or AuthToken (TokenFile, else VAULT_TOKEN).
 	AuthMethod   string
@@ -68,6 +73,7 @@ func (o *Options) defaults() {
 	set(&o.Mount, "transit")
 	set(&o.SigningKey, "trustgate-signing")
 	set(&o.PseudonymKey, "trustgate-pseudonym")
+	set(&o.NoteKey, "trustgate-note")
 	set(&o.AuthMethod, AuthAppRole)
 	set(&o.AppRoleMount, "approle")
 	if o.PseudonymKeyVersion == 0 {
@@ -102,9 +108,11 @@ type Store struct {
 	tr     *transit
 	signer *batcher
 	hmacer *batcher
+	noter  *batcher
 	cache  *lru.Cache[string, string] // subject → pseudonym; nil when off
 
 	signing atomic.Pointer[signingState]
+	note    atomic.Pointer[noteState]
 	healthy atomic.Bool
 	opened  atomic.Bool // Open succeeded: changes of health are news
 
@@ -123,6 +131,13 @@ type signingState struct {
 	version int
 	kid     string
 	public  jwk.Set
+}
+
+// noteState is the note key's version new note signatures use and its
+// public key.
+type noteState struct {
+	version int
+	public  ed25519.PublicKey
 }
 
 var _ keys.Store = (*Store)(nil)
@@ -169,6 +184,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.tr = &transit{client: client, addr: addr, mount: opts.Mount, onResult: s.observe}
 	s.signer = newBatcher(s.ctx, opts.BatchWindow, opts.BatchMax, opts.Timeout, func(ctx context.Context, v int, in [][]byte) ([]result, error) {
 		return s.tr.sign(ctx, opts.SigningKey, s.signing.Load().keyType, v, in)
+	})
+	s.noter = newBatcher(s.ctx, opts.BatchWindow, opts.BatchMax, opts.Timeout, func(ctx context.Context, v int, in [][]byte) ([]result, error) {
+		return s.tr.sign(ctx, opts.NoteKey, "ed25519", v, in)
 	})
 	s.hmacer = newBatcher(s.ctx, opts.BatchWindow, opts.BatchMax, opts.Timeout, func(ctx context.Context, v int, in [][]byte) ([]result, error) {
 		return s.tr.hmac(ctx, opts.PseudonymKey, v, in)
@@ -255,12 +273,16 @@ func (s *Store) check(ctx context.Context) error {
 	if err := s.refreshSigning(ctx); err != nil {
 		return err
 	}
+	if err := s.refreshNote(ctx); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	wg.Add(3)
+	errs := make([]error, 4)
+	wg.Add(4)
 	go func() { defer wg.Done(); errs[0] = s.checkPseudonymKey(ctx) }()
 	go func() { defer wg.Done(); _, errs[1] = s.sign(ctx, probeInput) }()
 	go func() { defer wg.Done(); _, errs[2] = s.hmacer.do(ctx, s.opts.PseudonymKeyVersion, probeInput) }()
+	go func() { defer wg.Done(); _, errs[3] = s.noter.do(ctx, s.note.Load().version, probeInput) }()
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
@@ -302,6 +324,38 @@ func (s *Store) refreshSigning(ctx context.Context) error {
 	st := &signingState{keyType: k.Type, alg: alg, version: hi, kid: kid(k.Name, hi), public: set}
 	if old := s.signing.Swap(st); old != nil && old.version != st.version {
 		s.opts.Logger.Info("vault: signing key rotated; new signatures use the new version", "kid", st.kid, "verifiable_from", kid(k.Name, lo))
+	}
+	return nil
+}
+
+// refreshNote reads the note key's metadata: its type (ed25519 only), that
+// it cannot leave Vault, and the public key of its latest version, which
+// new note signatures use.
+func (s *Store) refreshNote(ctx context.Context) error {
+	k, err := s.tr.readKey(ctx, s.opts.NoteKey)
+	if err != nil {
+		return err
+	}
+	op := "check note key " + s.opts.NoteKey
+	switch {
+	case k.Type != noteType:
+		return misconfigured(s.addr, op, "it is a %s key; checkpoint notes are signed with an ed25519 key", k.Type)
+	case k.Exportable || k.AllowPlaintextBackup:
+		return misconfigured(s.addr, op, "it is exportable or allows plaintext backup: the private key could leave Vault; create a new key without them")
+	case k.LatestVersion < 1:
+		return misconfigured(s.addr, op, "it has no version to sign with")
+	}
+	j, err := publicJWK(k, k.LatestVersion)
+	if err != nil {
+		return invalid(s.addr, op, "%v", err)
+	}
+	var pub ed25519.PublicKey
+	if err := j.Raw(&pub); err != nil {
+		return invalid(s.addr, op, "%v", err)
+	}
+	st := &noteState{version: k.LatestVersion, public: pub}
+	if old := s.note.Swap(st); old != nil && old.version != st.version {
+		s.opts.Logger.Info("vault: note key rotated; give witnesses and verifiers the new note key", "key", kid(k.Name, st.version))
 	}
 	return nil
 }
@@ -418,6 +472,33 @@ func (s *Store) PublicKeys(ctx context.Context) (jwk.Set, error) {
 	return s.signing.Load().public, nil
 }
 
+// NoteKey implements keys.NoteSigner: the public key of the note key's
+// latest version, as of the last successful check.
+func (s *Store) NoteKey(ctx context.Context) (ed25519.PublicKey, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, s.unavailable("note key", err)
+	}
+	return s.note.Load().public, nil
+}
+
+// SignNote implements keys.NoteSigner: transit signs msg with the note
+// key's latest version (pure Ed25519, no prehash); the signature is the
+// raw 64 bytes.
+func (s *Store) SignNote(ctx context.Context, msg []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, s.unavailable("sign note", err)
+	}
+	sig, err := s.noter.do(ctx, s.note.Load().version, msg)
+	if err != nil {
+		return nil, s.unavailable("sign note", err)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		return nil, s.unavailable("sign note", invalid(s.addr, "sign note", "%v", err))
+	}
+	return raw, nil
+}
+
 // Ready implements keys.Store: it checks now, against Vault, what
 // requests need (see check), within the store's timeout.
 func (s *Store) Ready(ctx context.Context) error {
@@ -442,6 +523,7 @@ func (s *Store) Close() error {
 		s.wg.Wait()
 		s.signer.wait()
 		s.hmacer.wait()
+		s.noter.wait()
 		s.auth.revoke(context.Background())
 	})
 	return nil
