@@ -272,6 +272,33 @@ func TestInvolvementIndexEndToEnd(t *testing.T) {
 	if v := want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild2+"/involvements", police(), nil), 200).Body["involvements"].([]any); len(v) != 1 || v[0].(map[string]any)["status"] != "active" {
 		t.Fatalf("the police's remaining involvement: %v", v)
 	}
+	// Update and end, over HTTP: only the recording agency, no free
+	// text, not ended before its start; an ended one stays visible.
+	pid := want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild2+"/involvements", police(), nil), 200).Body["involvements"].([]any)[0].(map[string]any)["id"].(string)
+	r = want(t, g.send(http.MethodPatch, "/v1/involvements/"+pid, police(), map[string]any{"practitioner": "ppu-0009", "phone": "+44 1632 960123", "renew": true}), 200)
+	if v := r.Body["involvement"].(map[string]any); v["practitioner"] != "ppu-0009" || v["contact"].(map[string]any)["phone"] != "+44 1632 960123" || v["renew_by"] == nil {
+		t.Fatalf("updated: %s", r.Raw)
+	}
+	if r := want(t, g.send(http.MethodPatch, "/v1/involvements/"+pid, police(), map[string]any{"notes": "worried"}), 400); errorOf(t, r)["field"] != "notes" {
+		t.Fatalf("free text in an update: %s", r.Raw)
+	}
+	want(t, g.send(http.MethodPatch, "/v1/involvements/"+pid, csc(), map[string]any{"practitioner": "sw-0042"}), 404)
+	if r := want(t, g.send(http.MethodPost, "/v1/involvements/"+pid+"/end", police(), map[string]any{"end": "2026-09-01T00:00:00Z"}), 400); errorOf(t, r)["field"] != "end" {
+		t.Fatalf("an end before the start: %s", r.Raw)
+	}
+	// The basis is the practitioner's own: the new one may look, the old one no longer.
+	want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild2+"/involvements", police(), nil), 403)
+	if v := want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild2+"/involvements", g.as("exley-police", "ppu-0009", "police_officer"), nil), 200).Body["involvements"].([]any)[0].(map[string]any); v["practitioner"] != "ppu-0009" || v["status"] != "active" {
+		t.Fatalf("after the refused changes: %v", v)
+	}
+	r = want(t, g.send(http.MethodPost, "/v1/involvements/"+pid+"/end", police(), map[string]any{}), 200)
+	if v := r.Body["involvement"].(map[string]any); v["status"] != "ended" || v["end_reason"] != "ended" {
+		t.Fatalf("ended: %s", r.Raw)
+	}
+	want(t, g.send(http.MethodPatch, "/v1/involvements/"+pid, police(), map[string]any{"renew": true}), 409)
+	if g.indexCount(ixChild2) != 1 {
+		t.Fatal("the ended involvement is not visible")
+	}
 	bad := map[string]any{"involvements": []any{involvementBody(ixChild2, "ppu-0003", "child_protection_plan", false), map[string]any{"subject": ixChild3, "kind": "x"}}}
 	if r := want(t, g.send(http.MethodPut, "/v1/caseload", police(), bad), 400); errorOf(t, r)["field"] != "involvements[1].practitioner" {
 		t.Fatalf("bad caseload: %s", r.Raw)
