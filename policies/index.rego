@@ -31,36 +31,74 @@ default lookup := {
 	"notify": [],
 }
 
+# The first of these that applies. The common cases come first and are
+# decided from the input's own flags and purpose alone (no protocol,
+# consent, time or involved agency is read): a practitioner with an active
+# involvement of their own, or in the team around the child of an open
+# early help episode, looking for no safeguarding purpose, sees the
+# involvements, nothing of the shielded services, and tells no one. Only
+# a safeguarding lookup reads who is involved, and only a practitioner who
+# is not involved is held to the protocols.
 lookup := {
 	"allow": true,
-	"reasons": array.concat(basis_reasons, shielded_reasons),
-	"basis": basis,
+	"reasons": [own_involvement, shielded_hidden],
+	"basis": "involved",
+	"protocol": null,
+	"shielded": "hidden",
+	"notify": [],
+} if {
+	input.own.involvement == true
+	not input.purpose in safeguarding_purposes
+} else := {
+	"allow": true,
+	"reasons": [own_team, shielded_hidden],
+	"basis": "involved",
+	"protocol": null,
+	"shielded": "hidden",
+	"notify": [],
+} if {
+	input.own.team == true
+	not input.purpose in safeguarding_purposes
+} else := {
+	"allow": true,
+	"reasons": [own_reason, shielded_reason],
+	"basis": "involved",
+	"protocol": null,
+	"shielded": shielded_view,
+	"notify": sort(shielded_told),
+} if {
+	involved
+} else := {
+	"allow": true,
+	"reasons": [protocol_reason, shielded_reason],
+	"basis": "protocol",
 	"protocol": protocol_ref,
 	"shielded": shielded_view,
-	"notify": sort([p | some p in notify]),
-} if basis
-
-lookup := {
+	"notify": sort(shielded_told | others_told),
+} if {
+	count(receiving) > 0
+} else := {
 	"allow": false,
 	"reasons": refusal_reasons,
 	"basis": "",
 	"protocol": null,
 	"shielded": "hidden",
 	"notify": [],
-} if not basis
+}
 
 # Who may look: a practitioner with an active involvement of their own, or
 # in the team around the child of an open early help episode ...
-basis := "involved" if involved
-
-basis := "protocol" if {
-	not involved
-	count(receiving) > 0
-}
-
 involved if input.own.involvement == true
 
 involved if input.own.team == true
+
+own_involvement := "the practitioner has an active involvement with the child"
+
+own_team := "the practitioner is in the team around the child of the open early help episode"
+
+own_reason := own_involvement if input.own.involvement == true
+
+else := own_team
 
 # ... or a practitioner whose agency an in-force protocol it signed lets
 # receive the child's involvement (the category "involvement") for the
@@ -110,18 +148,9 @@ wanting_consent contains [p.id, r.id] if {
 
 chosen := sort(receiving)[0]
 
-protocol_ref := null if basis == "involved"
+protocol_ref := {"id": chosen[0], "rule": chosen[1], "version": chosen[2], "title": chosen[3]}
 
-protocol_ref := {"id": chosen[0], "rule": chosen[1], "version": chosen[2], "title": chosen[3]} if basis == "protocol"
-
-basis_reasons := ["the practitioner has an active involvement with the child"] if input.own.involvement == true
-
-basis_reasons := ["the practitioner is in the team around the child of the open early help episode"] if {
-	not input.own.involvement == true
-	input.own.team == true
-}
-
-basis_reasons := [sprintf("protocol %s rule %s lets %s receive the child's involvement for %s", [chosen[0], chosen[1], input.requester.partner, input.purpose])] if basis == "protocol"
+protocol_reason := sprintf("protocol %s rule %s lets %s receive the child's involvement for %s", [chosen[0], chosen[1], input.requester.partner, input.purpose])
 
 # ---------------------------------------------------------------------------
 # Shielded services. An ordinary lookup shows nothing of them: not their
@@ -132,12 +161,8 @@ basis_reasons := [sprintf("protocol %s rule %s lets %s receive the child's invol
 
 safeguarding_purposes := {"safeguarding", "child_protection"}
 
-shielded_others contains v.partner if {
-	some v in input.involved
-	v.shielded == true
-	v.partner != input.requester.partner
-}
-
+# An ordinary lookup stops at the purpose: the shielded services are not
+# looked at.
 default shielded_view := "hidden"
 
 shielded_view := "acknowledged" if {
@@ -145,21 +170,27 @@ shielded_view := "acknowledged" if {
 	count(shielded_others) > 0
 }
 
-shielded_reasons := ["a shielded service is involved: it is acknowledged without its name and told of this enquiry"] if shielded_view == "acknowledged"
+shielded_others contains v.partner if {
+	some v in input.involved
+	v.shielded == true
+	v.partner != input.requester.partner
+}
 
-shielded_reasons := ["shielded services are not shown in this lookup"] if shielded_view == "hidden"
+shielded_hidden := "shielded services are not shown in this lookup"
+
+shielded_reason := "a shielded service is involved: it is acknowledged without its name and told of this enquiry" if {
+	shielded_view == "acknowledged"
+} else := shielded_hidden
 
 # Who is told of the lookup: the shielded services acknowledged, and, when
 # the requester looked on a protocol's basis (from outside the team), the
 # other agencies involved. A practitioner who is involved looking at their
 # own team tells no one.
-notify contains p if {
+shielded_told := shielded_others if {
 	shielded_view == "acknowledged"
-	some p in shielded_others
-}
+} else := set()
 
-notify contains v.partner if {
-	basis == "protocol"
+others_told contains v.partner if {
 	some v in input.involved
 	not v.shielded == true
 	v.partner != input.requester.partner

@@ -70,7 +70,7 @@ func (g *gateway) inbox(partner, event string) []provider.Notification {
 	}
 	// Any practitioner of the agency may read its notifications: a role it
 	// may hold that needs no appointment.
-	role := map[string]string{"exley-csc": "social_worker", "exley-camhs": "camhs_clinician"}[partner]
+	role := map[string]string{"exley-csc": "social_worker", "exley-camhs": "camhs_clinician", "riverside-gp": "gp"}[partner]
 	decodeInto(g.t, want(g.t, g.do(http.MethodGet, "/v1/notifications", g.as(partner, "reader", role), nil), 200).Raw, &out)
 	var ns []provider.Notification
 	for _, n := range out.Notifications {
@@ -220,6 +220,29 @@ func TestInvolvementIndexEndToEnd(t *testing.T) {
 	if eh["open"] != true || lead["practitioner"] != "gp-0101" || len(eh["lead_history"].([]any)) != 2 || len(eh["team"].([]any)) != 2 {
 		t.Fatalf("early help view: %s", r.Raw)
 	}
+	// The previous lead's agency is told, naming the episode.
+	if ns := g.inbox("exley-csc", provider.EventLeadChanged); len(ns) != 1 || ns[0].Episode != ep || ns[0].LeadPractitioner != "ehw-0011" || ns[0].Subject != "" {
+		t.Fatalf("exley-csc told of the lead's change: %+v", ns)
+	}
+	// The older route names the lead in the same episode (the one place
+	// it is kept): the history grows, the lead it replaced is told.
+	r = want(t, g.send(http.MethodPut, "/v1/subjects/"+ixChild+"/lead-professional", g.as("exley-csc", "tm-0001", "team_manager"), map[string]any{"partner": "exley-csc", "practitioner": "ehw-0011"}), 200)
+	if r.Body["episode"] != ep {
+		t.Fatalf("the lead-professional route's episode: %s", r.Raw)
+	}
+	if ns := g.inbox("riverside-gp", provider.EventLeadChanged); len(ns) != 1 || ns[0].Subject != ixChild || ns[0].LeadPractitioner != "gp-0101" {
+		t.Fatalf("riverside-gp told of the lead's change: %+v", ns)
+	}
+	r = want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild+"/involvements", ehw(), nil), 200)
+	eh = r.Body["early_help"].(map[string]any)
+	if eh["lead_professional"].(map[string]any)["practitioner"] != "ehw-0011" || len(eh["lead_history"].([]any)) != 3 {
+		t.Fatalf("early help view after the older route: %s", r.Raw)
+	}
+	// Naming the lead it already has changes nothing and tells no one.
+	want(t, g.send(http.MethodPut, "/v1/subjects/"+ixChild+"/lead-professional", g.as("exley-csc", "tm-0001", "team_manager"), map[string]any{"partner": "exley-csc", "practitioner": "ehw-0011"}), 200)
+	if len(g.inbox("exley-csc", provider.EventLeadChanged)) != 1 || len(g.inbox("riverside-gp", provider.EventLeadChanged)) != 1 {
+		t.Fatal("naming the same lead again told someone")
+	}
 
 	// 6. Caseload sync: idempotent; what is left out is ended, not deleted.
 	police := func() string { return g.as("exley-police", "ppu-0003", "police_officer") }
@@ -248,6 +271,33 @@ func TestInvolvementIndexEndToEnd(t *testing.T) {
 	want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild3+"/involvements", police(), nil), 403)
 	if v := want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild2+"/involvements", police(), nil), 200).Body["involvements"].([]any); len(v) != 1 || v[0].(map[string]any)["status"] != "active" {
 		t.Fatalf("the police's remaining involvement: %v", v)
+	}
+	// Update and end, over HTTP: only the recording agency, no free
+	// text, not ended before its start; an ended one stays visible.
+	pid := want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild2+"/involvements", police(), nil), 200).Body["involvements"].([]any)[0].(map[string]any)["id"].(string)
+	r = want(t, g.send(http.MethodPatch, "/v1/involvements/"+pid, police(), map[string]any{"practitioner": "ppu-0009", "phone": "+44 1632 960123", "renew": true}), 200)
+	if v := r.Body["involvement"].(map[string]any); v["practitioner"] != "ppu-0009" || v["contact"].(map[string]any)["phone"] != "+44 1632 960123" || v["renew_by"] == nil {
+		t.Fatalf("updated: %s", r.Raw)
+	}
+	if r := want(t, g.send(http.MethodPatch, "/v1/involvements/"+pid, police(), map[string]any{"notes": "worried"}), 400); errorOf(t, r)["field"] != "notes" {
+		t.Fatalf("free text in an update: %s", r.Raw)
+	}
+	want(t, g.send(http.MethodPatch, "/v1/involvements/"+pid, csc(), map[string]any{"practitioner": "sw-0042"}), 404)
+	if r := want(t, g.send(http.MethodPost, "/v1/involvements/"+pid+"/end", police(), map[string]any{"end": "2026-09-01T00:00:00Z"}), 400); errorOf(t, r)["field"] != "end" {
+		t.Fatalf("an end before the start: %s", r.Raw)
+	}
+	// The basis is the practitioner's own: the new one may look, the old one no longer.
+	want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild2+"/involvements", police(), nil), 403)
+	if v := want(t, g.do(http.MethodGet, "/v1/subjects/"+ixChild2+"/involvements", g.as("exley-police", "ppu-0009", "police_officer"), nil), 200).Body["involvements"].([]any)[0].(map[string]any); v["practitioner"] != "ppu-0009" || v["status"] != "active" {
+		t.Fatalf("after the refused changes: %v", v)
+	}
+	r = want(t, g.send(http.MethodPost, "/v1/involvements/"+pid+"/end", police(), map[string]any{}), 200)
+	if v := r.Body["involvement"].(map[string]any); v["status"] != "ended" || v["end_reason"] != "ended" {
+		t.Fatalf("ended: %s", r.Raw)
+	}
+	want(t, g.send(http.MethodPatch, "/v1/involvements/"+pid, police(), map[string]any{"renew": true}), 409)
+	if g.indexCount(ixChild2) != 1 {
+		t.Fatal("the ended involvement is not visible")
 	}
 	bad := map[string]any{"involvements": []any{involvementBody(ixChild2, "ppu-0003", "child_protection_plan", false), map[string]any{"subject": ixChild3, "kind": "x"}}}
 	if r := want(t, g.send(http.MethodPut, "/v1/caseload", police(), bad), 400); errorOf(t, r)["field"] != "involvements[1].practitioner" {
@@ -289,8 +339,8 @@ func TestInvolvementIndexEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if lookups != 6 || !rep.Chain.Linked {
-		t.Fatalf("%d lookups in the report (want 6), chain %+v", lookups, rep.Chain)
+	if lookups != 7 || !rep.Chain.Linked {
+		t.Fatalf("%d lookups in the report (want 7), chain %+v", lookups, rep.Chain)
 	}
 
 	// The trail verifies after the erasure.

@@ -27,6 +27,9 @@ var ErrLocked = errors.New("locked by another process")
 // preparing its buckets or checking its version).
 var ErrOpen = errors.New("open")
 
+// ErrVersion: the file records another format version than the caller's.
+var ErrVersion = errors.New("unsupported format version")
+
 // Open opens (creating if need be) the bbolt file at path, creates meta and
 // buckets, and checks or records the format version under versionKey in
 // meta as a big-endian uint64.
@@ -47,7 +50,7 @@ func Open(path string, timeout time.Duration, meta, versionKey []byte, version u
 		m := tx.Bucket(meta)
 		if v := m.Get(versionKey); v != nil {
 			if len(v) != 8 || binary.BigEndian.Uint64(v) != version {
-				return fmt.Errorf("format version %x is not %d", v, version)
+				return fmt.Errorf("%w: format version %x is not %d", ErrVersion, v, version)
 			}
 			return nil
 		}

@@ -10,8 +10,8 @@
 // keyed by the child's pseudonym from the key store (32 raw bytes of the
 // HMAC; no NHS number is stored):
 //
-//	meta                 "version" → big-endian uint64
-//	inv                  pseudonym ‖ id(8) → Involvement JSON
+//	meta                 "version" → big-endian uint64 (format 2)
+//	inv                  pseudonym ‖ id(8) → Involvement, binary (codec.go)
 //	ids                  id(8) → pseudonym (an involvement's child, by id)
 //	active               partner ‖ 0x00 ‖ pseudonym ‖ id(8) → ∅ (each agency's active caseload)
 //	renew                renewed-at ns(8) ‖ id(8) → ∅ (active involvements by last renewal: lapsing)
@@ -20,6 +20,11 @@
 //	epids                id(8) → pseudonym
 //	matches              pseudonym ‖ id(8) → Match JSON
 //	parties              partner ‖ 0x00 ‖ practitioner ‖ 0x00 ‖ id(8) → pseudonym (a practitioner's matches)
+//
+// Format 2 stores an involvement in the binary form of codec.go (format 1
+// stored its JSON: three times the bytes, and the decoding was most of a
+// lookup's read); Open refuses a file of another format with a message
+// that says what to do.
 //
 // Promises:
 //

@@ -20,7 +20,9 @@ import (
 	"github.com/childrens-trust/trustgate/internal/nhs"
 )
 
-const formatVersion uint64 = 1
+// formatVersion 2: involvements in the binary form of codec.go (format
+// 1 stored them as JSON; a format-1 file is refused, see Open).
+const formatVersion uint64 = 2
 
 var (
 	bucketMeta     = []byte("meta")
@@ -88,6 +90,11 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("involvement: %s: %w (is another gateway running?)", path, ErrBusy)
 	case errors.Is(err, boltfile.ErrOpen):
 		return nil, fmt.Errorf("involvement: open %s: %w", path, errors.Unwrap(err))
+	case errors.Is(err, boltfile.ErrVersion):
+		// Refused, not migrated: format 1 was only ever written by
+		// development builds of the index (no release carried it), and
+		// the index is rebuilt from the agencies' caseload syncs.
+		return nil, fmt.Errorf("involvement: %s: %w: this gateway reads index format %d; move the file aside (the agencies' next caseload syncs rebuild the index) or run the build that wrote it", path, err, formatVersion)
 	case err != nil:
 		return nil, fmt.Errorf("involvement: %s: %w", path, err)
 	}
@@ -304,8 +311,8 @@ func getInv(tx *bolt.Tx, subj, id []byte) (*Involvement, error) {
 	if raw == nil {
 		return nil, nil
 	}
-	v := new(Involvement)
-	if err := json.Unmarshal(raw, v); err != nil {
+	v, err := decodeInv(subj, id, raw)
+	if err != nil {
 		return nil, fmt.Errorf("involvement %x: %w", id, err)
 	}
 	return v, nil
@@ -316,8 +323,8 @@ func childInvolvements(tx *bolt.Tx, subj []byte) ([]*Involvement, error) {
 	var out []*Involvement
 	c := tx.Bucket(bucketInv).Cursor()
 	for k, raw := c.Seek(subj); k != nil && bytes.HasPrefix(k, subj); k, raw = c.Next() {
-		v := new(Involvement)
-		if err := json.Unmarshal(raw, v); err != nil {
+		v, err := decodeInv(subj, k[32:], raw)
+		if err != nil {
 			return nil, fmt.Errorf("involvement %x: %w", k[32:], err)
 		}
 		out = append(out, v)
@@ -368,11 +375,7 @@ func (s *Store) writeInv(j *journal, prev, v *Involvement, now time.Time) error 
 			return err
 		}
 	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return put(bucketInv, append(append([]byte{}, subj...), id...), raw)
+	return put(bucketInv, append(append([]byte{}, subj...), id...), encodeInv(v))
 }
 
 // Record stores a new involvement of v.Partner (ID, times and Shielded

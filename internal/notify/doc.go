@@ -1,14 +1,15 @@
 // Package notify owns access notifications: the durable outbox that
 // delivers them to partners' webhooks, each partner's inbox that
-// GET /v1/notifications reads, and the record of each child's lead
-// professional (who is notified besides the provider).
+// GET /v1/notifications reads. (The child's lead professional, who is
+// notified besides the provider, is kept in the involvement index's early
+// help episodes: internal/involvement.)
 //
 // Storage is one bbolt file (data/outbox.db), exclusively this package's:
 //
 //	meta                     "version" → big-endian uint64
 //	inbox/<partner>          big-endian seq → provider.Notification JSON
 //	pending                  partner ‖ 0x00 ‖ big-endian seq → delivery state JSON
-//	leads                    subject pseudonym → Lead JSON
+//	leads                    no longer written (the lead professional was kept here before the index)
 //
 // Promises:
 //

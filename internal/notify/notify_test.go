@@ -80,29 +80,6 @@ func TestInboxesArePerPartner(t *testing.T) {
 	}
 }
 
-func TestLeads(t *testing.T) {
-	s := openStore(t, filepath.Join(t.TempDir(), "outbox.db"))
-	defer s.Close()
-	ctx := context.Background()
-	if l, err := s.Lead(ctx, "pseudo"); l != nil || err != nil {
-		t.Fatalf("none yet: %v %v", l, err)
-	}
-	first := &notify.Lead{Partner: "exley-csc", Practitioner: "sw-1"}
-	if prev, err := s.SetLead(ctx, "pseudo", first); prev != nil || err != nil {
-		t.Fatal(prev, err)
-	}
-	prev, err := s.SetLead(ctx, "pseudo", &notify.Lead{Partner: "exley-academy", Practitioner: "t-7"})
-	if err != nil || prev == nil || prev.Practitioner != "sw-1" {
-		t.Fatalf("replaced %v %v", prev, err)
-	}
-	if _, err := s.SetLead(ctx, "pseudo", prev); err != nil { // undo
-		t.Fatal(err)
-	}
-	if l, _ := s.Lead(ctx, "pseudo"); l.Practitioner != "sw-1" {
-		t.Fatalf("after undo %v", l)
-	}
-}
-
 // receiver is a webhook that verifies each notification and counts
 // deliveries per id; it answers 503 while down.
 type receiver struct {

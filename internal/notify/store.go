@@ -22,8 +22,12 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketInbox   = []byte("inbox")
 	bucketPending = []byte("pending")
-	bucketLeads   = []byte("leads")
-	metaVersion   = []byte("version")
+	// bucketLeads held each child's lead professional before the
+	// involvement index's early help episodes became the one place it is
+	// kept; it is still created so that files of this format open alike,
+	// and nothing reads or writes it.
+	bucketLeads = []byte("leads")
+	metaVersion = []byte("version")
 )
 
 // ErrBusy: the file is locked by another process beyond the open timeout.
@@ -43,15 +47,6 @@ type Options struct {
 type Store struct {
 	db    *bolt.DB
 	added chan struct{}
-}
-
-// Lead is a child's lead professional, as recorded.
-type Lead struct {
-	Partner      string             `json:"partner"`
-	Practitioner string             `json:"practitioner"`
-	SetAt        time.Time          `json:"set_at"`
-	SetBy        provider.Requester `json:"set_by"`
-	RequestID    string             `json:"request_id"`
 }
 
 // delivery is the state of a queued notification. A held one waits for
@@ -280,57 +275,6 @@ func (s *Store) List(ctx context.Context, recipient string, since uint64, limit 
 		return nil, false, fmt.Errorf("notify: list: %w: %w", ErrUnavailable, err)
 	}
 	return out, more, nil
-}
-
-// SetLead records subject's lead professional, replacing any earlier one,
-// and returns the one it replaced (nil if none). SetLead(ctx, subject,
-// nil) removes the record.
-func (s *Store) SetLead(ctx context.Context, subject string, l *Lead) (*Lead, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("notify: lead: %w: %w", ErrUnavailable, err)
-	}
-	var prev *Lead
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLeads)
-		if old := b.Get([]byte(subject)); old != nil {
-			prev = new(Lead)
-			if err := json.Unmarshal(old, prev); err != nil {
-				return err
-			}
-		}
-		if l == nil {
-			return b.Delete([]byte(subject))
-		}
-		v, err := json.Marshal(l)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(subject), v)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("notify: lead: %w: %w", ErrUnavailable, err)
-	}
-	return prev, nil
-}
-
-// Lead returns subject's lead professional, or nil when none is recorded.
-func (s *Store) Lead(ctx context.Context, subject string) (*Lead, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("notify: lead: %w: %w", ErrUnavailable, err)
-	}
-	var l *Lead
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketLeads).Get([]byte(subject))
-		if v == nil {
-			return nil
-		}
-		l = new(Lead)
-		return json.Unmarshal(v, l)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("notify: lead: %w: %w", ErrUnavailable, err)
-	}
-	return l, nil
 }
 
 // Pending is the number of notifications awaiting webhook delivery.

@@ -3,6 +3,8 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // decodeDecision converts the policy's result object into a Decision
@@ -159,4 +161,112 @@ func asFields(v any) (map[string][]string, error) {
 		out[k] = s
 	}
 	return out, nil
+}
+
+// decodeLookup converts the lookup policy's answer, as the evaluator made
+// it, into a Lookup strictly: an object with exactly the known members,
+// each of the right type.
+func decodeLookup(t *ast.Term) (*Lookup, error) {
+	var d Lookup
+	n, err := termMembers(t, "", func(name string, v *ast.Term) (err error) {
+		switch name {
+		case "allow":
+			d.Allow, err = termBool("allow", v)
+		case "reasons":
+			d.Reasons, err = termStrings("reasons", v)
+		case "basis":
+			d.Basis, err = termString("basis", v)
+		case "protocol":
+			d.Protocol, err = termProtocolRef(v)
+		case "shielded":
+			d.Shielded, err = termString("shielded", v)
+		case "notify":
+			d.Notify, err = termStrings("notify", v)
+		default:
+			err = fmt.Errorf("unknown member %q", name)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n != 6 {
+		return nil, fmt.Errorf("%d of the 6 members", n)
+	}
+	return &d, nil
+}
+
+// termMembers calls fn with each member of the object t (what names it in
+// errors) and returns how many there were.
+func termMembers(t *ast.Term, what string, fn func(name string, v *ast.Term) error) (int, error) {
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return 0, fmt.Errorf("%snot an object", what)
+	}
+	err := obj.Iter(func(k, v *ast.Term) error {
+		name, ok := k.Value.(ast.String)
+		if !ok {
+			return fmt.Errorf("%sa member's name is not a string", what)
+		}
+		return fn(string(name), v)
+	})
+	return obj.Len(), err
+}
+
+func termBool(k string, t *ast.Term) (bool, error) {
+	b, ok := t.Value.(ast.Boolean)
+	if !ok {
+		return false, fmt.Errorf("%s: not a boolean", k)
+	}
+	return bool(b), nil
+}
+
+func termString(k string, t *ast.Term) (string, error) {
+	s, ok := t.Value.(ast.String)
+	if !ok {
+		return "", fmt.Errorf("%s: not a string", k)
+	}
+	return string(s), nil
+}
+
+func termStrings(k string, t *ast.Term) ([]string, error) {
+	a, ok := t.Value.(*ast.Array)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an array", k)
+	}
+	out := make([]string, a.Len())
+	for i := range out {
+		s, ok := a.Elem(i).Value.(ast.String)
+		if !ok {
+			return nil, fmt.Errorf("%s[%d]: not a string", k, i)
+		}
+		out[i] = string(s)
+	}
+	return out, nil
+}
+
+func termProtocolRef(t *ast.Term) (*ProtocolRef, error) {
+	if _, ok := t.Value.(ast.Null); ok {
+		return nil, nil
+	}
+	var p ProtocolRef
+	_, err := termMembers(t, "protocol: ", func(name string, v *ast.Term) (err error) {
+		switch name {
+		case "id":
+			p.ID, err = termString("protocol.id", v)
+		case "version":
+			p.Version, err = termString("protocol.version", v)
+		case "rule":
+			p.Rule, err = termString("protocol.rule", v)
+		case "title":
+			p.Title, err = termString("protocol.title", v)
+		default:
+			err = fmt.Errorf("protocol: unknown member %q", name)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
 }

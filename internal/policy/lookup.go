@@ -116,15 +116,15 @@ func (r *Revision) LookupDecide(ctx context.Context, in *LookupInput) (*Lookup, 
 	refuse := func(why string) *Lookup {
 		return &Lookup{Reasons: []string{why}, Shielded: ShieldedHidden, Notify: []string{}}
 	}
-	var out Lookup
-	ok, err := r.evalStrict(ctx, r.index.lookup, in.value(), &out)
+	t, err := r.evalTerm(ctx, r.index.lookup, in.value())
 	if err != nil {
 		return refuse("policy evaluation failed"), err
 	}
-	if !ok {
+	if t == nil {
 		return refuse("the policy gave no lookup decision (" + LookupQuery + " undefined): refused"), nil
 	}
-	if len(out.Reasons) == 0 || (out.Shielded != ShieldedHidden && out.Shielded != ShieldedAcknowledged) ||
+	out, err := decodeLookup(t)
+	if err != nil || len(out.Reasons) == 0 || (out.Shielded != ShieldedHidden && out.Shielded != ShieldedAcknowledged) ||
 		(out.Allow && out.Basis != "involved" && out.Basis != "protocol") || (!out.Allow && out.Basis != "") {
 		return refuse("the policy's lookup decision is malformed: refused"), nil
 	}
@@ -133,10 +133,26 @@ func (r *Revision) LookupDecide(ctx context.Context, in *LookupInput) (*Lookup, 
 			return refuse("the policy's lookup decision tells an agency that is not involved: refused"), nil
 		}
 	}
-	if out.Notify == nil {
-		out.Notify = []string{}
+	return out, nil
+}
+
+// asTerm keeps a query's result as the evaluator made it: the lookup's
+// answer is decoded from the AST (decodeLookup), not converted to Go
+// values and re-encoded as JSON first.
+func asTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+// evalTerm evaluates q and returns its one result term, or nil when it is
+// undefined.
+func (r *Revision) evalTerm(ctx context.Context, q rego.PreparedEvalQuery, in ast.Value) (*ast.Term, error) {
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(in), rego.EvalGenerateJSON(asTerm))
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w: %w", ErrEvaluation, err)
 	}
-	return &out, nil
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, nil
+	}
+	t, _ := rs[0].Expressions[0].Value.(*ast.Term)
+	return t, nil
 }
 
 // MatchDecide evaluates who of a match is told of the other. Undefined or
@@ -172,25 +188,48 @@ func (r *Revision) evalStrict(ctx context.Context, q rego.PreparedEvalQuery, in 
 	return dec.Decode(out) == nil, nil
 }
 
+// The lookup input's member names and fixed values, made once: a lookup's
+// input is built on every request, and the evaluator only reads terms.
+var (
+	lkTimeNS, lkPurpose, lkRequester, lkOwn, lkConsents, lkInvolved = ast.StringTerm("time_ns"), ast.StringTerm("purpose"), ast.StringTerm("requester"), ast.StringTerm("own"), ast.StringTerm("consents"), ast.StringTerm("involved")
+	lkPartner, lkType, lkShielded, lkInvolvement, lkTeam            = ast.StringTerm("partner"), ast.StringTerm("type"), ast.StringTerm("shielded"), ast.StringTerm("involvement"), ast.StringTerm("team")
+	lkTrue, lkFalse                                                 = ast.BooleanTerm(true), ast.BooleanTerm(false)
+	lkOwnTerms                                                      = [2][2]*ast.Term{
+		{ast.ObjectTerm([2]*ast.Term{lkInvolvement, lkFalse}, [2]*ast.Term{lkTeam, lkFalse}), ast.ObjectTerm([2]*ast.Term{lkInvolvement, lkFalse}, [2]*ast.Term{lkTeam, lkTrue})},
+		{ast.ObjectTerm([2]*ast.Term{lkInvolvement, lkTrue}, [2]*ast.Term{lkTeam, lkFalse}), ast.ObjectTerm([2]*ast.Term{lkInvolvement, lkTrue}, [2]*ast.Term{lkTeam, lkTrue})},
+	}
+)
+
+func boolTerm(b bool) *ast.Term {
+	if b {
+		return lkTrue
+	}
+	return lkFalse
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (in *LookupInput) value() ast.Value {
 	involved := make([]*ast.Term, len(in.Involved))
 	for i, v := range in.Involved {
 		involved[i] = ast.ObjectTerm(
-			item("partner", ast.StringTerm(v.Partner)),
-			item("type", ast.StringTerm(v.Type)),
-			item("shielded", ast.BooleanTerm(v.Shielded)),
+			[2]*ast.Term{lkPartner, ast.StringTerm(v.Partner)},
+			[2]*ast.Term{lkType, ast.StringTerm(v.Type)},
+			[2]*ast.Term{lkShielded, boolTerm(v.Shielded)},
 		)
 	}
 	return ast.NewObject(
-		item("time_ns", ast.IntNumberTerm(int(in.TimeNS))),
-		item("purpose", ast.StringTerm(in.Purpose)),
-		item("requester", requesterTerm(in.Requester)),
-		item("own", ast.ObjectTerm(
-			item("involvement", ast.BooleanTerm(in.Own.Involvement)),
-			item("team", ast.BooleanTerm(in.Own.Team)),
-		)),
-		item("consents", consentsTerm(in.Consents)),
-		item("involved", ast.ArrayTerm(involved...)),
+		[2]*ast.Term{lkTimeNS, ast.IntNumberTerm(int(in.TimeNS))},
+		[2]*ast.Term{lkPurpose, ast.StringTerm(in.Purpose)},
+		[2]*ast.Term{lkRequester, requesterTerm(in.Requester)},
+		[2]*ast.Term{lkOwn, lkOwnTerms[b2i(in.Own.Involvement)][b2i(in.Own.Team)]},
+		[2]*ast.Term{lkConsents, consentsTerm(in.Consents)},
+		[2]*ast.Term{lkInvolved, ast.ArrayTerm(involved...)},
 	)
 }
 
@@ -211,11 +250,13 @@ func (in *MatchInput) value() ast.Value {
 	)
 }
 
+var lkPractitioner, lkRole = ast.StringTerm("practitioner"), ast.StringTerm("role")
+
 func requesterTerm(r Requester) *ast.Term {
 	return ast.ObjectTerm(
-		item("partner", ast.StringTerm(r.Partner)),
-		item("type", ast.StringTerm(r.Type)),
-		item("practitioner", ast.StringTerm(r.Practitioner)),
-		item("role", ast.StringTerm(r.Role)),
+		[2]*ast.Term{lkPartner, ast.StringTerm(r.Partner)},
+		[2]*ast.Term{lkType, ast.StringTerm(r.Type)},
+		[2]*ast.Term{lkPractitioner, ast.StringTerm(r.Practitioner)},
+		[2]*ast.Term{lkRole, ast.StringTerm(r.Role)},
 	)
 }

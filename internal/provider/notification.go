@@ -86,6 +86,11 @@ type Notification struct {
 
 	// Match and Lookup describe the index's events (EventMatch,
 	// EventLookup); Provider, Protocol, Categories and Fields are then empty.
+	// Episode is, for a lead professional change made in an early help
+	// episode, the episode's id (the index's lead route names no NHS
+	// number; the previous lead knows the episode).
+	Episode string `json:"episode,omitempty"`
+
 	Match  *MatchNotice  `json:"match,omitempty"`
 	Lookup *LookupNotice `json:"lookup,omitempty"`
 }

@@ -929,9 +929,70 @@ func (s *Server) putEpisodeLead(x *exchange) (int, any, error) {
 		return 0, nil, err
 	}
 	x.entry.LeadPartner, x.entry.LeadPractitioner = mb.Partner, mb.Practitioner
-	return s.changeEpisode(x, "lead", involvement.SetLead(involvement.Lead{
-		Partner: mb.Partner, Practitioner: mb.Practitioner, From: x.entry.Time, SetBy: s.actor(x), RequestID: x.id,
-	}))
+	lead := involvement.Lead{Partner: mb.Partner, Practitioner: mb.Practitioner, From: x.entry.Time, SetBy: s.actor(x), RequestID: x.id}
+	var prev *involvement.Lead
+	status, body, err := s.changeEpisode(x, "lead", func(e *involvement.Episode) error {
+		if l := e.Lead(); l != nil {
+			cp := *l
+			prev = &cp
+		}
+		return involvement.SetLead(lead)(e)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	x.entry.Kind = audit.KindLead
+	if err := s.tellPreviousLead(x, prev, lead, "", mux.Vars(x.r)["id"]); err != nil {
+		return 0, nil, err
+	}
+	return status, body, nil
+}
+
+// leadRole is the team role of a lead professional named by someone else
+// through PUT /v1/subjects/{nhs}/lead-professional (the route does not say
+// the practitioner's role; naming oneself keeps one's own).
+const leadRole = "lead_professional"
+
+// currentLead is the child's lead professional (by pseudonym): the lead
+// of the open early help episode in the index, the one place it is kept;
+// nil when there is none, or no index.
+func (s *Server) currentLead(x *exchange, pseudo string) (*involvement.Lead, error) {
+	if s.deps.Index == nil {
+		return nil, nil
+	}
+	snap, err := s.deps.Index.View(x.ctx, pseudo, x.entry.Time)
+	if err != nil {
+		return nil, err
+	}
+	if e := openEpisode(snap); e != nil {
+		return e.Lead(), nil
+	}
+	return nil, nil
+}
+
+// tellPreviousLead tells the previous lead professional's agency that its
+// practitioner no longer holds the lead (held until the audit entry is
+// durable) — only while that agency is entitled to know about the child
+// (Involvement). subject is the child's NHS number when the request named
+// it, episode the episode's id when it did not.
+func (s *Server) tellPreviousLead(x *exchange, prev *involvement.Lead, next involvement.Lead, subject, episode string) error {
+	if prev == nil || (prev.Partner == next.Partner && prev.Practitioner == next.Practitioner) {
+		return nil
+	}
+	ok, err := s.involvement().Involved(x.ctx, x.rev, prev.Partner, x.entry.Subject, x.entry.Time)
+	if err != nil {
+		x.entry.Kind = audit.KindUnavailable
+		return err
+	}
+	if !ok {
+		return nil
+	}
+	return s.held(x, []*provider.Notification{{
+		ID: provider.NewID(), Recipient: prev.Partner, As: provider.AsLeadProfessional, LeadPractitioner: prev.Practitioner,
+		Event: provider.EventLeadChanged, Time: x.entry.Time, RequestID: x.id, Subject: subject, Episode: episode,
+		Requester:  provider.Requester{Partner: x.claims.Partner, Practitioner: x.claims.Practitioner, Role: x.claims.Role},
+		Categories: []string{}, Fields: []string{},
+	}})
 }
 
 // ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/authz"
 	"github.com/childrens-trust/trustgate/internal/fetch"
+	"github.com/childrens-trust/trustgate/internal/involvement"
 	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/notify"
 	"github.com/childrens-trust/trustgate/internal/policy"
@@ -30,14 +31,13 @@ type RecordFetcher interface {
 	Fetch(ctx context.Context, p *registry.Partner, g *provider.TokenClaims) (*provider.Record, error)
 }
 
-// Notices keeps access notifications and lead professionals (notify.Store).
+// Notices keeps access notifications (notify.Store). The lead
+// professional is kept in the involvement index's early help episodes.
 type Notices interface {
 	Add(ctx context.Context, ns []*provider.Notification, push func(recipient string) bool) error
 	Release(ctx context.Context, ns []*provider.Notification) error
 	Remove(ctx context.Context, ns []*provider.Notification) error
 	List(ctx context.Context, recipient string, since uint64, limit int) ([]provider.Notification, bool, error)
-	SetLead(ctx context.Context, subject string, l *notify.Lead) (*notify.Lead, error)
-	Lead(ctx context.Context, subject string) (*notify.Lead, error)
 }
 
 // errSharingOff: the server was wired without a fetcher or notices.
@@ -177,7 +177,7 @@ func (s *Server) notifications(x *exchange, d *policy.Decision, req *DecisionReq
 	if prov.Sensitive {
 		return ns, nil
 	}
-	lead, err := s.deps.Notices.Lead(x.ctx, x.entry.Subject)
+	lead, err := s.currentLead(x, x.entry.Subject)
 	if err != nil {
 		return nil, err
 	}
@@ -327,56 +327,67 @@ func (s *Server) putLeadProfessional(x *exchange) (int, any, error) {
 	if !ok {
 		return 0, nil, &apiError{Status: http.StatusForbidden, Code: "not_involved", Field: "partner", Reason: lp.ID + " is not involved with the child (no lawful basis to know about them), so none of its practitioners may be the lead professional", Kind: audit.KindRejected}
 	}
+	// The lead professional lives in the child's early help episode in the
+	// involvement index (docs/index.md): this route names it there,
+	// opening an episode when the child has none and joining the named
+	// practitioner to its team.
+	if s.deps.Index == nil {
+		return 0, nil, errIndexOff
+	}
+	x.entry.IndexAction = "lead"
+	snap, err := s.deps.Index.View(x.ctx, pseudo, x.entry.Time)
+	if err != nil {
+		return 0, nil, s.indexError(x, err)
+	}
+	open := openEpisode(snap)
+	var cur *involvement.Lead
+	if open != nil {
+		cur = open.Lead()
+	}
 	// A lead of another agency is not replaced from outside it except by
 	// the local authority practitioners who convene the team around the
 	// child: a practitioner cannot take over the lead for themselves.
-	cur, err := s.deps.Notices.Lead(x.ctx, pseudo)
-	if err != nil {
-		x.entry.Kind = audit.KindUnavailable
-		return 0, nil, err
-	}
 	if cur != nil && cur.Partner != x.claims.Partner && !coordinator {
 		return 0, nil, &apiError{Status: http.StatusForbidden, Code: "lead_held", Reason: "the child's lead professional is a practitioner of another agency; only a local authority social worker, team manager or early help worker may change it", Kind: audit.KindRejected}
 	}
-	lead := &notify.Lead{
-		Partner: lp.ID, Practitioner: req.Practitioner, SetAt: x.entry.Time, RequestID: x.id,
-		SetBy: provider.Requester{Partner: x.claims.Partner, Practitioner: x.claims.Practitioner, Role: x.claims.Role},
-	}
-	prev, err := s.deps.Notices.SetLead(context.WithoutCancel(x.ctx), pseudo, lead)
-	if err != nil {
-		x.entry.Kind = audit.KindUnavailable
-		return 0, nil, err
-	}
-	x.onAuditFailure(func(ctx context.Context) error {
-		_, err := s.deps.Notices.SetLead(ctx, pseudo, prev)
-		return err
-	})
-	// The previous lead is told they no longer hold it (held until the
-	// entry is durable, like a disclosure's notifications).
-	if prev != nil && (prev.Partner != lead.Partner || prev.Practitioner != lead.Practitioner) {
-		n := &provider.Notification{
-			ID: provider.NewID(), Recipient: prev.Partner, As: provider.AsLeadProfessional, LeadPractitioner: prev.Practitioner,
-			Event: provider.EventLeadChanged, Time: x.entry.Time, RequestID: x.id, Subject: subject,
-			Requester: lead.SetBy, Categories: []string{}, Fields: []string{},
+	lead := involvement.Lead{Partner: lp.ID, Practitioner: req.Practitioner, From: x.entry.Time, SetBy: s.actor(x), RequestID: x.id}
+	if cur == nil || cur.Partner != lead.Partner || cur.Practitioner != lead.Practitioner {
+		if open == nil {
+			e, undo, err := s.deps.Index.OpenEpisode(context.WithoutCancel(x.ctx), pseudo, x.entry.Time, s.actor(x), x.claims.Role)
+			if err != nil {
+				return 0, nil, s.indexError(x, err)
+			}
+			x.onAuditFailure(undo)
+			open = e
 		}
-		ns := []*provider.Notification{n}
-		push := func(p string) bool { pp, ok := x.rev.Registry.Partner(p); return ok && pp.Webhook != "" }
-		if err := s.deps.Notices.Add(context.WithoutCancel(x.ctx), ns, push); err != nil {
-			x.entry.Kind = audit.KindUnavailable
+		role := leadRole
+		if lp.ID == x.claims.Partner && req.Practitioner == x.claims.Practitioner {
+			role = x.claims.Role
+		}
+		member := involvement.Member{Partner: lp.ID, Practitioner: req.Practitioner, Role: role, Joined: x.entry.Time}
+		e, undo, err := s.deps.Index.ChangeEpisode(context.WithoutCancel(x.ctx), open.ID, func(e *involvement.Episode) error {
+			if !e.IsMember(member.Partner, member.Practitioner) {
+				if err := involvement.Join(member)(e); err != nil {
+					return err
+				}
+			}
+			return involvement.SetLead(lead)(e)
+		})
+		if err != nil {
+			return 0, nil, s.indexError(x, err)
+		}
+		x.onAuditFailure(undo)
+		open = e
+		if err := s.tellPreviousLead(x, cur, lead, subject, ""); err != nil {
 			return 0, nil, err
 		}
-		x.onAuditFailure(func(ctx context.Context) error { return s.deps.Notices.Remove(ctx, ns) })
-		x.afterAudit(func(ctx context.Context) {
-			if err := s.deps.Notices.Release(ctx, ns); err != nil {
-				x.log.Error("notification stays held until the gateway restarts", "err", err)
-			}
-		})
-		x.entry.NotificationIDs = append(x.entry.NotificationIDs, n.ID)
 	}
+	x.entry.IndexIDs = []string{open.ID}
 	x.entry.Kind = audit.KindLead
 	return http.StatusOK, map[string]any{
 		"request_id":        x.id,
 		"lead_professional": map[string]any{"partner": lp.ID, "practitioner": req.Practitioner},
+		"episode":           open.ID,
 	}, nil
 }
 
