@@ -178,3 +178,30 @@ func TestRetention(t *testing.T) {
 		t.Fatal("the match outlived its involvements")
 	}
 }
+
+// The index keys times as Unix nanoseconds (good until 2262): a start
+// or end outside 2000–2099 is refused, naming the field.
+func TestTimesBounded(t *testing.T) {
+	for _, c := range []struct {
+		start, end time.Time
+		field      string
+	}{
+		{t0, time.Time{}, ""},
+		{t0, t0.AddDate(70, 0, 0), ""},
+		{time.Date(1999, 12, 31, 0, 0, 0, 0, time.UTC), time.Time{}, "start"},
+		{time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), time.Time{}, "start"},
+		{t0, time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), "end"},
+		{t0, t0.Add(-time.Hour), "end"},
+	} {
+		v := inv("c", "p", "early_help", false)
+		v.Start, v.End = c.start, c.end
+		err := v.Check("")
+		var fe *involvement.FieldError
+		switch {
+		case c.field == "" && err != nil:
+			t.Errorf("%v–%v refused: %v", c.start, c.end, err)
+		case c.field != "" && (!errors.As(err, &fe) || fe.Field != c.field):
+			t.Errorf("%v–%v: %v, want a refusal naming %s", c.start, c.end, err, c.field)
+		}
+	}
+}

@@ -151,11 +151,16 @@ func (v *Involvement) Check(p string) error {
 	if v.Start.IsZero() {
 		return bad(p+"start", "required: when the involvement started (RFC 3339)")
 	}
-	if v.Start.Year() < 2000 || v.Start.Year() > 2999 {
-		return bad(p+"start", "must be a date in this century")
+	// This century: the index keys times as Unix nanoseconds, which
+	// hold until 2262, and no involvement began before 2000.
+	if v.Start.Year() < 2000 || v.Start.Year() > 2099 {
+		return bad(p+"start", "must be a date in this century (2000 to 2099)")
 	}
 	if !v.End.IsZero() && v.End.Before(v.Start) {
 		return bad(p+"end", "is before the start")
+	}
+	if !v.End.IsZero() && v.End.Year() > 2099 {
+		return bad(p+"end", "must be a date in this century (2000 to 2099)")
 	}
 	return nil
 }
