@@ -11,13 +11,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
@@ -31,6 +35,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/console"
 	"github.com/childrens-trust/trustgate/internal/demo"
 	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 )
 
@@ -216,22 +221,24 @@ func (g *gateway) as(partner, sub, role, method, path string, body any) map[stri
 	return out
 }
 
-// seed records some history: an allowed share, a denial, and a
-// safeguarding override by a social worker, which opens a review.
+// seed gives the gateway the demo Trust's history, as `make run` does
+// (demo.SeedIndex: the agencies' caseloads; an allowed share, a denial,
+// a safeguarding override by sw-0042 of social care awaiting review; an
+// early help episode for the child with its team and lead professional),
+// and returns the id of the override's review.
 func (g *gateway) seed() (reviewID string) {
-	g.as("exley-csc", "sw-0042", "social_worker", "POST", "/v1/decisions", map[string]any{
-		"subject": child, "provider": "exley-police", "purpose": "safeguarding", "categories": []string{"police_concerns", "household"}})
-	g.as("exley-academy", "t-0007", "teacher", "POST", "/v1/decisions", map[string]any{
-		"subject": child, "provider": "riverside-gp", "purpose": "safeguarding", "categories": []string{"health_summary"}})
-	r := g.as("exley-csc", "sw-0042", "social_worker", "POST", "/v1/decisions", map[string]any{
-		"subject": child, "provider": "riverside-gp", "purpose": "safeguarding", "categories": []string{"health_summary"},
-		"override_ground": "risk_of_significant_harm",
-		"justification":   "Bruising seen at school on 20 November and an unexplained absence; strategy discussion held with police today."})
-	rv, _ := r["review"].(map[string]any)
-	id, _ := rv["id"].(string)
-	if id == "" {
-		g.t.Fatalf("the override opened no review: %v", r)
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := demo.SeedIndex(ctx, g.dir, g.base, g.cfg.GatewayID); err != nil {
+		g.t.Fatal(err)
 	}
+	r := g.as("exley-csc", "ig-0001", "ig_lead", "GET", "/v1/reviews?status=open", nil)
+	rs, _ := r["reviews"].([]any)
+	if len(rs) != 1 {
+		g.t.Fatalf("the demo's seed leaves %d reviews open, not the override's one: %v", len(rs), r)
+	}
+	id, _ := rs[0].(map[string]any)["id"].(string)
 	return id
 }
 
@@ -372,6 +379,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	reviewID := g.seed()
 	ctx := browser(t)
 	axe, shots := axeSource(t), screenshots(t)
+	urls := recordURLs(t, ctx)
 
 	// 1. An IG lead signs in through her agency's OpenID provider: the
 	// console sends her there, she types her password on its page, and
@@ -509,12 +517,110 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.Contains(rep, "t-0007") || !strings.Contains(rep, "deny") || !strings.Contains(rep, "on override") || strings.Contains(rep, "not yet checked") {
 		t.Fatalf("report: %q", rep)
 	}
-	var url2 string
-	must(t, ctx, chromedp.Location(&url2))
-	if strings.Contains(url2, child) {
-		t.Fatalf("the NHS number is in the page address %s", url2)
-	}
 	check(t, ctx, axe, shots, "09-child-report")
+
+	// The audit search by child: the NHS number goes in the form's body;
+	// the results page, its "older" and export links name the child by
+	// the session's reference.
+	must(t, ctx, chromedp.Navigate(g.base+"/console/audit"),
+		chromedp.WaitVisible(`#f-child`, chromedp.ByID),
+		chromedp.SendKeys(`#f-child`, child, chromedp.ByID),
+		chromedp.Submit(`#f-child`, chromedp.ByID))
+	if r := text(t, ctx, "#audit-results"); !strings.Contains(r, "t-0007") || !strings.Contains(r, "(override)") {
+		t.Fatalf("audit search by child: %q", r)
+	}
+	var loc, csvOut string
+	must(t, ctx, chromedp.Location(&loc))
+	if !strings.Contains(loc, "child=c") {
+		t.Fatalf("the search by child is at %s", loc)
+	}
+	// The export of that search, fetched by the page as a click would.
+	must(t, ctx, chromedp.Evaluate(`fetch(document.querySelector('a[href*="format=csv"]').href).then(r => r.text())`, &csvOut,
+		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+	if lines := strings.Split(strings.TrimSpace(csvOut), "\n"); len(lines) < 4 || !strings.HasPrefix(lines[0], "seq,time,kind") || !strings.Contains(csvOut, "t-0007") {
+		t.Fatalf("export of the search by child: %q", csvOut)
+	}
+	check(t, ctx, axe, shots, "10-audit-child")
+
+	// The auditor has no basis to see the team around the child: the
+	// page shows the API's refusal and its reasons.
+	openChild(t, ctx, g.base, child, "team")
+	if r := text(t, ctx, "#team-refused"); !strings.Contains(r, "no basis") || !strings.Contains(r, "no active involvement") {
+		t.Fatalf("the auditor's view of the team: %q", r)
+	}
+	if n := count(t, ctx, "#team, #involvements"); n != 0 {
+		t.Fatalf("a refused person sees %d team tables", n)
+	}
+	check(t, ctx, axe, shots, "11-team-refused")
+
+	// The child's lead professional (sw-0042 of social care) signs in and
+	// sees the team around the child: the episode, its members with who
+	// left, the lead and the history of leads, and the involvements —
+	// not CAMHS, a shielded service, whose practitioner is in the team.
+	signOut(t, ctx)
+	signInLink(t, ctx, g, "exley-csc", "sw-0042", "social_worker")
+	openChild(t, ctx, g.base, child, "team")
+	if l := text(t, ctx, "#lead-professional"); !strings.Contains(l, "sw-0042") || !strings.Contains(l, "Exley Borough Council") {
+		t.Fatalf("lead professional: %q", l)
+	}
+	team := text(t, ctx, "#team")
+	for _, want := range []string{"gp-0101", "ppu-0003", "ewo-0005", "sw-0042", "police_officer"} {
+		if !strings.Contains(team, want) {
+			t.Fatalf("the team lacks %s: %q", want, team)
+		}
+	}
+	var left string
+	must(t, ctx, chromedp.Evaluate(`[...document.querySelectorAll("#team tbody tr")].find(r => r.textContent.includes("ewo-0005")).cells[4].textContent`, &left))
+	if left == "—" || left == "" {
+		t.Fatalf("the member who left shows no date: %q", left)
+	}
+	if h := text(t, ctx, "#lead-history"); !strings.Contains(h, "gp-0101") || !strings.Contains(h, "sw-0042") {
+		t.Fatalf("the history of leads: %q", h)
+	}
+	inv := text(t, ctx, "#involvements")
+	for _, want := range []string{"exley-csc", "exley-police", "riverside-gp"} {
+		if !strings.Contains(inv, want) {
+			t.Fatalf("involvements lack %s: %q", want, inv)
+		}
+	}
+	var page string
+	must(t, ctx, chromedp.Evaluate(`document.body.innerText`, &page))
+	if strings.Contains(strings.ToLower(page), "camhs") || strings.Contains(page, "cl-0007") || strings.Contains(page, "mental_health") {
+		t.Fatalf("the shielded service is shown to the lead professional: %q", page)
+	}
+	if b := text(t, ctx, "#team-basis"); !strings.Contains(b, "involved") {
+		t.Fatalf("basis: %q", b)
+	}
+	check(t, ctx, axe, shots, "12-team")
+
+	// A designated safeguarding lead of a school, on a protocol's basis
+	// for safeguarding: the team, and only that a sensitive service is
+	// involved and was told of the enquiry.
+	signOut(t, ctx)
+	signInLink(t, ctx, g, "st-annes-primary", "dsl-0002", "designated_safeguarding_lead")
+	openChild(t, ctx, g.base, child, "team")
+	if r := text(t, ctx, "#team-refused"); !strings.Contains(r, "no purpose") {
+		t.Fatalf("the DSL without a purpose: %q", r)
+	}
+	must(t, ctx, chromedp.SetValue(`#purpose`, "safeguarding", chromedp.ByID), chromedp.Submit(`#purpose`, chromedp.ByID))
+	if sh := text(t, ctx, "#team-shielded"); !strings.Contains(sh, "sensitive service is also involved") {
+		t.Fatalf("the DSL's safeguarding view: %q", sh)
+	}
+	must(t, ctx, chromedp.Evaluate(`document.body.innerText`, &page))
+	if strings.Contains(strings.ToLower(page), "camhs") || strings.Contains(page, "cl-0007") || !strings.Contains(page, "sw-0042") {
+		t.Fatalf("the DSL's safeguarding view of the team: %q", page)
+	}
+	check(t, ctx, axe, shots, "13-team-protocol")
+
+	// No address the browser asked for carried the NHS number, in any
+	// writing; the listener itself is live: the legacy address with the
+	// number in it is seen, and refused.
+	checkURLs(t, urls, false)
+	must(t, ctx, chromedp.Navigate(g.base+"/console/audit?subject=999+000+0018"))
+	if e := text(t, ctx, ".notice"); !strings.Contains(e, "not searched for by an NHS number in the page address") {
+		t.Fatalf("the legacy address: %q", e)
+	}
+	checkURLs(t, urls, true)
 
 	// The checker is live: text of too low a contrast and an unlabelled
 	// field, added to the page, are found.
@@ -530,6 +636,99 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("axe-core did not find the planted violations: %v", found)
 	}
 	t.Logf("screenshots in %s", shots)
+}
+
+// openChild opens a child's page through the form (the NHS number in
+// the body): view is "report" or "team".
+func openChild(t *testing.T, ctx context.Context, base, nhsNumber, view string) {
+	t.Helper()
+	must(t, ctx, chromedp.Navigate(base+"/console/child"),
+		chromedp.WaitVisible(`#nhs`, chromedp.ByID),
+		chromedp.SendKeys(`#nhs`, nhsNumber, chromedp.ByID),
+		chromedp.Click(`#show-`+view, chromedp.ByID),
+		chromedp.WaitVisible(`.childnav`, chromedp.ByQuery))
+}
+
+func signOut(t *testing.T, ctx context.Context) {
+	t.Helper()
+	must(t, ctx, chromedp.Click(`.who button`, chromedp.ByQuery), chromedp.WaitVisible(`.agencies`, chromedp.ByQuery))
+}
+
+// signInLink signs a demo person in with a development link.
+func signInLink(t *testing.T, ctx context.Context, g *gateway, partner, sub, role string) {
+	t.Helper()
+	key, _, err := protocol.ReadPrivateKey(filepath.Join(g.dir, "keys", partner+".jwk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := console.Link(key, partner, sub, role, g.cfg.GatewayID, g.base, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, ctx, chromedp.Navigate(link), chromedp.Click(`#link-signin`, chromedp.ByID))
+	if who := text(t, ctx, ".who"); !strings.Contains(who, sub) || !strings.Contains(who, role) {
+		t.Fatalf("after the link for %s: %q", sub, who)
+	}
+}
+
+func count(t *testing.T, ctx context.Context, sel string) int {
+	t.Helper()
+	var n int
+	must(t, ctx, chromedp.Evaluate(`document.querySelectorAll(`+strconv.Quote(sel)+`).length`, &n))
+	return n
+}
+
+// urlLog is every address the browser requested (pages, redirects,
+// assets, fetches), from Chromium's network events.
+type urlLog struct {
+	mu   sync.Mutex
+	urls []string
+}
+
+func recordURLs(t *testing.T, ctx context.Context) *urlLog {
+	t.Helper()
+	l := &urlLog{}
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			l.mu.Lock()
+			l.urls = append(l.urls, e.Request.URL)
+			l.mu.Unlock()
+		}
+	})
+	must(t, ctx, network.Enable())
+	return l
+}
+
+// checkURLs fails if an address requested holds a valid NHS number
+// (as written, or once unescaped) — or, with want, if none does.
+func checkURLs(t *testing.T, l *urlLog, want bool) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var with []string
+	childPages := 0
+	for _, u := range l.urls {
+		if strings.Contains(u, "/console/child/c") {
+			childPages++
+		}
+		un, err := url.QueryUnescape(u)
+		if err != nil {
+			un = u
+		}
+		if nhs.Redact(u) != u || nhs.Redact(un) != un {
+			with = append(with, u)
+		}
+	}
+	if childPages == 0 {
+		t.Fatalf("no child page among the %d addresses recorded", len(l.urls))
+	}
+	if want && len(with) == 0 {
+		t.Fatalf("the address with the NHS number was not seen among %d", len(l.urls))
+	}
+	if !want && len(with) > 0 {
+		t.Fatalf("addresses the browser requested carry an NHS number: %v", with)
+	}
+	t.Logf("%d addresses requested, %d with an NHS number", len(l.urls), len(with))
 }
 
 func must(t *testing.T, ctx context.Context, actions ...chromedp.Action) {
