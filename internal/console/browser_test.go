@@ -483,7 +483,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(t, ctx, chromedp.Navigate(link), chromedp.Click(`#link-signin`, chromedp.ByID))
+	must(t, ctx, chromedp.Navigate(link), chromedp.WaitVisible(`#link-signin`, chromedp.ByID))
+	check(t, ctx, axe, shots, "14-link")
+	must(t, ctx, chromedp.Click(`#link-signin`, chromedp.ByID))
 	if who := text(t, ctx, ".who"); !strings.Contains(who, "auditor-07") || !strings.Contains(who, "auditor") {
 		t.Fatalf("after the link: %q", who)
 	}
@@ -506,8 +508,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	check(t, ctx, axe, shots, "08-entry-proof")
 
-	must(t, ctx, chromedp.Navigate(g.base+"/console/child"),
-		chromedp.SendKeys(`#nhs`, "999 000 0018", chromedp.ByID),
+	must(t, ctx, chromedp.Navigate(g.base+"/console/child"), chromedp.WaitVisible(`#nhs`, chromedp.ByID))
+	check(t, ctx, axe, shots, "15-child-form")
+	must(t, ctx, chromedp.SendKeys(`#nhs`, "999 000 0018", chromedp.ByID),
 		chromedp.Submit(`#nhs`, chromedp.ByID),
 		chromedp.WaitVisible(`#report-verdict[data-verified]`, chromedp.ByQuery))
 	if v := text(t, ctx, "#report-verdict"); !strings.HasPrefix(v, "✓ All ") {
@@ -592,6 +595,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("basis: %q", b)
 	}
 	check(t, ctx, axe, shots, "12-team")
+	// A child with no early help episode: the page says so and what to do.
+	openChild(t, ctx, g.base, "9990000026", "team")
+	if e := text(t, ctx, "#no-episode"); !strings.Contains(e, "opens one") {
+		t.Fatalf("no episode: %q", e)
+	}
+	if inv := text(t, ctx, "#involvements"); !strings.Contains(inv, "st-annes-primary") {
+		t.Fatalf("involvements of the second child: %q", inv)
+	}
 
 	// A designated safeguarding lead of a school, on a protocol's basis
 	// for safeguarding: the team, and only that a sensitive service is
@@ -621,6 +632,25 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the legacy address: %q", e)
 	}
 	checkURLs(t, urls, true)
+
+	// A page that is not there, and the choice of role of a person whose
+	// agency asserts one role and the Trust appoints another.
+	must(t, ctx, chromedp.Navigate(g.base+"/console/no-such-page"))
+	if e := text(t, ctx, "main"); !strings.Contains(e, "no such page") {
+		t.Fatalf("not found: %q", e)
+	}
+	check(t, ctx, axe, shots, "16-not-found")
+	signOut(t, ctx)
+	must(t, ctx, chromedp.Navigate(g.base+"/console/protocols"),
+		chromedp.Click(`a[href^="/console/signin/exley-csc"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#username`, chromedp.ByID),
+		chromedp.SendKeys(`#username`, "both@exley-csc.example", chromedp.ByID),
+		chromedp.SendKeys(`#password`, password, chromedp.ByID),
+		chromedp.Submit(`#password`, chromedp.ByID))
+	if r := text(t, ctx, "form[action=\"/console/role\"]"); !strings.Contains(r, "ig_lead") || !strings.Contains(r, "social_worker") {
+		t.Fatalf("the choice of role: %q", r)
+	}
+	check(t, ctx, axe, shots, "17-role")
 
 	// The checker is live: text of too low a contrast and an unlabelled
 	// field, added to the page, are found.

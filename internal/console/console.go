@@ -183,7 +183,7 @@ func (c *Console) routes() {
 	m.Handle("GET "+Prefix+"child/{ref}", c.person(c.childReport, true))
 	m.Handle("GET "+Prefix+"child/{ref}/team", c.person(c.childTeam, true))
 	m.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
-		c.render(w, r, http.StatusNotFound, "error", nil, map[string]any{"Title": "Not found", "Message": "There is no such page in the console."})
+		c.render(w, r, http.StatusNotFound, "error", c.current(r), map[string]any{"Title": "Not found", "Message": "There is no such page in the console."})
 	})
 	c.mux = m
 }

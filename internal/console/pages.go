@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 )
@@ -340,7 +341,8 @@ func (c *Console) drawAudit(w http.ResponseWriter, r *http.Request, s *session, 
 	})
 }
 
-var auditKinds = []string{"allow", "deny", "override", "decision", "disclosure", "rejected", "auth_failure", "unavailable", "access", "consent", "review", "lead_professional"}
+// auditKinds are the outcomes and kinds the API's search accepts.
+var auditKinds = audit.FilterKinds
 
 // maxExport bounds one export (each page of it is an audited API call).
 const maxExport = 20_000
