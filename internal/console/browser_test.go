@@ -6,6 +6,7 @@ package console_test
 // its own login form), with axe-core run in each page.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -21,7 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
@@ -521,6 +524,27 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("report: %q", rep)
 	}
 	check(t, ctx, axe, shots, "09-child-report")
+	// Printable: in print media the navigation, forms and buttons are
+	// gone and the report stays; the browser's print gives a PDF.
+	var hidden string
+	must(t, ctx, emulation.SetEmulatedMedia().WithMedia("print"),
+		chromedp.Evaluate(`[".top nav", ".who", ".childnav", "[data-print]", "#report-entries"].map(s => document.querySelector(s).getClientRects().length > 0 ? "shown" : "hidden").join(",")`, &hidden),
+		emulation.SetEmulatedMedia().WithMedia(""))
+	if hidden != "hidden,hidden,hidden,hidden,shown" {
+		t.Fatalf("print styles (navigation, who, child links, print button | report): %s", hidden)
+	}
+	var pdf []byte
+	must(t, ctx, chromedp.ActionFunc(func(ctx context.Context) error {
+		var err error
+		pdf, _, err = page.PrintToPDF().Do(ctx)
+		return err
+	}))
+	if !bytes.HasPrefix(pdf, []byte("%PDF")) {
+		t.Fatalf("print to PDF gave %d bytes", len(pdf))
+	}
+	if err := os.WriteFile(filepath.Join(shots, "09-child-report.pdf"), pdf, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	// The audit search by child: the NHS number goes in the form's body;
 	// the results page, its "older" and export links name the child by

@@ -1,8 +1,10 @@
 package console
 
 import (
+	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -121,10 +123,56 @@ func (c *Console) childReport(w http.ResponseWriter, r *http.Request, s *session
 	wg.Wait()
 	data["Report"], data["Consents"] = rep, cons
 	if rp, ok := rep.Body["report"].(map[string]any); ok {
+		rp = c.reportPage(r, rp, data)
 		data["R"] = rp
 		data["Proofs"] = map[string]any{"checkpoint": rp["checkpoint"], "entries": proofsOf(rp)}
 	}
 	c.render(w, r, statusOf(rep), "child", s, data)
+}
+
+// reportPageSize is how many of a report's entries one page shows (and
+// the browser checks); ?all=1 shows every entry, to print the whole.
+const reportPageSize = 100
+
+// reportPage returns the report with only the entries of the page asked
+// for (?page=, from 1, newest first), and puts the paging in data.
+func (c *Console) reportPage(r *http.Request, rp map[string]any, data map[string]any) map[string]any {
+	es := list(rp["entries"])
+	total := len(es)
+	data["Total"] = total
+	q := r.URL.Query()
+	if q.Get("all") == "1" || total <= reportPageSize {
+		data["First"], data["Last"] = min(1, total), total
+		return rp
+	}
+	page, _ := strconv.Atoi(q.Get("page"))
+	pages := (total + reportPageSize - 1) / reportPageSize
+	page = max(1, min(page, pages))
+	lo, hi := (page-1)*reportPageSize, min(page*reportPageSize, total)
+	out := make(map[string]any, len(rp))
+	for k, v := range rp {
+		out[k] = v
+	}
+	out["entries"] = es[lo:hi]
+	data["First"], data["Last"], data["Paged"] = lo+1, hi, true
+	link := func(set map[string]string) template.URL {
+		v := url.Values{}
+		if q.Get("withhold") == "1" {
+			v.Set("withhold", "1")
+		}
+		for k, x := range set {
+			v.Set(k, x)
+		}
+		return template.URL(Prefix + "child/" + r.PathValue("ref") + "?" + v.Encode())
+	}
+	if page > 1 {
+		data["Newer"] = link(map[string]string{"page": strconv.Itoa(page - 1)})
+	}
+	if page < pages {
+		data["Older"] = link(map[string]string{"page": strconv.Itoa(page + 1)})
+	}
+	data["All"] = link(map[string]string{"all": "1"})
+	return out
 }
 
 // proofsOf extracts what the browser needs to check each report entry:

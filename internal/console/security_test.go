@@ -281,6 +281,25 @@ func TestConsoleChildReferences(t *testing.T) {
 	if b := body(t, r); r.StatusCode != http.StatusOK || !strings.Contains(b, "999 000 0018") || !strings.Contains(b, `id="report-entries"`) {
 		t.Fatalf("the report at its reference: %d", r.StatusCode)
 	}
+	// A long report is paged (100 entries a page, newest first), and
+	// shown whole on request, for printing.
+	for range 100 {
+		g.as("exley-csc", "sw-0042", "social_worker", "GET", "/v1/subjects/"+child+"/consents", nil)
+	}
+	r, _ = c.Get(g.base + refs["report"])
+	b := body(t, r)
+	if !strings.Contains(b, "this page shows entries 1 to 100") || !strings.Contains(b, `rel="next"`) || strings.Count(b, `class="proof"`) != 100 {
+		t.Fatalf("the first page of a long report: %d proofs", strings.Count(b, `class="proof"`))
+	}
+	r, _ = c.Get(g.base + refs["report"] + "?page=2")
+	if b = body(t, r); !strings.Contains(b, "this page shows entries 101 to") || !strings.Contains(b, `rel="prev"`) {
+		t.Fatalf("the second page of a long report")
+	}
+	r, _ = c.Get(g.base + refs["report"] + "?all=1")
+	if b = body(t, r); strings.Contains(b, "this page shows") || strings.Count(b, `class="proof"`) <= 100 {
+		t.Fatalf("the whole report: %d proofs", strings.Count(b, `class="proof"`))
+	}
+
 	// The audit search by child: the same reference in the address.
 	r, _ = c.PostForm(g.base+"/console/audit", url.Values{"csrf": {csrf}, "subject": {child}, "kind": {"deny"}})
 	body(t, r)

@@ -149,7 +149,7 @@
       }
     }
     if (bad === 0) {
-      say(verdict, true, "All " + good + " entries are in the log: each proof checks in this browser against the checkpoint of " + cp.payload.size +
+      say(verdict, true, "All " + good + " entries shown are in the log: each proof checks in this browser against the checkpoint of " + cp.payload.size +
         " entries the gateway signed at " + cp.payload.time + " with key " + cp.header.kid + ".");
     } else {
       say(verdict, false, bad + " of " + (good + bad) + " proofs do not check. Tell the Trust's auditor.");
