@@ -428,6 +428,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	if d := text(t, ctx, ".facts"); !strings.Contains(d, "Bruising seen at school") || !strings.Contains(d, "health_summary") {
 		t.Fatalf("review detail: %q", d)
 	}
+	if f := text(t, ctx, "#disclosed-fields"); !strings.Contains(f, "health_summary: only the fields") {
+		t.Fatalf("the fields disclosed: %q", f)
+	}
 	check(t, ctx, axe, shots, "03-review")
 	must(t, ctx, chromedp.Click(`#o-up`, chromedp.ByID),
 		chromedp.SendKeys(`#note`, "Checked the strategy discussion minutes; the override was needed.", chromedp.ByID),

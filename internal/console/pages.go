@@ -94,11 +94,49 @@ func (c *Console) drawReview(w http.ResponseWriter, r *http.Request, s *session,
 		// Four eyes: the person who made the override does not see a
 		// form to close it (the API refuses it in any case).
 		data["Own"] = str(req["partner"]) == s.Partner && str(req["practitioner"]) == s.Practitioner
+		data["Fields"] = c.disclosedFields(r, s, rv)
 	}
 	if status == http.StatusOK {
 		status = statusOf(a)
 	}
 	c.render(w, r, status, "review", s, data)
+}
+
+// fieldsRow is one category disclosed on an override and the fields its
+// protocol rule lets through (none listed: the whole category).
+type fieldsRow struct {
+	Category string
+	Fields   []string
+}
+
+// disclosedFields reads, from the protocols the gateway serves (GET
+// /v1/protocols), the fields the override's rule lets through for each
+// category disclosed; nil when the rule is not served in that version.
+func (c *Console) disclosedFields(r *http.Request, s *session, rv map[string]any) []fieldsRow {
+	pr, _ := rv["protocol"].(map[string]any)
+	if str(pr["id"]) == "" {
+		return nil
+	}
+	a := c.get(r, s, "/v1/protocols", nil)
+	for _, p := range list(a.Body["protocols"]) {
+		pm, _ := p.(map[string]any)
+		if str(pm["id"]) != str(pr["id"]) || str(pm["version"]) != str(pr["version"]) {
+			continue
+		}
+		for _, rule := range list(pm["rules"]) {
+			rm, _ := rule.(map[string]any)
+			if str(rm["id"]) != str(pr["rule"]) {
+				continue
+			}
+			fields, _ := rm["fields"].(map[string]any)
+			var out []fieldsRow
+			for _, cat := range list(rv["categories"]) {
+				out = append(out, fieldsRow{Category: str(cat), Fields: strList(list(fields[str(cat)]))})
+			}
+			return out
+		}
+	}
+	return nil
 }
 
 // closeReview handles POST /console/reviews/{id}: record the outcome.

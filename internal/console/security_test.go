@@ -331,3 +331,40 @@ func TestConsoleChildReferences(t *testing.T) {
 		}
 	}
 }
+
+// Four eyes: a person who made an override (ig-0001, acting as a social
+// worker) and is also an IG lead sees no form to close its review, and
+// a form sent anyway is refused by the API; the review stays open.
+func TestConsoleFourEyes(t *testing.T) {
+	g := startGateway(t)
+	r0 := g.as("exley-csc", "ig-0001", "social_worker", "POST", "/v1/decisions", map[string]any{
+		"subject": child, "provider": "riverside-gp", "purpose": "safeguarding", "categories": []string{"health_summary"},
+		"override_ground": "risk_of_significant_harm", "justification": "Seen at a home visit today; the strategy discussion is this afternoon."})
+	id, _ := r0["review"].(map[string]any)["id"].(string)
+	c := client(t)
+	body(t, g.linkSignin(c, "ig-0001", "ig_lead"))
+	r, _ := c.Get(g.base + "/console/reviews/" + id)
+	page := body(t, r)
+	m := csrfField.FindStringSubmatch(page)
+	if r.StatusCode != http.StatusOK || m == nil || !strings.Contains(page, "another IG lead must review it (four eyes)") || strings.Contains(page, `id="close-review"`) {
+		t.Fatalf("one's own override: %d, form shown %v", r.StatusCode, strings.Contains(page, `id="close-review"`))
+	}
+	r, _ = c.PostForm(g.base+"/console/reviews/"+id, url.Values{"csrf": {m[1]}, "outcome": {"upheld"}, "note": {"my own"}})
+	if b := body(t, r); r.StatusCode != http.StatusForbidden || !strings.Contains(b, "may not review it") {
+		t.Fatalf("closing one's own override: %d", r.StatusCode)
+	}
+	rv := g.as("exley-csc", "ig-1", "ig_lead", "GET", "/v1/reviews/"+id, nil)["review"].(map[string]any)
+	if rv["status"] != "open" {
+		t.Fatalf("the review after a refused self-review: %v", rv["status"])
+	}
+	// A second IG lead closes it.
+	c2 := client(t)
+	body(t, g.linkSignin(c2, "ig-1", "ig_lead"))
+	r, _ = c2.Get(g.base + "/console/reviews/" + id)
+	m = csrfField.FindStringSubmatch(body(t, r))
+	r, _ = c2.PostForm(g.base+"/console/reviews/"+id, url.Values{"csrf": {m[1]}, "outcome": {"upheld"}, "note": {"checked the minutes"}})
+	body(t, r)
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a second IG lead closes it: %d", r.StatusCode)
+	}
+}
