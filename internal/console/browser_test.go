@@ -507,6 +507,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	check(t, ctx, axe, shots, "07-audit")
 	must(t, ctx, chromedp.Click(`#audit-results tbody a`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#verify-proof`, chromedp.ByID),
+		chromedp.WaitReady(`html[data-ready]`, chromedp.ByQuery), // the script has wired the button
 		chromedp.Click(`#verify-proof`, chromedp.ByID),
 		chromedp.WaitVisible(`#proof-result[data-verified]`, chromedp.ByQuery))
 	if r := text(t, ctx, "#proof-result"); !strings.HasPrefix(r, "✓ Verified in this browser") {

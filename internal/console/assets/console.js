@@ -162,5 +162,6 @@
     const rep = document.getElementById("report-proofs");
     if (rep) report(rep);
     for (const b of document.querySelectorAll("[data-print]")) b.addEventListener("click", () => window.print());
+    document.documentElement.dataset.ready = "yes"; // the page's buttons work from now on
   });
 })();
