@@ -86,6 +86,7 @@ bench: build $(VAULT_BIN)
 	$(GO) test -tags bench -count=1 -run 'TestBenchAudit' -v -timeout 30m ./internal/audit/
 	$(GO) test -tags bench -count=1 -run 'TestBenchIndex' -v -timeout 40m ./internal/involvement/
 	$(GO) test -tags bench -count=1 -run 'TestBenchRestart' -v -timeout 20m ./internal/app/
+	$(GO) test -tags bench -count=1 -run 'TestBenchConsolePages' -v -timeout 20m ./internal/console/
 
 # A development CA and server certificate under certs/dev (never committed).
 certs: build

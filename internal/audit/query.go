@@ -37,6 +37,7 @@ var FilterKinds = []string{
 	"allow", "deny", "override",
 	string(KindDecision), string(KindRejected), string(KindAuthFailure), string(KindUnavailable),
 	string(KindAccess), string(KindConsent), string(KindReview),
+	string(KindDisclosure), string(KindLead), string(KindLookup), string(KindInvolvement), string(KindErasure),
 }
 
 // Query is a Filter with a page position.

@@ -6,18 +6,25 @@ package console_test
 // its own login form), with axe-core run in each page.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
@@ -31,6 +38,7 @@ import (
 	"github.com/childrens-trust/trustgate/internal/console"
 	"github.com/childrens-trust/trustgate/internal/demo"
 	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 )
 
@@ -216,22 +224,24 @@ func (g *gateway) as(partner, sub, role, method, path string, body any) map[stri
 	return out
 }
 
-// seed records some history: an allowed share, a denial, and a
-// safeguarding override by a social worker, which opens a review.
+// seed gives the gateway the demo Trust's history, as `make run` does
+// (demo.SeedIndex: the agencies' caseloads; an allowed share, a denial,
+// a safeguarding override by sw-0042 of social care awaiting review; an
+// early help episode for the child with its team and lead professional),
+// and returns the id of the override's review.
 func (g *gateway) seed() (reviewID string) {
-	g.as("exley-csc", "sw-0042", "social_worker", "POST", "/v1/decisions", map[string]any{
-		"subject": child, "provider": "exley-police", "purpose": "safeguarding", "categories": []string{"police_concerns", "household"}})
-	g.as("exley-academy", "t-0007", "teacher", "POST", "/v1/decisions", map[string]any{
-		"subject": child, "provider": "riverside-gp", "purpose": "safeguarding", "categories": []string{"health_summary"}})
-	r := g.as("exley-csc", "sw-0042", "social_worker", "POST", "/v1/decisions", map[string]any{
-		"subject": child, "provider": "riverside-gp", "purpose": "safeguarding", "categories": []string{"health_summary"},
-		"override_ground": "risk_of_significant_harm",
-		"justification":   "Bruising seen at school on 20 November and an unexplained absence; strategy discussion held with police today."})
-	rv, _ := r["review"].(map[string]any)
-	id, _ := rv["id"].(string)
-	if id == "" {
-		g.t.Fatalf("the override opened no review: %v", r)
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := demo.SeedIndex(ctx, g.dir, g.base, g.cfg.GatewayID); err != nil {
+		g.t.Fatal(err)
 	}
+	r := g.as("exley-csc", "ig-0001", "ig_lead", "GET", "/v1/reviews?status=open", nil)
+	rs, _ := r["reviews"].([]any)
+	if len(rs) != 1 {
+		g.t.Fatalf("the demo's seed leaves %d reviews open, not the override's one: %v", len(rs), r)
+	}
+	id, _ := rs[0].(map[string]any)["id"].(string)
 	return id
 }
 
@@ -372,6 +382,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	reviewID := g.seed()
 	ctx := browser(t)
 	axe, shots := axeSource(t), screenshots(t)
+	urls := recordURLs(t, ctx)
 
 	// 1. An IG lead signs in through her agency's OpenID provider: the
 	// console sends her there, she types her password on its page, and
@@ -416,6 +427,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	must(t, ctx, chromedp.Click(`a[href="/console/reviews/`+reviewID+`"]`, chromedp.ByQuery), chromedp.WaitVisible(`#close-review`, chromedp.ByID))
 	if d := text(t, ctx, ".facts"); !strings.Contains(d, "Bruising seen at school") || !strings.Contains(d, "health_summary") {
 		t.Fatalf("review detail: %q", d)
+	}
+	if f := text(t, ctx, "#disclosed-fields"); !strings.Contains(f, "health_summary: only the fields") {
+		t.Fatalf("the fields disclosed: %q", f)
 	}
 	check(t, ctx, axe, shots, "03-review")
 	must(t, ctx, chromedp.Click(`#o-up`, chromedp.ByID),
@@ -475,7 +489,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(t, ctx, chromedp.Navigate(link), chromedp.Click(`#link-signin`, chromedp.ByID))
+	must(t, ctx, chromedp.Navigate(link), chromedp.WaitVisible(`#link-signin`, chromedp.ByID))
+	check(t, ctx, axe, shots, "14-link")
+	must(t, ctx, chromedp.Click(`#link-signin`, chromedp.ByID))
 	if who := text(t, ctx, ".who"); !strings.Contains(who, "auditor-07") || !strings.Contains(who, "auditor") {
 		t.Fatalf("after the link: %q", who)
 	}
@@ -491,6 +507,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	check(t, ctx, axe, shots, "07-audit")
 	must(t, ctx, chromedp.Click(`#audit-results tbody a`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#verify-proof`, chromedp.ByID),
+		chromedp.WaitReady(`html[data-ready]`, chromedp.ByQuery), // the script has wired the button
 		chromedp.Click(`#verify-proof`, chromedp.ByID),
 		chromedp.WaitVisible(`#proof-result[data-verified]`, chromedp.ByQuery))
 	if r := text(t, ctx, "#proof-result"); !strings.HasPrefix(r, "✓ Verified in this browser") {
@@ -498,8 +515,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	check(t, ctx, axe, shots, "08-entry-proof")
 
-	must(t, ctx, chromedp.Navigate(g.base+"/console/child"),
-		chromedp.SendKeys(`#nhs`, "999 000 0018", chromedp.ByID),
+	must(t, ctx, chromedp.Navigate(g.base+"/console/child"), chromedp.WaitVisible(`#nhs`, chromedp.ByID))
+	check(t, ctx, axe, shots, "15-child-form")
+	must(t, ctx, chromedp.SendKeys(`#nhs`, "999 000 0018", chromedp.ByID),
 		chromedp.Submit(`#nhs`, chromedp.ByID),
 		chromedp.WaitVisible(`#report-verdict[data-verified]`, chromedp.ByQuery))
 	if v := text(t, ctx, "#report-verdict"); !strings.HasPrefix(v, "✓ All ") {
@@ -509,12 +527,159 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.Contains(rep, "t-0007") || !strings.Contains(rep, "deny") || !strings.Contains(rep, "on override") || strings.Contains(rep, "not yet checked") {
 		t.Fatalf("report: %q", rep)
 	}
-	var url2 string
-	must(t, ctx, chromedp.Location(&url2))
-	if strings.Contains(url2, child) {
-		t.Fatalf("the NHS number is in the page address %s", url2)
-	}
 	check(t, ctx, axe, shots, "09-child-report")
+	// Printable: in print media the navigation, forms and buttons are
+	// gone and the report stays; the browser's print gives a PDF.
+	var hidden string
+	must(t, ctx, emulation.SetEmulatedMedia().WithMedia("print"),
+		chromedp.Evaluate(`[".top nav", ".who", ".childnav", "[data-print]", "#report-entries"].map(s => document.querySelector(s).getClientRects().length > 0 ? "shown" : "hidden").join(",")`, &hidden),
+		emulation.SetEmulatedMedia().WithMedia(""))
+	if hidden != "hidden,hidden,hidden,hidden,shown" {
+		t.Fatalf("print styles (navigation, who, child links, print button | report): %s", hidden)
+	}
+	var pdf []byte
+	must(t, ctx, chromedp.ActionFunc(func(ctx context.Context) error {
+		var err error
+		pdf, _, err = page.PrintToPDF().Do(ctx)
+		return err
+	}))
+	if !bytes.HasPrefix(pdf, []byte("%PDF")) {
+		t.Fatalf("print to PDF gave %d bytes", len(pdf))
+	}
+	if err := os.WriteFile(filepath.Join(shots, "09-child-report.pdf"), pdf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The audit search by child: the NHS number goes in the form's body;
+	// the results page, its "older" and export links name the child by
+	// the session's reference.
+	must(t, ctx, chromedp.Navigate(g.base+"/console/audit"),
+		chromedp.WaitVisible(`#f-child`, chromedp.ByID),
+		chromedp.SendKeys(`#f-child`, child, chromedp.ByID),
+		chromedp.Submit(`#f-child`, chromedp.ByID))
+	waitURL(t, ctx, "child=")
+	if r := text(t, ctx, "#audit-results"); !strings.Contains(r, "t-0007") || !strings.Contains(r, "(override)") {
+		t.Fatalf("audit search by child: %q", r)
+	}
+	var loc, csvOut string
+	must(t, ctx, chromedp.Location(&loc))
+	if !strings.Contains(loc, "child=c") {
+		t.Fatalf("the search by child is at %s", loc)
+	}
+	// The export of that search, fetched by the page as a click would.
+	must(t, ctx, chromedp.Evaluate(`fetch(document.querySelector('a[href*="format=csv"]').href).then(r => r.text())`, &csvOut,
+		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+	if lines := strings.Split(strings.TrimSpace(csvOut), "\n"); len(lines) < 4 || !strings.HasPrefix(lines[0], "seq,time,kind") || !strings.Contains(csvOut, "t-0007") {
+		t.Fatalf("export of the search by child: %q", csvOut)
+	}
+	check(t, ctx, axe, shots, "10-audit-child")
+
+	// The auditor has no basis to see the team around the child: the
+	// page shows the API's refusal and its reasons.
+	openChild(t, ctx, g.base, child, "team")
+	if r := text(t, ctx, "#team-refused"); !strings.Contains(r, "no basis") || !strings.Contains(r, "no active involvement") {
+		t.Fatalf("the auditor's view of the team: %q", r)
+	}
+	if n := count(t, ctx, "#team, #involvements"); n != 0 {
+		t.Fatalf("a refused person sees %d team tables", n)
+	}
+	check(t, ctx, axe, shots, "11-team-refused")
+
+	// The child's lead professional (sw-0042 of social care) signs in and
+	// sees the team around the child: the episode, its members with who
+	// left, the lead and the history of leads, and the involvements —
+	// not CAMHS, a shielded service, whose practitioner is in the team.
+	signOut(t, ctx)
+	signInLink(t, ctx, g, "exley-csc", "sw-0042", "social_worker")
+	openChild(t, ctx, g.base, child, "team")
+	if l := text(t, ctx, "#lead-professional"); !strings.Contains(l, "sw-0042") || !strings.Contains(l, "Exley Borough Council") {
+		t.Fatalf("lead professional: %q", l)
+	}
+	team := text(t, ctx, "#team")
+	for _, want := range []string{"gp-0101", "ppu-0003", "ewo-0005", "sw-0042", "police_officer"} {
+		if !strings.Contains(team, want) {
+			t.Fatalf("the team lacks %s: %q", want, team)
+		}
+	}
+	var left string
+	must(t, ctx, chromedp.Evaluate(`[...document.querySelectorAll("#team tbody tr")].find(r => r.textContent.includes("ewo-0005")).cells[4].textContent`, &left))
+	if left == "—" || left == "" {
+		t.Fatalf("the member who left shows no date: %q", left)
+	}
+	if h := text(t, ctx, "#lead-history"); !strings.Contains(h, "gp-0101") || !strings.Contains(h, "sw-0042") {
+		t.Fatalf("the history of leads: %q", h)
+	}
+	inv := text(t, ctx, "#involvements")
+	for _, want := range []string{"exley-csc", "exley-police", "riverside-gp"} {
+		if !strings.Contains(inv, want) {
+			t.Fatalf("involvements lack %s: %q", want, inv)
+		}
+	}
+	var page string
+	must(t, ctx, chromedp.Evaluate(`document.body.innerText`, &page))
+	if strings.Contains(strings.ToLower(page), "camhs") || strings.Contains(page, "cl-0007") || strings.Contains(page, "mental_health") {
+		t.Fatalf("the shielded service is shown to the lead professional: %q", page)
+	}
+	if b := text(t, ctx, "#team-basis"); !strings.Contains(b, "involved") {
+		t.Fatalf("basis: %q", b)
+	}
+	check(t, ctx, axe, shots, "12-team")
+	// A child with no early help episode: the page says so and what to do.
+	openChild(t, ctx, g.base, "9990000026", "team")
+	if e := text(t, ctx, "#no-episode"); !strings.Contains(e, "opens one") {
+		t.Fatalf("no episode: %q", e)
+	}
+	if inv := text(t, ctx, "#involvements"); !strings.Contains(inv, "st-annes-primary") {
+		t.Fatalf("involvements of the second child: %q", inv)
+	}
+
+	// A designated safeguarding lead of a school, on a protocol's basis
+	// for safeguarding: the team, and only that a sensitive service is
+	// involved and was told of the enquiry.
+	signOut(t, ctx)
+	signInLink(t, ctx, g, "st-annes-primary", "dsl-0002", "designated_safeguarding_lead")
+	openChild(t, ctx, g.base, child, "team")
+	if r := text(t, ctx, "#team-refused"); !strings.Contains(r, "no purpose") {
+		t.Fatalf("the DSL without a purpose: %q", r)
+	}
+	must(t, ctx, chromedp.SetValue(`#purpose`, "safeguarding", chromedp.ByID), chromedp.Submit(`#purpose`, chromedp.ByID))
+	if sh := text(t, ctx, "#team-shielded"); !strings.Contains(sh, "sensitive service is also involved") {
+		t.Fatalf("the DSL's safeguarding view: %q", sh)
+	}
+	must(t, ctx, chromedp.Evaluate(`document.body.innerText`, &page))
+	if strings.Contains(strings.ToLower(page), "camhs") || strings.Contains(page, "cl-0007") || !strings.Contains(page, "sw-0042") {
+		t.Fatalf("the DSL's safeguarding view of the team: %q", page)
+	}
+	check(t, ctx, axe, shots, "13-team-protocol")
+
+	// No address the browser asked for carried the NHS number, in any
+	// writing; the listener itself is live: the legacy address with the
+	// number in it is seen, and refused.
+	checkURLs(t, g.base, urls, false)
+	must(t, ctx, chromedp.Navigate(g.base+"/console/audit?subject=999+000+0018"))
+	if e := text(t, ctx, ".notice"); !strings.Contains(e, "not searched for by an NHS number in the page address") {
+		t.Fatalf("the legacy address: %q", e)
+	}
+	checkURLs(t, g.base, urls, true)
+
+	// A page that is not there, and the choice of role of a person whose
+	// agency asserts one role and the Trust appoints another.
+	must(t, ctx, chromedp.Navigate(g.base+"/console/no-such-page"))
+	if e := text(t, ctx, "main"); !strings.Contains(e, "no such page") {
+		t.Fatalf("not found: %q", e)
+	}
+	check(t, ctx, axe, shots, "16-not-found")
+	signOut(t, ctx)
+	must(t, ctx, chromedp.Navigate(g.base+"/console/protocols"),
+		chromedp.Click(`a[href^="/console/signin/exley-csc"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#username`, chromedp.ByID),
+		chromedp.SendKeys(`#username`, "both@exley-csc.example", chromedp.ByID),
+		chromedp.SendKeys(`#password`, password, chromedp.ByID),
+		chromedp.Submit(`#password`, chromedp.ByID))
+	if r := text(t, ctx, "form[action=\"/console/role\"]"); !strings.Contains(r, "ig_lead") || !strings.Contains(r, "social_worker") {
+		t.Fatalf("the choice of role: %q", r)
+	}
+	check(t, ctx, axe, shots, "17-role")
 
 	// The checker is live: text of too low a contrast and an unlabelled
 	// field, added to the page, are found.
@@ -530,6 +695,157 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("axe-core did not find the planted violations: %v", found)
 	}
 	t.Logf("screenshots in %s", shots)
+}
+
+// openChild opens a child's page through the form (the NHS number in
+// the body): view is "report" or "team".
+func openChild(t *testing.T, ctx context.Context, base, nhsNumber, view string) {
+	t.Helper()
+	must(t, ctx, chromedp.Navigate(base+"/console/child"),
+		chromedp.WaitVisible(`#nhs`, chromedp.ByID),
+		chromedp.SendKeys(`#nhs`, nhsNumber, chromedp.ByID),
+		chromedp.Click(`#show-`+view, chromedp.ByID),
+		chromedp.WaitVisible(`.childnav`, chromedp.ByQuery))
+}
+
+func signOut(t *testing.T, ctx context.Context) {
+	t.Helper()
+	must(t, ctx, chromedp.Click(`.who button`, chromedp.ByQuery), chromedp.WaitVisible(`.agencies`, chromedp.ByQuery))
+}
+
+// signInLink signs a demo person in with a development link.
+func signInLink(t *testing.T, ctx context.Context, g *gateway, partner, sub, role string) {
+	t.Helper()
+	key, _, err := protocol.ReadPrivateKey(filepath.Join(g.dir, "keys", partner+".jwk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := console.Link(key, partner, sub, role, g.cfg.GatewayID, g.base, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, ctx, chromedp.Navigate(link), chromedp.Click(`#link-signin`, chromedp.ByID))
+	if who := text(t, ctx, ".who"); !strings.Contains(who, sub) || !strings.Contains(who, role) {
+		t.Fatalf("after the link for %s: %q", sub, who)
+	}
+}
+
+func count(t *testing.T, ctx context.Context, sel string) int {
+	t.Helper()
+	var n int
+	must(t, ctx, chromedp.Evaluate(`document.querySelectorAll(`+strconv.Quote(sel)+`).length`, &n))
+	return n
+}
+
+// urlLog is every address the browser requested (pages, redirects,
+// assets, fetches), from Chromium's network events.
+type urlLog struct {
+	mu   sync.Mutex
+	urls []string
+}
+
+func recordURLs(t *testing.T, ctx context.Context) *urlLog {
+	t.Helper()
+	l := &urlLog{}
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			l.mu.Lock()
+			l.urls = append(l.urls, e.Request.URL)
+			l.mu.Unlock()
+		}
+	})
+	must(t, ctx, network.Enable())
+	return l
+}
+
+// checkURLs fails if an address requested carries an NHS number — or,
+// with want, if none does. On the console's own origin no address may
+// hold a valid NHS number anywhere (as written or unescaped), except
+// inside the two tokens that arrive from elsewhere: the OpenID
+// provider's authorization code (/console/callback?code=) and a signed
+// development link (/console/link?t=), random or base64 text in which
+// ten digits may pass the check digit by chance. On other origins (the
+// OpenID provider's pages) none may hold the children's NHS numbers of
+// this test, in any writing.
+func checkURLs(t *testing.T, base string, l *urlLog, want bool) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	children := []string{child, "9990000026"}
+	holds := func(s string) bool {
+		un, err := url.QueryUnescape(s)
+		if err != nil {
+			un = s
+		}
+		return nhs.Redact(s) != s || nhs.Redact(un) != un
+	}
+	var with []string
+	childPages := 0
+	for _, raw := range l.urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatalf("an address the browser requested: %v", err)
+		}
+		if strings.HasPrefix(u.Path, "/console/child/c") {
+			childPages++
+		}
+		if strings.HasPrefix(raw, base+"/") {
+			q := u.Query()
+			q.Del("code")
+			q.Del("t")
+			if holds(u.EscapedPath()) || holds(u.Path) || holds(q.Encode()) || holds(u.Fragment) {
+				with = append(with, raw)
+			}
+			continue
+		}
+		for _, n := range children {
+			if strings.Contains(nhs.Redact(raw), nhs.Mask) && strings.Contains(digitsOf(raw), n) {
+				with = append(with, raw)
+			}
+		}
+	}
+	if childPages == 0 {
+		t.Fatalf("no child page among the %d addresses recorded", len(l.urls))
+	}
+	if want && len(with) == 0 {
+		t.Fatalf("the address with the NHS number was not seen among %d", len(l.urls))
+	}
+	if !want && len(with) > 0 {
+		t.Fatalf("addresses the browser requested carry an NHS number: %v", with)
+	}
+	t.Logf("%d addresses requested, %d with an NHS number", len(l.urls), len(with))
+}
+
+// digitsOf is s unescaped, with the separators nhs.Redact allows between
+// digits removed: a number written 999-000-0018 or 999+000+0018 shows
+// as 9990000018.
+func digitsOf(s string) string {
+	if un, err := url.QueryUnescape(s); err == nil {
+		s = un
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(" -._/,:+\t", s[i]) >= 0 && i > 0 && i+1 < len(s) && isDigit(s[i-1]) && isDigit(s[i+1]) {
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// waitURL waits until the page's address contains part (a form's
+// submission has navigated).
+func waitURL(t *testing.T, ctx context.Context, part string) {
+	t.Helper()
+	var loc string
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if chromedp.Run(ctx, chromedp.Location(&loc)) == nil && strings.Contains(loc, part) {
+			return
+		}
+	}
+	t.Fatalf("the browser is at %s, not an address with %q", loc, part)
 }
 
 func must(t *testing.T, ctx context.Context, actions ...chromedp.Action) {

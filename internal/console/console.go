@@ -175,12 +175,15 @@ func (c *Console) routes() {
 	m.Handle("GET "+Prefix+"protocols", c.person(c.protocols, true))
 	m.Handle("POST "+Prefix+"protocols/draft", c.person(c.draft, true))
 	m.Handle("GET "+Prefix+"audit", c.person(c.auditSearch, true))
+	m.Handle("POST "+Prefix+"audit", c.person(c.auditAsk, true))
 	m.Handle("GET "+Prefix+"audit/export", c.person(c.auditExport, true))
 	m.Handle("GET "+Prefix+"audit/entries/{seq}", c.person(c.auditEntry, true))
 	m.Handle("GET "+Prefix+"child", c.person(c.childForm, true))
-	m.Handle("POST "+Prefix+"child", c.person(c.childReport, true))
+	m.Handle("POST "+Prefix+"child", c.person(c.childAsk, true))
+	m.Handle("GET "+Prefix+"child/{ref}", c.person(c.childReport, true))
+	m.Handle("GET "+Prefix+"child/{ref}/team", c.person(c.childTeam, true))
 	m.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
-		c.render(w, r, http.StatusNotFound, "error", nil, map[string]any{"Title": "Not found", "Message": "There is no such page in the console."})
+		c.render(w, r, http.StatusNotFound, "error", c.current(r), map[string]any{"Title": "Not found", "Message": "There is no such page in the console."})
 	})
 	c.mux = m
 }

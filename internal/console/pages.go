@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 )
@@ -93,11 +94,49 @@ func (c *Console) drawReview(w http.ResponseWriter, r *http.Request, s *session,
 		// Four eyes: the person who made the override does not see a
 		// form to close it (the API refuses it in any case).
 		data["Own"] = str(req["partner"]) == s.Partner && str(req["practitioner"]) == s.Practitioner
+		data["Fields"] = c.disclosedFields(r, s, rv)
 	}
 	if status == http.StatusOK {
 		status = statusOf(a)
 	}
 	c.render(w, r, status, "review", s, data)
+}
+
+// fieldsRow is one category disclosed on an override and the fields its
+// protocol rule lets through (none listed: the whole category).
+type fieldsRow struct {
+	Category string
+	Fields   []string
+}
+
+// disclosedFields reads, from the protocols the gateway serves (GET
+// /v1/protocols), the fields the override's rule lets through for each
+// category disclosed; nil when the rule is not served in that version.
+func (c *Console) disclosedFields(r *http.Request, s *session, rv map[string]any) []fieldsRow {
+	pr, _ := rv["protocol"].(map[string]any)
+	if str(pr["id"]) == "" {
+		return nil
+	}
+	a := c.get(r, s, "/v1/protocols", nil)
+	for _, p := range list(a.Body["protocols"]) {
+		pm, _ := p.(map[string]any)
+		if str(pm["id"]) != str(pr["id"]) || str(pm["version"]) != str(pr["version"]) {
+			continue
+		}
+		for _, rule := range list(pm["rules"]) {
+			rm, _ := rule.(map[string]any)
+			if str(rm["id"]) != str(pr["rule"]) {
+				continue
+			}
+			fields, _ := rm["fields"].(map[string]any)
+			var out []fieldsRow
+			for _, cat := range list(rv["categories"]) {
+				out = append(out, fieldsRow{Category: str(cat), Fields: strList(list(fields[str(cat)]))})
+			}
+			return out
+		}
+	}
+	return nil
 }
 
 // closeReview handles POST /console/reviews/{id}: record the outcome.
@@ -229,14 +268,21 @@ func (c *Console) draft(w http.ResponseWriter, r *http.Request, s *session) {
 
 func ptr[T any](v T) *T { return &v }
 
-// auditFilters are the search fields passed to /v1/audit/entries.
-var auditFilters = []string{"from", "to", "requester", "provider", "practitioner", "purpose", "kind", "protocol", "subject"}
+// auditFilters are the search fields passed to /v1/audit/entries. The
+// child is not among them: it is named in an address by the session's
+// reference (child=, child.go), never by its NHS number.
+var auditFilters = []string{"from", "to", "requester", "provider", "practitioner", "purpose", "kind", "protocol"}
 
-func (c *Console) auditQuery(r *http.Request) (url.Values, map[string]string) {
-	q := url.Values{}
-	form := map[string]string{}
+// auditQuery reads the search from the page's address: the API's query,
+// and the form's fields (the child's NHS number shown in the form, its
+// reference in links). ok is false when the address names a child by a
+// reference this session did not make, or by an NHS number.
+func (c *Console) auditQuery(r *http.Request, s *session) (q url.Values, form map[string]string, problem string) {
+	q = url.Values{}
+	form = map[string]string{}
+	in := r.URL.Query()
 	for _, k := range auditFilters {
-		v := strings.TrimSpace(r.URL.Query().Get(k))
+		v := strings.TrimSpace(in.Get(k))
 		form[k] = v
 		if v == "" {
 			continue
@@ -251,13 +297,58 @@ func (c *Console) auditQuery(r *http.Request) (url.Values, map[string]string) {
 		}
 		q.Set(k, v)
 	}
-	return q, form
+	if in.Has("subject") {
+		return q, form, "A child is not searched for by an NHS number in the page address: enter it in the form."
+	}
+	if ref := in.Get("child"); ref != "" {
+		n, ok := s.refs.nhs(ref)
+		if !ok {
+			return q, form, "This search's reference to a child has ended with the session that made it. Enter the NHS number again."
+		}
+		form["child"], form["subject"] = ref, n
+		q.Set("subject", n)
+	}
+	return q, form, ""
+}
+
+// auditAsk handles POST /console/audit: the search form, sent in a body
+// (it may carry a child's NHS number), becomes the search page's address
+// with the child named by a reference in the session.
+func (c *Console) auditAsk(w http.ResponseWriter, r *http.Request, s *session) {
+	q := url.Values{}
+	for _, k := range auditFilters {
+		if v := strings.TrimSpace(r.PostFormValue(k)); v != "" {
+			q.Set(k, v)
+		}
+	}
+	if raw := strings.TrimSpace(r.PostFormValue("subject")); raw != "" {
+		n, err := nhs.Normalize(raw)
+		if err != nil {
+			_, form, _ := c.auditQuery(r, s)
+			for _, k := range auditFilters {
+				form[k] = q.Get(k)
+			}
+			c.drawAudit(w, r, s, http.StatusBadRequest, form, answer{Status: http.StatusBadRequest,
+				Code: "invalid_request", Message: "Child: that is not a valid NHS number: " + err.Error() + "."}, "")
+			return
+		}
+		q.Set("child", s.refs.ref(n))
+	}
+	target := Prefix + "audit"
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // auditSearch handles GET /console/audit: search the log, a page at a
 // time (newest first; "older" follows the API's cursor).
 func (c *Console) auditSearch(w http.ResponseWriter, r *http.Request, s *session) {
-	q, form := c.auditQuery(r)
+	q, form, problem := c.auditQuery(r, s)
+	if problem != "" {
+		c.drawAudit(w, r, s, http.StatusBadRequest, form, answer{Status: http.StatusBadRequest, Code: "invalid_request", Message: problem}, "")
+		return
+	}
 	q.Set("limit", strconv.Itoa(pageLimit(r, 50, 500)))
 	if v := r.URL.Query().Get("cursor"); v != "" {
 		q.Set("cursor", v)
@@ -269,14 +360,18 @@ func (c *Console) auditSearch(w http.ResponseWriter, r *http.Request, s *session
 		oq.Set("cursor", nc)
 		older = Prefix + "audit?" + oq.Encode()
 	}
+	c.drawAudit(w, r, s, statusOf(a), form, a, older)
+}
+
+func (c *Console) drawAudit(w http.ResponseWriter, r *http.Request, s *session, status int, form map[string]string, a answer, older string) {
 	exp := url.Values{}
-	for k, v := range form {
-		if v != "" {
+	for _, k := range append(auditFilters, "child") {
+		if v := form[k]; v != "" {
 			exp.Set(k, v)
 		}
 	}
 	reg := c.deps.Registry()
-	c.render(w, r, statusOf(a), "audit", s, map[string]any{
+	c.render(w, r, status, "audit", s, map[string]any{
 		"Title": "Audit log", "A": a, "Form": form, "Older": template.URL(older),
 		"ExportCSV":   template.URL(Prefix + "audit/export?" + withFormat(exp, "csv")),
 		"ExportJSONL": template.URL(Prefix + "audit/export?" + withFormat(exp, "jsonl")),
@@ -284,7 +379,8 @@ func (c *Console) auditSearch(w http.ResponseWriter, r *http.Request, s *session
 	})
 }
 
-var auditKinds = []string{"allow", "deny", "override", "decision", "disclosure", "rejected", "auth_failure", "unavailable", "access", "consent", "review", "lead_professional"}
+// auditKinds are the outcomes and kinds the API's search accepts.
+var auditKinds = audit.FilterKinds
 
 // maxExport bounds one export (each page of it is an audited API call).
 const maxExport = 20_000
@@ -292,7 +388,11 @@ const maxExport = 20_000
 // auditExport handles GET /console/audit/export?...&format=csv|jsonl:
 // the entries matching the search, streamed page by page.
 func (c *Console) auditExport(w http.ResponseWriter, r *http.Request, s *session) {
-	q, _ := c.auditQuery(r)
+	q, _, problem := c.auditQuery(r, s)
+	if problem != "" {
+		c.render(w, r, http.StatusBadRequest, "error", s, map[string]any{"Title": "Export", "Message": problem})
+		return
+	}
 	format := r.URL.Query().Get("format")
 	if format != "csv" && format != "jsonl" {
 		c.render(w, r, http.StatusBadRequest, "error", s, map[string]any{"Title": "Export", "Message": "Choose CSV or JSON Lines."})
@@ -400,54 +500,6 @@ func (c *Console) auditEntry(w http.ResponseWriter, r *http.Request, s *session)
 func get(m any, k string) any {
 	mm, _ := m.(map[string]any)
 	return mm[k]
-}
-
-// childForm handles GET /console/child: ask for the child's NHS number.
-func (c *Console) childForm(w http.ResponseWriter, r *http.Request, s *session) {
-	c.render(w, r, http.StatusOK, "child", s, map[string]any{"Title": "A child's access report"})
-}
-
-// childReport handles POST /console/child: the child's access report
-// (every disclosure and refusal, each with its inclusion proof, checked
-// in the browser) and consents. The NHS number travels in the form's
-// body, never in a console URL.
-func (c *Console) childReport(w http.ResponseWriter, r *http.Request, s *session) {
-	raw := strings.TrimSpace(r.PostFormValue("nhs"))
-	withhold := r.PostFormValue("withhold") == "on"
-	data := map[string]any{"Title": "A child's access report", "Withhold": withhold}
-	n, err := nhs.Normalize(raw)
-	if err != nil {
-		data["Error"] = "That is not a valid NHS number: " + err.Error() + "."
-		c.render(w, r, http.StatusBadRequest, "child", s, data)
-		return
-	}
-	data["NHS"] = n
-	var q url.Values
-	if withhold {
-		q = url.Values{"withhold_practitioners": {"true"}}
-	}
-	var rep, cons answer
-	var wg sync.WaitGroup
-	wg.Go(func() { rep = c.get(r, s, "/v1/subjects/"+n+"/access-report", q) })
-	wg.Go(func() { cons = c.get(r, s, "/v1/subjects/"+n+"/consents", nil) })
-	wg.Wait()
-	data["Report"], data["Consents"] = rep, cons
-	if rp, ok := rep.Body["report"].(map[string]any); ok {
-		data["R"] = rp
-		data["Proofs"] = map[string]any{"checkpoint": rp["checkpoint"], "entries": proofsOf(rp)}
-	}
-	c.render(w, r, statusOf(rep), "child", s, data)
-}
-
-// proofsOf extracts what the browser needs to check each report entry:
-// its stored bytes (base64), seq and proof.
-func proofsOf(rp map[string]any) []any {
-	var out []any
-	for _, e := range list(rp["entries"]) {
-		em, _ := e.(map[string]any)
-		out = append(out, map[string]any{"stored": em["stored"], "proof": em["proof"], "seq": get(em["entry"], "seq")})
-	}
-	return out
 }
 
 // pageLimit reads ?limit= within [1, max], default def.

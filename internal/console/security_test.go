@@ -233,3 +233,138 @@ func oidcSignin(t *testing.T, g *gateway, username, next string) (*http.Client, 
 	}
 	return follow, r, body(t, r)
 }
+
+// A child's NHS number reaches the console only in a form's body: the
+// child form and the audit search are CSRF-checked POSTs that redirect to
+// addresses naming the child by a reference of the session, which
+// another session cannot use; an address with an NHS number is refused.
+func TestConsoleChildReferences(t *testing.T) {
+	g := startGateway(t)
+	g.seed()
+	signedIn := func(sub, role string) (*http.Client, string) {
+		c := client(t)
+		body(t, g.linkSignin(c, sub, role))
+		r, _ := c.Get(g.base + "/console/child")
+		m := csrfField.FindStringSubmatch(body(t, r))
+		if m == nil {
+			t.Fatalf("%s: no CSRF token on the child form", sub)
+		}
+		return c, m[1]
+	}
+	c, csrf := signedIn("auditor-07", "auditor")
+
+	// Without the CSRF token: refused, no reference made.
+	r, _ := c.PostForm(g.base+"/console/child", url.Values{"nhs": {child}})
+	body(t, r)
+	if r.StatusCode != http.StatusForbidden {
+		t.Fatalf("the child form without its token: %d", r.StatusCode)
+	}
+	// An invalid number: 400 naming the problem, in place.
+	r, _ = c.PostForm(g.base+"/console/child", url.Values{"csrf": {csrf}, "nhs": {"9990000019"}})
+	if b := body(t, r); r.StatusCode != http.StatusBadRequest || !strings.Contains(b, "not a valid NHS number") {
+		t.Fatalf("an invalid NHS number: %d", r.StatusCode)
+	}
+	refs := map[string]string{}
+	for _, view := range []string{"report", "team"} {
+		r, _ = c.PostForm(g.base+"/console/child", url.Values{"csrf": {csrf}, "nhs": {"999 000 0018"}, "view": {view}})
+		body(t, r)
+		loc := r.Header.Get("Location")
+		if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/console/child/c") || strings.Contains(loc, child) {
+			t.Fatalf("the child form (%s): %d %s", view, r.StatusCode, loc)
+		}
+		refs[view] = loc
+	}
+	if refs["team"] != refs["report"]+"/team" {
+		t.Fatalf("one child, two references: %v", refs)
+	}
+	r, _ = c.Get(g.base + refs["report"])
+	if b := body(t, r); r.StatusCode != http.StatusOK || !strings.Contains(b, "999 000 0018") || !strings.Contains(b, `id="report-entries"`) {
+		t.Fatalf("the report at its reference: %d", r.StatusCode)
+	}
+	// A long report is paged (100 entries a page, newest first), and
+	// shown whole on request, for printing.
+	for range 100 {
+		g.as("exley-csc", "sw-0042", "social_worker", "GET", "/v1/subjects/"+child+"/consents", nil)
+	}
+	r, _ = c.Get(g.base + refs["report"])
+	b := body(t, r)
+	if !strings.Contains(b, "this page shows entries 1 to 100") || !strings.Contains(b, `rel="next"`) || strings.Count(b, `class="proof"`) != 100 {
+		t.Fatalf("the first page of a long report: %d proofs", strings.Count(b, `class="proof"`))
+	}
+	r, _ = c.Get(g.base + refs["report"] + "?page=2")
+	if b = body(t, r); !strings.Contains(b, "this page shows entries 101 to") || !strings.Contains(b, `rel="prev"`) {
+		t.Fatalf("the second page of a long report")
+	}
+	r, _ = c.Get(g.base + refs["report"] + "?all=1")
+	if b = body(t, r); strings.Contains(b, "this page shows") || strings.Count(b, `class="proof"`) <= 100 {
+		t.Fatalf("the whole report: %d proofs", strings.Count(b, `class="proof"`))
+	}
+
+	// The audit search by child: the same reference in the address.
+	r, _ = c.PostForm(g.base+"/console/audit", url.Values{"csrf": {csrf}, "subject": {child}, "kind": {"deny"}})
+	body(t, r)
+	loc := r.Header.Get("Location")
+	if r.StatusCode != http.StatusSeeOther || strings.Contains(loc, child) || !strings.Contains(loc, "child="+strings.TrimPrefix(refs["report"], "/console/child/")) || !strings.Contains(loc, "kind=deny") {
+		t.Fatalf("the audit search by child: %d %s", r.StatusCode, loc)
+	}
+	r, _ = c.Get(g.base + loc)
+	if b := body(t, r); r.StatusCode != http.StatusOK || !strings.Contains(b, "t-0007") || strings.Contains(b, "sw-0042 (exley-csc)") {
+		t.Fatalf("the search's results: %d", r.StatusCode)
+	}
+	// The NHS number in an address: refused, not searched without it.
+	r, _ = c.Get(g.base + "/console/audit?subject=" + child)
+	if b := body(t, r); r.StatusCode != http.StatusBadRequest || strings.Contains(b, `id="audit-results"`) {
+		t.Fatalf("an NHS number in the search's address: %d", r.StatusCode)
+	}
+	r, _ = c.Get(g.base + "/console/audit/export?format=csv&subject=" + child)
+	body(t, r)
+	if r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("an NHS number in the export's address: %d", r.StatusCode)
+	}
+
+	// Another session cannot use the reference.
+	other, _ := signedIn("ig-0001", "ig_lead")
+	for _, p := range []string{refs["report"], refs["team"], loc} {
+		r, _ = other.Get(g.base + p)
+		if b := body(t, r); r.StatusCode != http.StatusNotFound && r.StatusCode != http.StatusBadRequest || strings.Contains(b, "999 000 0018") {
+			t.Fatalf("another session's reference %s: %d", p, r.StatusCode)
+		}
+	}
+}
+
+// Four eyes: a person who made an override (ig-0001, acting as a social
+// worker) and is also an IG lead sees no form to close its review, and
+// a form sent anyway is refused by the API; the review stays open.
+func TestConsoleFourEyes(t *testing.T) {
+	g := startGateway(t)
+	r0 := g.as("exley-csc", "ig-0001", "social_worker", "POST", "/v1/decisions", map[string]any{
+		"subject": child, "provider": "riverside-gp", "purpose": "safeguarding", "categories": []string{"health_summary"},
+		"override_ground": "risk_of_significant_harm", "justification": "Seen at a home visit today; the strategy discussion is this afternoon."})
+	id, _ := r0["review"].(map[string]any)["id"].(string)
+	c := client(t)
+	body(t, g.linkSignin(c, "ig-0001", "ig_lead"))
+	r, _ := c.Get(g.base + "/console/reviews/" + id)
+	page := body(t, r)
+	m := csrfField.FindStringSubmatch(page)
+	if r.StatusCode != http.StatusOK || m == nil || !strings.Contains(page, "another IG lead must review it (four eyes)") || strings.Contains(page, `id="close-review"`) {
+		t.Fatalf("one's own override: %d, form shown %v", r.StatusCode, strings.Contains(page, `id="close-review"`))
+	}
+	r, _ = c.PostForm(g.base+"/console/reviews/"+id, url.Values{"csrf": {m[1]}, "outcome": {"upheld"}, "note": {"my own"}})
+	if b := body(t, r); r.StatusCode != http.StatusForbidden || !strings.Contains(b, "may not review it") {
+		t.Fatalf("closing one's own override: %d", r.StatusCode)
+	}
+	rv := g.as("exley-csc", "ig-1", "ig_lead", "GET", "/v1/reviews/"+id, nil)["review"].(map[string]any)
+	if rv["status"] != "open" {
+		t.Fatalf("the review after a refused self-review: %v", rv["status"])
+	}
+	// A second IG lead closes it.
+	c2 := client(t)
+	body(t, g.linkSignin(c2, "ig-1", "ig_lead"))
+	r, _ = c2.Get(g.base + "/console/reviews/" + id)
+	m = csrfField.FindStringSubmatch(body(t, r))
+	r, _ = c2.PostForm(g.base+"/console/reviews/"+id, url.Values{"csrf": {m[1]}, "outcome": {"upheld"}, "note": {"checked the minutes"}})
+	body(t, r)
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a second IG lead closes it: %d", r.StatusCode)
+	}
+}

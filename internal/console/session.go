@@ -28,6 +28,10 @@ type session struct {
 
 	created  time.Time
 	lastSeen time.Time
+
+	// refs name the children this person asked about, so that no console
+	// address carries an NHS number (child.go).
+	refs childRefs
 }
 
 // sessions holds sessions in memory (a restart signs everyone out).

@@ -16,6 +16,7 @@ import (
 
 	"github.com/childrens-trust/trustgate/internal/audit"
 	"github.com/childrens-trust/trustgate/internal/identity"
+	"github.com/childrens-trust/trustgate/internal/nhs"
 	"github.com/childrens-trust/trustgate/internal/registry"
 )
 
@@ -111,8 +112,9 @@ func (g *signins) start(w http.ResponseWriter, r *http.Request) {
 		c.signinError(w, r, http.StatusBadGateway, p.Name+"'s sign-in service cannot be reached just now. Try again in a minute, or ask your IT service desk.")
 		return
 	}
-	ps := &pendingSignin{partner: p.ID, verifier: oauth2.GenerateVerifier(), nonce: randomHex(16), next: localNext(r.URL.Query().Get("next")), created: c.opts.Now()}
-	state := randomHex(16)
+	ps := &pendingSignin{partner: p.ID, verifier: oauth2.GenerateVerifier(), nonce: nhs.FreeOf(func() string { return randomHex(16) }), next: localNext(r.URL.Query().Get("next")), created: c.opts.Now()}
+	// The state and nonce travel in addresses: never an NHS number.
+	state := nhs.FreeOf(func() string { return randomHex(16) })
 	g.mu.Lock()
 	for k, v := range g.pending {
 		if c.opts.Now().Sub(v.created) > signinWindow {

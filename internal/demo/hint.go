@@ -60,9 +60,11 @@ type ConsolePerson struct {
 }
 
 // ConsolePeople are the demo people of the console walk-through: an IG
-// lead who works the review queue and the protocols, and an auditor who
-// answers "who saw what about this child".
+// lead who works the review queue and the protocols, an auditor who
+// answers "who saw what about this child", and the lead professional of
+// the README's child, who sees the team around it.
 var ConsolePeople = []ConsolePerson{
 	{"IG lead, Exley children's social care", "exley-csc", "ig-0001", "ig_lead"},
 	{"Auditor for the Trust, appointed through Exley children's social care", "exley-csc", "auditor-07", "auditor"},
+	{"Lead professional of child 999 000 0018, a social worker of Exley children's social care", "exley-csc", "sw-0042", "social_worker"},
 }

@@ -1,19 +1,14 @@
 package demo
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/nhs"
-	"github.com/childrens-trust/trustgate/internal/protocol"
 )
 
 // seedMarker records that the demo index was seeded (once per demo).
@@ -105,7 +100,8 @@ var caseworkerRole = map[string]string{
 
 // SeedIndex populates a fresh demo gateway's involvement index the way
 // the agencies would: each syncs its caseload (PUT /v1/caseload) with a
-// token of its own. It waits for the gateway to be ready, and runs once
+// token of its own; then it records the history the console shows at
+// once (seedActivity). It waits for the gateway to be ready, and runs once
 // per demo (a marker under DIR/data): a later sync would end what the
 // walk-throughs record.
 func SeedIndex(ctx context.Context, dir, base, audience string) error {
@@ -127,28 +123,14 @@ func SeedIndex(ctx context.Context, dir, base, audience string) error {
 			}
 		}
 	}
-	for _, c := range seedCaseloads() {
-		key, partner, err := protocol.ReadPrivateKey(filepath.Join(dir, "keys", c.partner+".jwk"))
-		if err != nil {
-			return fmt.Errorf("demo: seed the index: %w", err)
+	c := caller{client: client, dir: dir, base: base, audience: audience}
+	for _, cl := range seedCaseloads() {
+		if _, err := c.want(ctx, http.StatusOK, cl.partner, cl.practitioner, cl.role, http.MethodPut, "/v1/caseload", map[string]any{"involvements": cl.items}); err != nil {
+			return fmt.Errorf("demo: seed the index: %s's caseload: %w", cl.partner, err)
 		}
-		tok, err := identity.Mint(key, identity.MintClaims{Issuer: partner, Subject: c.practitioner, Role: c.role, Audience: audience, Lifetime: time.Minute})
-		if err != nil {
-			return fmt.Errorf("demo: seed the index: %w", err)
-		}
-		body, _ := json.Marshal(map[string]any{"involvements": c.items})
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/caseload", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return fmt.Errorf("demo: seed the index: %w", err)
-		}
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("demo: seed the index: %s's caseload: %d %s", c.partner, resp.StatusCode, msg)
-		}
+	}
+	if err := seedActivity(ctx, c); err != nil {
+		return fmt.Errorf("demo: seed the console's history: %w", err)
 	}
 	return os.WriteFile(seedMarker(dir), []byte("the demo agencies' caseloads were synced once\n"), 0o600)
 }

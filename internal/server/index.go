@@ -645,9 +645,11 @@ func (s *Server) episodeView(x *exchange, snap *involvement.Snapshot, open *invo
 		p, ok := x.rev.Registry.Partner(partner)
 		return ok && p.Sensitive && partner != x.claims.Partner
 	}
+	// The team as it is and as it was: members who left keep their
+	// place, with the date they left.
 	team := []involvement.Member{}
 	for _, m := range open.Team {
-		if m.Left.IsZero() && !hidden(m.Partner) {
+		if !hidden(m.Partner) {
 			team = append(team, m)
 		}
 	}

@@ -149,7 +149,7 @@
       }
     }
     if (bad === 0) {
-      say(verdict, true, "All " + good + " entries are in the log: each proof checks in this browser against the checkpoint of " + cp.payload.size +
+      say(verdict, true, "All " + good + " entries shown are in the log: each proof checks in this browser against the checkpoint of " + cp.payload.size +
         " entries the gateway signed at " + cp.payload.time + " with key " + cp.header.kid + ".");
     } else {
       say(verdict, false, bad + " of " + (good + bad) + " proofs do not check. Tell the Trust's auditor.");
@@ -162,5 +162,6 @@
     const rep = document.getElementById("report-proofs");
     if (rep) report(rep);
     for (const b of document.querySelectorAll("[data-print]")) b.addEventListener("click", () => window.print());
+    document.documentElement.dataset.ready = "yes"; // the page's buttons work from now on
   });
 })();
