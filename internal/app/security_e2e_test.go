@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,24 +198,58 @@ func TestHTTPHygiene(t *testing.T) {
 			t.Errorf("%s: %d audit entries", name, after-before)
 		}
 	}
-	routes := []struct{ method, path string }{
-		{"POST", "/v1/decisions"}, {"GET", "/v1/protocols"}, {"POST", "/v1/consents"},
-		{"POST", "/v1/consents/c-1/withdraw"}, {"GET", "/v1/subjects/" + child + "/consents"},
-		{"GET", "/v1/reviews"}, {"POST", "/v1/share-requests"}, {"GET", "/v1/notifications"},
-		{"PUT", "/v1/subjects/" + child + "/lead-professional"}, {"GET", "/v1/audit/entries"},
-		{"GET", "/v1/audit/snapshot"}, {"GET", "/v1/audit/checkpoints/latest"}, {"GET", "/v1/audit/stats"},
-		{"GET", "/v1/audit/proofs/inclusion"}, {"GET", "/v1/audit/proofs/consistency"},
-		{"GET", "/v1/subjects/" + child + "/access-report"}, {"GET", "/v1/policies"},
-		{"POST", "/v1/admin/reload"}, {"GET", "/v1/admin/status"}, {"POST", "/v1/admin/whatif"},
+	// Every route: the served OpenAPI document's paths and methods, which
+	// TestOpenAPIListsEveryRoute (internal/server) holds equal to the
+	// routes found by walking the router.
+	resp, err := http.Get(g.base + "/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, rt := range routes {
-		for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
-			if m == rt.method {
+	var doc struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	documented := map[string][]string{}
+	for p, ops := range doc.Paths {
+		for m := range ops {
+			if mu := strings.ToUpper(m); slices.Contains([]string{"GET", "POST", "PUT", "PATCH", "DELETE"}, mu) {
+				documented[p] = append(documented[p], mu)
+			}
+		}
+	}
+	concrete := strings.NewReplacer("{nhs}", child, "{id}", "x-1")
+	// answers: a documented template with method m that matches path
+	// (POST /v1/reviews/summary is POST /v1/reviews/{id}).
+	answers := func(path, m string) bool {
+		for tmpl, ms := range documented {
+			ts, ps := strings.Split(tmpl, "/"), strings.Split(path, "/")
+			if !slices.Contains(ms, m) || len(ts) != len(ps) {
 				continue
 			}
+			ok := true
+			for i := range ts {
+				ok = ok && (ts[i] == ps[i] || strings.HasPrefix(ts[i], "{"))
+			}
+			if ok {
+				return true
+			}
+		}
+		return false
+	}
+	tried := 0
+	for tmpl, ms := range documented {
+		path := concrete.Replace(tmpl)
+		for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"} {
+			if answers(path, m) {
+				continue
+			}
+			tried++
 			var allow string
-			audited(m+" "+rt.path, func() int {
-				req, _ := http.NewRequest(m, g.base+rt.path, nil)
+			audited(m+" "+path, func() int {
+				req, _ := http.NewRequest(m, g.base+path, nil)
 				req.Header.Set("Authorization", "Bearer "+tok())
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
@@ -224,10 +259,15 @@ func TestHTTPHygiene(t *testing.T) {
 				allow = resp.Header.Get("Allow")
 				return resp.StatusCode
 			}, http.StatusMethodNotAllowed)
-			if !strings.Contains(allow, rt.method) {
-				t.Errorf("%s %s: Allow %q lacks %s", m, rt.path, allow, rt.method)
+			for _, want := range ms {
+				if !strings.Contains(allow, want) {
+					t.Errorf("%s %s: Allow %q lacks %s", m, path, allow, want)
+				}
 			}
 		}
+	}
+	if len(documented) < 30 || tried < 150 {
+		t.Errorf("%d routes, %d method × route pairs tried", len(documented), tried)
 	}
 	// The unaudited probes answer 405 with Allow too.
 	for _, p := range []string{"/healthz", "/readyz", "/.well-known/jwks.json"} {
@@ -243,7 +283,7 @@ func TestHTTPHygiene(t *testing.T) {
 	// Reviews answer GET and POST on one path.
 	req, _ := http.NewRequest("DELETE", g.base+"/v1/reviews/r-1", nil)
 	req.Header.Set("Authorization", "Bearer "+tok())
-	resp, _ := http.DefaultClient.Do(req)
+	resp, _ = http.DefaultClient.Do(req)
 	resp.Body.Close()
 	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, POST" {
 		t.Errorf("DELETE /v1/reviews/r-1: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
