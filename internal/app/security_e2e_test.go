@@ -346,6 +346,42 @@ func TestHTTPHygiene(t *testing.T) {
 	if after, _ := g.app.Audit().Head(); after != before+1 {
 		t.Fatalf("CL+TE: %d audit entries", after-before)
 	}
+
+	// An encoding Go's HTTP layer would refuse on its own (501, no request
+	// id, no entry), its head written a byte at a time so that the guard
+	// sees it across many reads: still the handler's 400, audited, closed.
+	before, _ = g.app.Audit().Head()
+	c2, err := net.Dial("tcp", strings.TrimPrefix(g.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	head := fmt.Sprintf("POST /v1/decisions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nTransfer-Encoding: identity, chunked\r\nContent-Length: %d\r\n\r\n", tok(), len(chunked))
+	for i := 0; i < len(head); i++ {
+		if _, err := c2.Write([]byte{head[i]}); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond) // let the server read what came so far
+		}
+	}
+	io.WriteString(c2, chunked)
+	br2 := bufio.NewReader(c2)
+	resp, err = http.ReadResponse(br2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 400 || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("CL+TE identity, chunked: %d request id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+	_ = c2.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := br2.ReadByte(); err == nil {
+		t.Fatal("the connection stayed open")
+	}
+	if after, _ := g.app.Audit().Head(); after != before+1 {
+		t.Fatalf("CL+TE identity, chunked: %d audit entries", after-before)
+	}
 }
 
 // rawStatus sends a raw request and returns the status.
