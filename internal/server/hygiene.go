@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"mime"
 	"net"
@@ -84,50 +85,123 @@ func (l guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &guardConn{Conn: c, atLineStart: true}, nil
+	return &guardConn{Conn: c}, nil
 }
 
-// guardConn scans what is read for header lines: from a request line
-// (ending " HTTP/1.x") to the blank line after it, it notes
-// Content-Length and Transfer-Encoding; both in one head marks the
-// connection.
+// maxHeldHead bounds the request head a guarded connection holds back:
+// past it the bytes go on as they are (the server refuses a head over its
+// MaxHeaderBytes with 431 itself).
+const maxHeldHead = 64 << 10
+
+// guardConn scans what is read for request heads: from a request line
+// (ending " HTTP/1.x") to the blank line after it, it holds the head back
+// and notes Content-Length and Transfer-Encoding. A head with both marks
+// the connection, and its Transfer-Encoding lines are renamed (to
+// X-Smuggled-Header, the same length) before the server reads them, so
+// that whatever the encoding claims (chunked, "identity, chunked", …) the
+// request reaches the handler, which refuses it (400, audited) and closes
+// the connection, instead of the HTTP layer answering 501 on its own,
+// unaudited. Holding the whole head makes this independent of how the
+// bytes were split into reads.
 type guardConn struct {
 	net.Conn
-	mu          sync.Mutex
-	line        []byte
-	atLineStart bool
-	inHead      bool
-	cl, te      bool
-	smuggled    atomic.Bool
+	mu       sync.Mutex
+	first    []byte // the first bytes of the current line (header names)
+	last     []byte // its last bytes (the request line's " HTTP/1.1")
+	inHead   bool
+	cl, te   bool
+	head     []byte // the head held back, from the line after the request line
+	out      []byte // bytes ready for the server
+	smuggled atomic.Bool
 }
 
 func (g *guardConn) Read(p []byte) (int, error) {
-	n, err := g.Conn.Read(p)
 	g.mu.Lock()
-	for _, c := range p[:n] {
+	defer g.mu.Unlock()
+	buf := make([]byte, max(len(p), 4096))
+	for len(g.out) == 0 {
+		n, err := g.Conn.Read(buf)
+		g.scan(buf[:n])
+		if err != nil {
+			// A deadline (the server's own, to interrupt its background
+			// read) leaves a held head held; the end of the stream lets an
+			// unfinished head go on as it is. Nothing is latched: the next
+			// read asks the connection again.
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				g.out = append(g.out, g.head...)
+				g.head, g.inHead = nil, false
+			}
+			if len(g.out) == 0 {
+				return 0, err
+			}
+			break
+		}
+	}
+	n := copy(p, g.out)
+	g.out = g.out[n:]
+	if len(g.out) == 0 {
+		g.out = nil
+	}
+	return n, nil
+}
+
+func (g *guardConn) scan(b []byte) {
+	for _, c := range b {
+		if g.inHead {
+			g.head = append(g.head, c)
+		} else {
+			g.out = append(g.out, c)
+		}
 		if c != '\n' {
-			if len(g.line) < 256 {
-				g.line = append(g.line, c)
+			if len(g.first) < 32 {
+				g.first = append(g.first, c)
+			}
+			g.last = append(g.last, c)
+			if len(g.last) > 16 {
+				g.last = g.last[1:]
 			}
 			continue
 		}
-		line := strings.ToLower(strings.TrimRight(string(g.line), "\r"))
-		g.line = g.line[:0]
+		first := strings.ToLower(strings.TrimRight(string(g.first), "\r"))
+		last := strings.ToLower(strings.TrimRight(string(g.last), "\r"))
+		g.first, g.last = g.first[:0], g.last[:0]
 		switch {
-		case !g.inHead && (strings.HasSuffix(line, " http/1.1") || strings.HasSuffix(line, " http/1.0")):
+		case !g.inHead && (strings.HasSuffix(last, " http/1.1") || strings.HasSuffix(last, " http/1.0")):
 			g.inHead, g.cl, g.te = true, false, false
-		case g.inHead && line == "":
+		case g.inHead && first == "":
 			g.inHead = false
 			if g.cl && g.te {
 				g.smuggled.Store(true)
+				renameTransferEncoding(g.head)
 			}
+			g.out = append(g.out, g.head...)
+			g.head = nil
 		case g.inHead:
-			g.cl = g.cl || strings.HasPrefix(line, "content-length:")
-			g.te = g.te || strings.HasPrefix(line, "transfer-encoding:")
+			g.cl = g.cl || strings.HasPrefix(first, "content-length:")
+			g.te = g.te || strings.HasPrefix(first, "transfer-encoding:")
+		}
+		if g.inHead && len(g.head) > maxHeldHead {
+			g.inHead = false
+			g.out = append(g.out, g.head...)
+			g.head = nil
 		}
 	}
-	g.mu.Unlock()
-	return n, err
+}
+
+// renameTransferEncoding renames, in place, every Transfer-Encoding
+// header line of head (a request's header lines) to X-Smuggled-Header.
+func renameTransferEncoding(head []byte) {
+	const name, repl = "transfer-encoding:", "x-smuggled-header:"
+	for i := 0; i+len(name) <= len(head); {
+		if strings.EqualFold(string(head[i:i+len(name)]), name) {
+			copy(head[i:], repl)
+		}
+		j := bytes.IndexByte(head[i:], '\n')
+		if j < 0 {
+			return
+		}
+		i += j + 1
+	}
 }
 
 // smuggled reports whether r came on a guarded connection whose request

@@ -1010,6 +1010,9 @@ func (s *Server) postRetention(x *exchange) (int, any, error) {
 	if err := requireRole(x, "run the index's retention", AdminRole); err != nil {
 		return 0, nil, err
 	}
+	if err := s.emptyBody(x); err != nil {
+		return 0, nil, err
+	}
 	res, err := s.SweepIndex(x.ctx)
 	if err != nil {
 		x.entry.Kind = audit.KindUnavailable

@@ -108,14 +108,24 @@ func problemLines(rep *revision.Report, n int) []string {
 	return out
 }
 
-// emptyBody accepts no body, or an empty JSON object.
+// emptyBody accepts no body, or an empty JSON object sent as
+// application/json (POST /v1/admin/reload, /v1/admin/index/retention).
 func (s *Server) emptyBody(x *exchange) error {
 	raw, err := io.ReadAll(http.MaxBytesReader(nil, x.r.Body, 1024))
 	if err != nil {
 		return badRequest("body", "must be empty")
 	}
-	if t := strings.TrimSpace(string(raw)); t != "" && t != "{}" {
-		return badRequest("body", "must be empty: the reload takes no parameters")
+	t := strings.TrimSpace(string(raw))
+	if t == "" {
+		return nil
+	}
+	// A body, even {}, is JSON: it says so (415 otherwise), like every
+	// other body the gateway reads.
+	if err := jsonContentType(x.r); err != nil {
+		return err
+	}
+	if t != "{}" {
+		return badRequest("body", "must be empty: this endpoint takes no parameters")
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,7 +216,10 @@ func (s *Server) router() *mux.Router {
 	})
 	v1.NotFoundHandler, v1.MethodNotAllowedHandler = unrouted, unrouted
 	top := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == "/v1" || strings.HasPrefix(req.URL.Path, "/v1/") {
+		// A path that a cleaning router would take into /v1 (//v1/…,
+		// /./v1/…, /x/../v1/…) is a /v1 request too: answered 404 and
+		// audited, never cleaned.
+		if cleaned := path.Clean(req.URL.Path); cleaned == "/v1" || strings.HasPrefix(cleaned, "/v1/") || strings.HasPrefix(req.URL.Path, "/v1/") {
 			unrouted.ServeHTTP(w, req)
 			return
 		}
