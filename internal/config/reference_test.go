@@ -94,7 +94,7 @@ and by ` + "`--set KEY=VALUE`" + ` (repeatable), written as in the file, for eve
 command that reads the config (` + "`serve`, `demo run`, `vault setup`, `vault policy`" + `):
 the file first, then the environment, then ` + "`--set`" + `, then ` + "`--listen`" + `. An
 empty variable is ignored: ` + "`--set KEY=`" + ` sets a key to empty.
-Durations are written ` + "`5s`, `2m`, `720h`" + `. Secrets are never config keys
+Durations are written ` + "`5s`, `2m`, `720h`" + `; lists in YAML flow form, ` + "`[a, b]`" + `. Secrets are never config keys
 (docs/operations.md).
 
 The same definition generates the file's JSON Schema,
@@ -241,6 +241,8 @@ func TestEveryKeyFromEnvironmentAndSet(t *testing.T) {
 			return fmt.Sprint(4321 + n)
 		case "duration":
 			return fmt.Sprintf("%ds", 4321+n)
+		case "list":
+			return fmt.Sprintf("[first-%d-of-%s, second+%d]", n, k.Name, n)
 		}
 		return fmt.Sprintf("value-%d-of-%s", n, k.Name)
 	}
@@ -253,7 +255,7 @@ func TestEveryKeyFromEnvironmentAndSet(t *testing.T) {
 		if slices.Contains(client, k.Env()) {
 			t.Errorf("%s: its variable %s is a client command's", k.Name, k.Env())
 		}
-		if k.Type != "string" && k.Type != "bool" && k.Type != "int" && k.Type != "duration" {
+		if k.Type != "string" && k.Type != "bool" && k.Type != "int" && k.Type != "duration" && k.Type != "list" {
 			t.Errorf("%s: type %s cannot be set from the environment", k.Name, k.Type)
 			continue
 		}
