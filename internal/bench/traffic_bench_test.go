@@ -182,14 +182,22 @@ type trafficGen struct {
 	rng      *rand.Rand
 	reg      *registry.Registry
 	partners []*registry.Partner
+	roles    map[string][]string // by partner: the roles it asks with
 	cats     []string
 	purposes []string
 }
 
 func newTrafficGen(reg *registry.Registry, seed uint64) *trafficGen {
 	g := &trafficGen{rng: rand.New(rand.NewPCG(seed, seed*7+1)), reg: reg}
+	g.roles = map[string][]string{}
 	for _, p := range reg.Partners() {
-		if len(rolesByType[p.Type]) > 0 {
+		// The roles of its kind that the registry lets it assert (held_by).
+		for _, r := range rolesByType[p.Type] {
+			if reg.MayHold(p.ID, r) {
+				g.roles[p.ID] = append(g.roles[p.ID], r)
+			}
+		}
+		if len(g.roles[p.ID]) > 0 {
 			g.partners = append(g.partners, p)
 		}
 	}
@@ -243,7 +251,7 @@ func (g *trafficGen) distinct(n int, withConsents []child, fresh []string) []spe
 		if pv.ID == rq.ID {
 			continue
 		}
-		role := rolesByType[rq.Type][g.rng.IntN(len(rolesByType[rq.Type]))]
+		role := g.roles[rq.ID][g.rng.IntN(len(g.roles[rq.ID]))]
 		purpose := g.purposes[g.rng.IntN(len(g.purposes))]
 		cats := g.someCats(1 + g.rng.IntN(3))
 		var c child
@@ -411,98 +419,58 @@ func startOPA(t *testing.T, dir string) (*exec.Cmd, string) {
 	return cmd, "http://" + addr + "/v1/data/trustgate/sharing/decision"
 }
 
-// rssMiB is a process's resident set now and at its peak (VmRSS, VmHWM).
-func rssMiB(t *testing.T, pid int) (now, peak float64) {
+// waitPrefill waits (at most two minutes) for the gateway's log to say
+// that it has computed the Trust-level parts of its revision ahead, and
+// prints that line.
+func waitPrefill(t *testing.T, logPath string) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(logPath)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "Trust-level parts") {
+				fmt.Println("gateway:", l)
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Log("the gateway did not report its Trust-level parts computed ahead within two minutes; measuring anyway")
+}
+
+// loadavg is /proc/loadavg (the 1, 5 and 15 minute load averages, ...).
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return string(b)
+}
+
+// procStatusMiB are the memory figures of /proc/PID/status, by name
+// (VmRSS, VmHWM, RssAnon, RssFile, ...), in MiB.
+func procStatusMiB(t *testing.T, pid int) map[string]float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[string]float64{}
 	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+		if f := strings.Fields(l); len(f) == 3 && f[2] == "kB" {
 			kb, _ := strconv.ParseFloat(f[1], 64)
-			if f[0] == "VmRSS:" {
-				now = kb / 1024
-			} else {
-				peak = kb / 1024
-			}
+			out[strings.TrimSuffix(f[0], ":")] = kb / 1024
 		}
 	}
-	return now, peak
+	return out
 }
 
-// TestBenchTrafficVsOPA measures the gateway (`trustgate serve`, default
-// configuration) against `opa run --server` with the same policy, data
-// and inputs, in alternating rounds in the same run, on three loads: (1)
-// distinct requests — every one unlike any before in what the gateway's
-// memos key on, half about children with consent records; (2) a month
-// of the Trust's traffic; (3) open loop at 500 and 1,000 requests a
-// second (distinct requests). It reports throughput, each server's CPU
-// per request, the tails, and the gateway's resident memory.
-func TestBenchTrafficVsOPA(t *testing.T) {
-	d := envDuration("BENCH_DURATION", 10*time.Second)
-	rounds := envInt("BENCH_ROUNDS", 4)
-	clients := envInt("BENCH_CLIENTS", 32)
-	nreq := envInt("BENCH_REQUESTS", 60_000)
-	openFor := envDuration("BENCH_OPEN_DURATION", 6*time.Second)
-	g := startGatewayProcess(t, "")
-	opaCmd, opaURL := startOPA(t, g.dir)
+// rssMiB is a process's resident set now and at its peak (VmRSS, VmHWM).
+func rssMiB(t *testing.T, pid int) (now, peak float64) {
+	m := procStatusMiB(t, pid)
+	return m["VmRSS"], m["VmHWM"]
+}
 
-	reg := revisionRegistry(t, g.dir)
-	subjects := syntheticSubjects(envInt("BENCH_CONSENT_CHILDREN", 600) + nreq)
-	nc := envInt("BENCH_CONSENT_CHILDREN", 600)
-	seeded := seedConsents(t, g, subjects[:nc], rand.New(rand.NewPCG(1, 2)))
-	fresh := subjects[nc:]
-	gen := newTrafficGen(reg, 42)
-
-	perReq := func(cpu time.Duration, n int64) float64 { return float64(cpu.Microseconds()) / float64(n) }
-	closed := func(name string, specs []spec) {
-		gwReq, opaReq, gwUsed, opaUsed := specRequests(t, g, specs, opaURL)
-		var gwRuns, opaRuns []Result
-		var gwCPU, opaCPU time.Duration
-		for r := range rounds {
-			warm := time.Duration(0)
-			if r == 0 {
-				warm = time.Second
-			}
-			gwRuns = append(gwRuns, Drive(context.Background(), "trustgate /v1/decisions", clients, d/time.Duration(rounds), warm, http.StatusOK, gwReq, cpuOf(t, g.cmd.Process.Pid, &gwCPU)))
-			opaRuns = append(opaRuns, Drive(context.Background(), "opa run --server data API", clients, d/time.Duration(rounds), warm, http.StatusOK, opaReq, cpuOf(t, opaCmd.Process.Pid, &opaCPU)))
-		}
-		gw, op := Combine(gwRuns...), Combine(opaRuns...)
-		if gw.Errors+op.Errors != 0 {
-			t.Fatalf("%s: errors (trustgate %d: %s; OPA %d: %s)", name, gw.Errors, gw.FirstError, op.Errors, op.FirstError)
-		}
-		var byRound []string
-		for i := range gwRuns {
-			byRound = append(byRound, fmt.Sprintf("%.2f", gwRuns[i].PerSecond()/opaRuns[i].PerSecond()))
-		}
-		rss, peak := rssMiB(t, g.cmd.Process.Pid)
-		fmt.Printf("\n== %s: %d requests prepared (%d sent to trustgate, %d to OPA), %d clients, %s each in %d alternating rounds ==\n",
-			name, len(specs), gwUsed.Load(), opaUsed.Load(), clients, d, rounds)
-		fmt.Printf("%s  server CPU %4.0f µs/request\n", gw, perReq(gwCPU, gw.Requests))
-		fmt.Printf("%s  server CPU %4.0f µs/request\n", op, perReq(opaCPU, op.Requests))
-		fmt.Printf("ratio trustgate/OPA = %.2fx (rounds: %s); CPU per request %.2fx; trustgate resident memory %.0f MiB (peak %.0f MiB)\n",
-			gw.PerSecond()/op.PerSecond(), strings.Join(byRound, " "), perReq(gwCPU, gw.Requests)/perReq(opaCPU, op.Requests), rss, peak)
-	}
-	closed("distinct requests", gen.distinct(nreq, seeded, fresh))
-	closed("a month of Trust traffic", gen.month(nreq, seeded, fresh))
-
-	for _, rate := range []int{500, 1000} {
-		specs := gen.distinct(2*rate*int(openFor.Seconds())+rate, seeded, fresh)
-		gwReq, opaReq, _, _ := specRequests(t, g, specs, opaURL)
-		// Alternating halves, each server warmed by the other's first.
-		gwRes := DriveOpen(context.Background(), "trustgate /v1/decisions", rate, openFor, http.StatusOK, gwReq)
-		opRes := DriveOpen(context.Background(), "opa run --server data API", rate, openFor, http.StatusOK, opaReq)
-		// Errors are reported, not fatal: a server that cannot keep up with
-		// the rate fails requests (the gateway answers 503 when the audit
-		// append cannot be made in time), and that is a result.
-		if gwRes.Errors+opRes.Errors != 0 {
-			fmt.Printf("open loop %d/s: errors: trustgate %d (first: %.200s); OPA %d (first: %.200s)\n", rate, gwRes.Errors, gwRes.FirstError, opRes.Errors, opRes.FirstError)
-		}
-		rss, peak := rssMiB(t, g.cmd.Process.Pid)
-		fmt.Printf("\n== open loop, distinct requests ==\n%s\n%s\np99 trustgate/OPA = %.2fx; trustgate resident memory %.0f MiB (peak %.0f MiB)\n",
-			gwRes, opRes, float64(gwRes.P99)/float64(opRes.P99), rss, peak)
-	}
+// rssParts is a process's resident set by kind: anonymous memory (the
+// heap, stacks) and pages of mapped files (the bbolt files).
+func rssParts(t *testing.T, pid int) string {
+	m := procStatusMiB(t, pid)
+	return fmt.Sprintf("%.0f MiB anonymous, %.0f MiB of mapped files", m["RssAnon"], m["RssFile"])
 }
 
 // revisionRegistry is the registry of the demo Trust in dir.

@@ -47,6 +47,7 @@ type Memo struct {
 
 	hits, misses, n atomic.Uint64
 	off             atomic.Pointer[string] // why the memos were turned off
+	prefill         atomic.Int32           // 0 none, 1 running, 2 done (Prefill)
 }
 
 // DefaultMemoCheckEvery is the tripwire's rate: one answer in this many
@@ -91,6 +92,16 @@ func (m *Memo) Off() (bool, string) {
 // Stats are the decision memo's hits and misses (evaluations it stored)
 // so far.
 func (m *Memo) Stats() (hits, misses uint64) { return m.hits.Load(), m.misses.Load() }
+
+// TrustParts is how many Trust-level parts m holds (computed ahead by
+// Prefill or by requests), and where its Prefill is: "" (none started),
+// "running" or "done".
+func (m *Memo) TrustParts() (n int, prefill string) {
+	if m.trusts != nil {
+		n = m.trusts.Len()
+	}
+	return n, [...]string{"", "running", "done"}[m.prefill.Load()]
+}
 
 // Decide answers in as m's revision would: from the memo when it can,
 // otherwise by evaluating (with the remembered Trust-level part) and
