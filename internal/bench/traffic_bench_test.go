@@ -473,6 +473,149 @@ func rssParts(t *testing.T, pid int) string {
 	return fmt.Sprintf("%.0f MiB anonymous, %.0f MiB of mapped files", m["RssAnon"], m["RssFile"])
 }
 
+// TestBenchTrafficVsOPA measures the gateway (`trustgate serve`, default
+// configuration) against `opa run --server` with the same policy, data
+// and inputs, in alternating rounds in the same run, on three loads: (1)
+// distinct requests — every one unlike any before in what the gateway's
+// memos key on, half about children with consent records; (2) a month
+// of the Trust's traffic; (3) open loop at 500 and 1,000 requests a
+// second (distinct requests). It reports throughput, each server's CPU
+// per request, the tails, and the gateway's resident memory.
+func TestBenchTrafficVsOPA(t *testing.T) {
+	d := envDuration("BENCH_DURATION", 10*time.Second)
+	rounds := envInt("BENCH_ROUNDS", 4)
+	clients := envInt("BENCH_CLIENTS", 32)
+	nreq := envInt("BENCH_REQUESTS", 60_000)
+	openFor := envDuration("BENCH_OPEN_DURATION", 6*time.Second)
+	fmt.Printf("load average at start: %s", loadavg())
+	defer func() { fmt.Printf("load average at end: %s", loadavg()) }()
+	g := startGatewayProcess(t, "")
+	opaCmd, opaURL := startOPA(t, g.dir)
+	gwLog := filepath.Join(filepath.Dir(g.dir), "gateway.log")
+
+	reg := revisionRegistry(t, g.dir)
+	subjects := syntheticSubjects(envInt("BENCH_CONSENT_CHILDREN", 600) + nreq)
+	nc := envInt("BENCH_CONSENT_CHILDREN", 600)
+	seeded := seedConsents(t, g, subjects[:nc], rand.New(rand.NewPCG(1, 2)))
+	fresh := subjects[nc:]
+	gen := newTrafficGen(reg, 42)
+
+	perReq := func(cpu time.Duration, n int64) float64 { return float64(cpu.Microseconds()) / float64(n) }
+	closed := func(name string, specs []spec) {
+		gwReq, opaReq, gwUsed, opaUsed := specRequests(t, g, specs, opaURL)
+		var gwRuns, opaRuns []Result
+		var gwCPU, opaCPU time.Duration
+		stopProfile := perfRecord(t, g.cmd.Process.Pid, name)
+		for r := range rounds {
+			warm := time.Duration(0)
+			if r == 0 {
+				warm = time.Second
+			}
+			gwRuns = append(gwRuns, Drive(context.Background(), "trustgate /v1/decisions", clients, d/time.Duration(rounds), warm, http.StatusOK, gwReq, cpuOf(t, g.cmd.Process.Pid, &gwCPU)))
+			opaRuns = append(opaRuns, Drive(context.Background(), "opa run --server data API", clients, d/time.Duration(rounds), warm, http.StatusOK, opaReq, cpuOf(t, opaCmd.Process.Pid, &opaCPU)))
+		}
+		stopProfile()
+		gw, op := Combine(gwRuns...), Combine(opaRuns...)
+		if gw.Errors+op.Errors != 0 {
+			t.Fatalf("%s: errors (trustgate %d: %s; OPA %d: %s)", name, gw.Errors, gw.FirstError, op.Errors, op.FirstError)
+		}
+		var byRound []string
+		for i := range gwRuns {
+			byRound = append(byRound, fmt.Sprintf("%.2f", gwRuns[i].PerSecond()/opaRuns[i].PerSecond()))
+		}
+		rss, peak := rssMiB(t, g.cmd.Process.Pid)
+		fmt.Printf("\n== %s: %d requests prepared (%d sent to trustgate, %d to OPA), %d clients, %s each in %d alternating rounds ==\n",
+			name, len(specs), gwUsed.Load(), opaUsed.Load(), clients, d, rounds)
+		fmt.Printf("%s  server CPU %4.0f µs/request\n", gw, perReq(gwCPU, gw.Requests))
+		fmt.Printf("%s  server CPU %4.0f µs/request\n", op, perReq(opaCPU, op.Requests))
+		fmt.Printf("ratio trustgate/OPA = %.2fx (rounds: %s); CPU per request %.2fx; trustgate resident memory %.0f MiB (peak %.0f MiB; %s)\n",
+			gw.PerSecond()/op.PerSecond(), strings.Join(byRound, " "), perReq(gwCPU, gw.Requests)/perReq(opaCPU, op.Requests), rss, peak, rssParts(t, g.cmd.Process.Pid))
+		fmt.Printf("trustgate: %s\n", goMemory(gwLog))
+	}
+	distinct := gen.distinct(nreq, seeded, fresh)
+	// A revision is active long before most of its traffic: wait until the
+	// gateway has computed its Trust-level parts ahead
+	// (policy.trust_prefill), and say how long that took.
+	waitPrefill(t, gwLog)
+	closed("distinct requests", distinct)
+	closed("a month of Trust traffic", gen.month(nreq, seeded, fresh))
+
+	for _, rate := range []int{500, 1000} {
+		specs := gen.distinct(2*rate*int(openFor.Seconds())+rate, seeded, fresh)
+		gwReq, opaReq, _, _ := specRequests(t, g, specs, opaURL)
+		// Alternating halves, each server warmed by the other's first.
+		gwRes := DriveOpen(context.Background(), "trustgate /v1/decisions", rate, openFor, http.StatusOK, gwReq)
+		opRes := DriveOpen(context.Background(), "opa run --server data API", rate, openFor, http.StatusOK, opaReq)
+		// Errors are reported, not fatal: a server that cannot keep up with
+		// the rate fails requests (the gateway answers 503 when the audit
+		// append cannot be made in time), and that is a result.
+		if gwRes.Errors+opRes.Errors != 0 {
+			fmt.Printf("open loop %d/s: errors: trustgate %d (first: %.200s); OPA %d (first: %.200s)\n", rate, gwRes.Errors, gwRes.FirstError, opRes.Errors, opRes.FirstError)
+		}
+		rss, peak := rssMiB(t, g.cmd.Process.Pid)
+		fmt.Printf("\n== open loop, distinct requests ==\n%s\n%s\np99 trustgate/OPA = %.2fx; trustgate resident memory %.0f MiB (peak %.0f MiB; %s)\n",
+			gwRes, opRes, float64(gwRes.P99)/float64(opRes.P99), rss, peak, rssParts(t, g.cmd.Process.Pid))
+		fmt.Printf("trustgate: %s\n", goMemory(gwLog))
+	}
+}
+
+// perfRecord, when BENCH_PROFILE_DIR names a directory, samples the
+// gateway process pid with Linux perf (call graphs) until the returned
+// function is called, into DIR/<load>.perf (read it with `perf report
+// -i FILE --no-children`); without it, or without perf, it does nothing.
+func perfRecord(t *testing.T, pid int, load string) func() {
+	dir := os.Getenv("BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	out := filepath.Join(dir, strings.ReplaceAll(load, " ", "-")+".perf")
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", out)
+	if err := cmd.Start(); err != nil {
+		t.Logf("perf: %v (no profile)", err)
+		return func() {}
+	}
+	return func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		fmt.Printf("profile of the gateway under %s: %s\n", load, out)
+	}
+}
+
+// goMemory is what the gateway's Go runtime says of its memory and
+// collector (its Prometheus endpoint, whose address its log names): the
+// heap in use, the heap size at which the next collection starts and how
+// many collections have run; "" when it cannot be read.
+func goMemory(logPath string) string {
+	b, _ := os.ReadFile(logPath)
+	addr := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "metrics listening") {
+			if _, a, ok := strings.Cut(l, "addr="); ok {
+				addr = strings.Trim(strings.Fields(a)[0], `"`)
+			}
+		}
+	}
+	if addr == "" {
+		return ""
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	v := map[string]float64{}
+	for _, l := range strings.Split(body.String(), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && !strings.HasPrefix(l, "#") {
+			x, _ := strconv.ParseFloat(f[1], 64)
+			v[f[0]] = x
+		}
+	}
+	return fmt.Sprintf("Go heap in use %.0f MiB, next collection at %.0f MiB, %.0f collections so far",
+		v["go_memstats_heap_inuse_bytes"]/(1<<20), v["go_memstats_next_gc_bytes"]/(1<<20), v["go_gc_duration_seconds_count"])
+}
+
 // revisionRegistry is the registry of the demo Trust in dir.
 func revisionRegistry(t *testing.T, dir string) *registry.Registry {
 	reg, err := registry.Load(context.Background(), filepath.Join(dir, "protocols", "trust.yaml"))
