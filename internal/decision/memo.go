@@ -50,6 +50,9 @@ type Memo struct {
 	prefill         atomic.Int32           // 0 none, 1 running, 2 done (Prefill)
 }
 
+// trustEntries bounds the Trust-level parts a memo holds.
+const trustEntries = 1 << 16
+
 // DefaultMemoCheckEvery is the tripwire's rate: one answer in this many
 // is also evaluated plainly.
 const DefaultMemoCheckEvery = 256
@@ -76,7 +79,7 @@ func NewMemo(rev *policy.Revision, src policy.Sources, entries int) *Memo {
 	probe := &policy.Input{TimeNS: 0, Purpose: "probe"}
 	if t, err := rev.TrustPart(context.Background(), probe); err == nil && t.Defined() {
 		// As many as there can be keys in a Trust of this size, bounded.
-		m.trusts = NewCache[string, policy.Trust](1 << 16)
+		m.trusts = NewCache[string, policy.Trust](trustEntries)
 	}
 	return m
 }

@@ -46,8 +46,10 @@ func TrustKeys(reg *registry.Registry, now time.Time) []policy.Input {
 // first came: policy.Revision.TrustPart), one after another, resting
 // after each for as long as it took, so that it uses at most half of one
 // core beside the requests, which go on filling the memo as they come.
-// It stops when ctx ends, when m is off or has no Trust-level part, or
-// after an evaluation error, and returns how many parts it computed.
+// It stops when ctx ends, when m is off or has no Trust-level part,
+// after an evaluation error, or when m holds three quarters of the parts
+// it can (so that a Trust too large for the memo does not have its parts
+// computed only to be forgotten), and returns how many parts it computed.
 // The answers are the same with it or without it: it only moves, to
 // before the first request of each key, work that request would do.
 func (m *Memo) Prefill(ctx context.Context, ins []policy.Input) (int, error) {
@@ -59,6 +61,9 @@ func (m *Memo) Prefill(ctx context.Context, ins []policy.Input) (int, error) {
 	for i := range ins {
 		if off, _ := m.Off(); off || ctx.Err() != nil {
 			return n, ctx.Err()
+		}
+		if n%256 == 0 && m.trusts.Len() >= trustEntries*3/4 {
+			break
 		}
 		key := m.trustKey(&ins[i])
 		if _, ok := m.trusts.Get(key); ok {
