@@ -267,6 +267,9 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopMetrics()
 	stopReplayState := a.startReplayState(ctx) // replaystate.go
 	defer stopReplayState()
+	if a.cfg.Policy.TrustPrefill {
+		a.api.PrefillTrust(ctx) // until ctx ends
+	}
 	errc := make(chan error, 1)
 	go func() {
 		var err error

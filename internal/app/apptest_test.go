@@ -81,6 +81,9 @@ func startGateway(t *testing.T, mutate func(*config.Config)) *gateway {
 	}
 	cfg.DataDir = t.TempDir()
 	cfg.Log.Level = "error"
+	// Computing every Trust-level part ahead takes seconds of CPU per
+	// gateway; the tests that need it turn it on (memo_e2e_test.go).
+	cfg.Policy.TrustPrefill = false
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -16,6 +16,8 @@ type memoStatus struct {
 	Off      string `json:"off"`
 	Hits     uint64 `json:"hits"`
 	Misses   uint64 `json:"misses"`
+	Parts    int    `json:"trust_parts"`
+	Prefill  string `json:"trust_prefill"`
 }
 
 func (g *gateway) memoStatus() memoStatus {
@@ -73,6 +75,27 @@ func TestDecisionMemoEndToEnd(t *testing.T) {
 	}
 	if after := g.memoStatus(); after.Hits != m.Hits+1 || after.Misses != m.Misses+1 {
 		t.Fatalf("a decision with a consent on file: %+v", after)
+	}
+
+	// Every Trust-level part computed ahead (policy.trust_prefill): the
+	// same answers, and the first request of a kind computes nothing.
+	pre := startGateway(t, func(c *config.Config) { c.Policy.TrustPrefill = true })
+	deadline := time.Now().Add(2 * time.Minute)
+	for pre.memoStatus().Prefill != "done" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Trust-level parts were not computed ahead within two minutes: %+v", pre.memoStatus())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := pre.memoStatus()
+	if before.Parts < 1000 || before.Hits+before.Misses != 0 {
+		t.Fatalf("after the prefill: %+v", before)
+	}
+	if d := decisionOf(t, pre.decide("exley-csc", "social_worker", share(child))); !reflect.DeepEqual(d, decisions[0]) {
+		t.Fatalf("with the parts computed ahead: %v", d)
+	}
+	if after := pre.memoStatus(); after.Parts != before.Parts || after.Misses != 1 {
+		t.Fatalf("a first request after the prefill computed a part: %+v, before %+v", after, before)
 	}
 
 	// The memo turned off: the same answers, all evaluated.

@@ -182,14 +182,22 @@ type trafficGen struct {
 	rng      *rand.Rand
 	reg      *registry.Registry
 	partners []*registry.Partner
+	roles    map[string][]string // by partner: the roles it asks with
 	cats     []string
 	purposes []string
 }
 
 func newTrafficGen(reg *registry.Registry, seed uint64) *trafficGen {
 	g := &trafficGen{rng: rand.New(rand.NewPCG(seed, seed*7+1)), reg: reg}
+	g.roles = map[string][]string{}
 	for _, p := range reg.Partners() {
-		if len(rolesByType[p.Type]) > 0 {
+		// The roles of its kind that the registry lets it assert (held_by).
+		for _, r := range rolesByType[p.Type] {
+			if reg.MayHold(p.ID, r) {
+				g.roles[p.ID] = append(g.roles[p.ID], r)
+			}
+		}
+		if len(g.roles[p.ID]) > 0 {
 			g.partners = append(g.partners, p)
 		}
 	}
@@ -243,7 +251,7 @@ func (g *trafficGen) distinct(n int, withConsents []child, fresh []string) []spe
 		if pv.ID == rq.ID {
 			continue
 		}
-		role := rolesByType[rq.Type][g.rng.IntN(len(rolesByType[rq.Type]))]
+		role := g.roles[rq.ID][g.rng.IntN(len(g.roles[rq.ID]))]
 		purpose := g.purposes[g.rng.IntN(len(g.purposes))]
 		cats := g.someCats(1 + g.rng.IntN(3))
 		var c child
@@ -411,24 +419,58 @@ func startOPA(t *testing.T, dir string) (*exec.Cmd, string) {
 	return cmd, "http://" + addr + "/v1/data/trustgate/sharing/decision"
 }
 
-// rssMiB is a process's resident set now and at its peak (VmRSS, VmHWM).
-func rssMiB(t *testing.T, pid int) (now, peak float64) {
+// waitPrefill waits (at most two minutes) for the gateway's log to say
+// that it has computed the Trust-level parts of its revision ahead, and
+// prints that line.
+func waitPrefill(t *testing.T, logPath string) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(logPath)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "Trust-level parts") {
+				fmt.Println("gateway:", l)
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Log("the gateway did not report its Trust-level parts computed ahead within two minutes; measuring anyway")
+}
+
+// loadavg is /proc/loadavg (the 1, 5 and 15 minute load averages, ...).
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return string(b)
+}
+
+// procStatusMiB are the memory figures of /proc/PID/status, by name
+// (VmRSS, VmHWM, RssAnon, RssFile, ...), in MiB.
+func procStatusMiB(t *testing.T, pid int) map[string]float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[string]float64{}
 	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+		if f := strings.Fields(l); len(f) == 3 && f[2] == "kB" {
 			kb, _ := strconv.ParseFloat(f[1], 64)
-			if f[0] == "VmRSS:" {
-				now = kb / 1024
-			} else {
-				peak = kb / 1024
-			}
+			out[strings.TrimSuffix(f[0], ":")] = kb / 1024
 		}
 	}
-	return now, peak
+	return out
+}
+
+// rssMiB is a process's resident set now and at its peak (VmRSS, VmHWM).
+func rssMiB(t *testing.T, pid int) (now, peak float64) {
+	m := procStatusMiB(t, pid)
+	return m["VmRSS"], m["VmHWM"]
+}
+
+// rssParts is a process's resident set by kind: anonymous memory (the
+// heap, stacks) and pages of mapped files (the bbolt files).
+func rssParts(t *testing.T, pid int) string {
+	m := procStatusMiB(t, pid)
+	return fmt.Sprintf("%.0f MiB anonymous, %.0f MiB of mapped files", m["RssAnon"], m["RssFile"])
 }
 
 // TestBenchTrafficVsOPA measures the gateway (`trustgate serve`, default
@@ -445,8 +487,11 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 	clients := envInt("BENCH_CLIENTS", 32)
 	nreq := envInt("BENCH_REQUESTS", 60_000)
 	openFor := envDuration("BENCH_OPEN_DURATION", 6*time.Second)
+	fmt.Printf("load average at start: %s", loadavg())
+	defer func() { fmt.Printf("load average at end: %s", loadavg()) }()
 	g := startGatewayProcess(t, "")
 	opaCmd, opaURL := startOPA(t, g.dir)
+	gwLog := filepath.Join(filepath.Dir(g.dir), "gateway.log")
 
 	reg := revisionRegistry(t, g.dir)
 	subjects := syntheticSubjects(envInt("BENCH_CONSENT_CHILDREN", 600) + nreq)
@@ -460,6 +505,7 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 		gwReq, opaReq, gwUsed, opaUsed := specRequests(t, g, specs, opaURL)
 		var gwRuns, opaRuns []Result
 		var gwCPU, opaCPU time.Duration
+		stopProfile := perfRecord(t, g.cmd.Process.Pid, name)
 		for r := range rounds {
 			warm := time.Duration(0)
 			if r == 0 {
@@ -468,6 +514,7 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 			gwRuns = append(gwRuns, Drive(context.Background(), "trustgate /v1/decisions", clients, d/time.Duration(rounds), warm, http.StatusOK, gwReq, cpuOf(t, g.cmd.Process.Pid, &gwCPU)))
 			opaRuns = append(opaRuns, Drive(context.Background(), "opa run --server data API", clients, d/time.Duration(rounds), warm, http.StatusOK, opaReq, cpuOf(t, opaCmd.Process.Pid, &opaCPU)))
 		}
+		stopProfile()
 		gw, op := Combine(gwRuns...), Combine(opaRuns...)
 		if gw.Errors+op.Errors != 0 {
 			t.Fatalf("%s: errors (trustgate %d: %s; OPA %d: %s)", name, gw.Errors, gw.FirstError, op.Errors, op.FirstError)
@@ -481,10 +528,16 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 			name, len(specs), gwUsed.Load(), opaUsed.Load(), clients, d, rounds)
 		fmt.Printf("%s  server CPU %4.0f µs/request\n", gw, perReq(gwCPU, gw.Requests))
 		fmt.Printf("%s  server CPU %4.0f µs/request\n", op, perReq(opaCPU, op.Requests))
-		fmt.Printf("ratio trustgate/OPA = %.2fx (rounds: %s); CPU per request %.2fx; trustgate resident memory %.0f MiB (peak %.0f MiB)\n",
-			gw.PerSecond()/op.PerSecond(), strings.Join(byRound, " "), perReq(gwCPU, gw.Requests)/perReq(opaCPU, op.Requests), rss, peak)
+		fmt.Printf("ratio trustgate/OPA = %.2fx (rounds: %s); CPU per request %.2fx; trustgate resident memory %.0f MiB (peak %.0f MiB; %s)\n",
+			gw.PerSecond()/op.PerSecond(), strings.Join(byRound, " "), perReq(gwCPU, gw.Requests)/perReq(opaCPU, op.Requests), rss, peak, rssParts(t, g.cmd.Process.Pid))
+		fmt.Printf("trustgate: %s\n", goMemory(gwLog))
 	}
-	closed("distinct requests", gen.distinct(nreq, seeded, fresh))
+	distinct := gen.distinct(nreq, seeded, fresh)
+	// A revision is active long before most of its traffic: wait until the
+	// gateway has computed its Trust-level parts ahead
+	// (policy.trust_prefill), and say how long that took.
+	waitPrefill(t, gwLog)
+	closed("distinct requests", distinct)
 	closed("a month of Trust traffic", gen.month(nreq, seeded, fresh))
 
 	for _, rate := range []int{500, 1000} {
@@ -500,9 +553,67 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 			fmt.Printf("open loop %d/s: errors: trustgate %d (first: %.200s); OPA %d (first: %.200s)\n", rate, gwRes.Errors, gwRes.FirstError, opRes.Errors, opRes.FirstError)
 		}
 		rss, peak := rssMiB(t, g.cmd.Process.Pid)
-		fmt.Printf("\n== open loop, distinct requests ==\n%s\n%s\np99 trustgate/OPA = %.2fx; trustgate resident memory %.0f MiB (peak %.0f MiB)\n",
-			gwRes, opRes, float64(gwRes.P99)/float64(opRes.P99), rss, peak)
+		fmt.Printf("\n== open loop, distinct requests ==\n%s\n%s\np99 trustgate/OPA = %.2fx; trustgate resident memory %.0f MiB (peak %.0f MiB; %s)\n",
+			gwRes, opRes, float64(gwRes.P99)/float64(opRes.P99), rss, peak, rssParts(t, g.cmd.Process.Pid))
+		fmt.Printf("trustgate: %s\n", goMemory(gwLog))
 	}
+}
+
+// perfRecord, when BENCH_PROFILE_DIR names a directory, samples the
+// gateway process pid with Linux perf (call graphs) until the returned
+// function is called, into DIR/<load>.perf (read it with `perf report
+// -i FILE --no-children`); without it, or without perf, it does nothing.
+func perfRecord(t *testing.T, pid int, load string) func() {
+	dir := os.Getenv("BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	out := filepath.Join(dir, strings.ReplaceAll(load, " ", "-")+".perf")
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", out)
+	if err := cmd.Start(); err != nil {
+		t.Logf("perf: %v (no profile)", err)
+		return func() {}
+	}
+	return func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		fmt.Printf("profile of the gateway under %s: %s\n", load, out)
+	}
+}
+
+// goMemory is what the gateway's Go runtime says of its memory and
+// collector (its Prometheus endpoint, whose address its log names): the
+// heap in use, the heap size at which the next collection starts and how
+// many collections have run; "" when it cannot be read.
+func goMemory(logPath string) string {
+	b, _ := os.ReadFile(logPath)
+	addr := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "metrics listening") {
+			if _, a, ok := strings.Cut(l, "addr="); ok {
+				addr = strings.Trim(strings.Fields(a)[0], `"`)
+			}
+		}
+	}
+	if addr == "" {
+		return ""
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	v := map[string]float64{}
+	for _, l := range strings.Split(body.String(), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && !strings.HasPrefix(l, "#") {
+			x, _ := strconv.ParseFloat(f[1], 64)
+			v[f[0]] = x
+		}
+	}
+	return fmt.Sprintf("Go heap in use %.0f MiB, next collection at %.0f MiB, %.0f collections so far",
+		v["go_memstats_heap_inuse_bytes"]/(1<<20), v["go_memstats_next_gc_bytes"]/(1<<20), v["go_gc_duration_seconds_count"])
 }
 
 // revisionRegistry is the registry of the demo Trust in dir.

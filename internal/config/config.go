@@ -277,10 +277,18 @@ type Policy struct {
 	// DecisionMemo is how many decisions of the active revision the
 	// gateway remembers, to answer a request exactly like an earlier one
 	// without evaluating it again (decision.Memo: only when the
-	// policy reads the time only against protocol dates, never with a
-	// consent record on file; one hit in 256 is re-evaluated as a check),
-	// at least 1,024. 0 turns it off.
+	// policy reads the time only against protocol dates; keyed on the
+	// child's consent records as they stand to the time, ids included;
+	// one hit in 256 is re-evaluated as a check), at least 1,024. 0 turns
+	// it off.
 	DecisionMemo int `yaml:"decision_memo"`
+	// TrustPrefill computes, in the background when a revision becomes
+	// active, the Trust-level part of a decision (the rules that apply)
+	// for every requester, role it may hold, provider and purpose of the
+	// Trust, using at most half of one core, so that the first request of
+	// each kind does not pay for it (decision.Memo.Prefill). The answers
+	// are the same either way.
+	TrustPrefill bool `yaml:"trust_prefill"`
 }
 
 // Metrics configures the Prometheus endpoint (docs/operations.md).
@@ -322,7 +330,7 @@ func Default() Config {
 			CheckpointEvery: 1000, CheckpointInterval: Duration{time.Minute},
 			WebhookTimeout: Duration{5 * time.Second}, SnapshotTimeout: Duration{10 * time.Minute}},
 		Keys:    Keys{Backend: "local", Timeout: Duration{2 * time.Second}, Vault: DefaultVault()},
-		Policy:  Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200, ReloadTimeout: Duration{time.Minute}, DecisionMemo: 10_000},
+		Policy:  Policy{EvalTimeout: Duration{2 * time.Second}, OverrideReviewDays: 5, MinJustification: 40, Watch: true, WatchDebounce: Duration{500 * time.Millisecond}, RecheckRecent: 200, ReloadTimeout: Duration{time.Minute}, DecisionMemo: 10_000, TrustPrefill: true},
 		Log:     Log{Level: "info", Format: "text"},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 		Runtime: Runtime{GCPercent: 400, MemoryLimitMiB: 100},

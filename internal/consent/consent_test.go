@@ -405,3 +405,61 @@ func TestForDecisionThroughThePolicy(t *testing.T) {
 		t.Fatalf("after withdrawal: %+v", d)
 	}
 }
+
+// ForDecision holds its answers in memory; every change is seen by the
+// first ForDecision that starts after the change returned, even with
+// other decisions about the same child reading all the while.
+func TestForDecisionSeesEveryChangeAtOnce(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, consent.Options{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.ForDecision(ctx, subject); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 60 {
+		r := complete(t, parentConsent())
+		if err := s.Record(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		pcs, err := s.ForDecision(ctx, subject)
+		if err != nil || len(pcs) != 2*i+1 || pcs[len(pcs)-1].ID != r.ID || pcs[len(pcs)-1].WithdrawnNS != 0 {
+			t.Fatalf("after recording %d: %d records, %v", i, len(pcs), err)
+		}
+		w := &consent.Withdrawal{By: "parent", At: now, Obtained: "verbal", RecordedAt: now, ReceiptID: consent.NewReceiptID(),
+			RecordedBy: consent.Actor{Partner: "csc", Practitioner: "ew-1"}}
+		if _, err := s.Withdraw(ctx, r.ID, w); err != nil {
+			t.Fatal(err)
+		}
+		if pcs, _ := s.ForDecision(ctx, subject); pcs[len(pcs)-1].WithdrawnNS == 0 {
+			t.Fatalf("withdrawal %d not seen by the next ForDecision", i)
+		}
+		u := complete(t, parentConsent())
+		if err := s.Record(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, u.ID); err != nil {
+			t.Fatal(err)
+		}
+		if pcs, _ := s.ForDecision(ctx, subject); len(pcs) != 2*i+1 {
+			t.Fatalf("after a record and its undo %d: %d records", i, len(pcs))
+		}
+		// The pair is one record more for the next round's count.
+		if err := s.Record(ctx, complete(t, parentConsent())); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -14,7 +14,9 @@
 //     when they return nil the change is fsynced; when they return an error
 //     nothing was changed.
 //   - A withdrawal is visible to every ForDecision call that starts after
-//     Withdraw returns. History is never erased: a withdrawn record keeps
+//     Withdraw returns (and so is a Record or a Delete): ForDecision's
+//     answers are held in memory only until any record changes, and an
+//     answer read while a change was being committed is not held. History is never erased: a withdrawn record keeps
 //     its scope, its receipts and who withdrew it when.
 //   - ForDecision returns every record of the subject (active, expired,
 //     withdrawn, refused), mapped faithfully to policy.Consent; the policy,

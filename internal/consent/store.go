@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +61,7 @@ type Store struct {
 	path          string
 	maxPerSubject int
 	closed        atomic.Bool
+	views         views // ForDecision's answers, until a record changes
 }
 
 // Open opens the state store at path, creating the file (mode 0600) and
@@ -162,6 +165,7 @@ func (s *Store) Record(ctx context.Context, r *Record) error {
 	if err != nil {
 		return fmt.Errorf("consent: encode %s: %w", r.ID, err)
 	}
+	defer s.views.changed()
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		cs, idx := tx.Bucket(bucketConsents), tx.Bucket(bucketSubjects)
 		if cs.Get([]byte(r.ID)) != nil {
@@ -220,6 +224,7 @@ func (s *Store) Withdraw(ctx context.Context, id string, w *Withdrawal) (*Record
 		return nil, invalid("", "a withdrawal needs a time, a recording time and a receipt")
 	}
 	var out *Record
+	defer s.views.changed()
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		r, err := getRecord(tx, id)
 		if err != nil {
@@ -247,6 +252,7 @@ func (s *Store) Withdraw(ctx context.Context, id string, w *Withdrawal) (*Record
 // entry. It exists only to undo a Record whose audit entry could not be
 // written; history is otherwise never erased.
 func (s *Store) Delete(ctx context.Context, id string) error {
+	defer s.views.changed()
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		r, err := getRecord(tx, id)
 		if err != nil {
@@ -295,7 +301,17 @@ func (s *Store) History(ctx context.Context, subject string) ([]*Record, error) 
 
 // ForDecision returns every record of the subject as the policy's input
 // (server.ConsentSource). The policy derives each status at decision time.
+// The answer is held in memory (views) until any record is recorded,
+// withdrawn or deleted, so that a child asked about again is not read and
+// decoded again; the slices in it are shared and must not be modified.
 func (s *Store) ForDecision(ctx context.Context, subject string) ([]policy.Consent, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, err
+	}
+	held, gen, ok := s.views.get(subject)
+	if ok {
+		return held, nil
+	}
 	recs, err := s.History(ctx, subject)
 	if err != nil {
 		return nil, err
@@ -304,7 +320,48 @@ func (s *Store) ForDecision(ctx context.Context, subject string) ([]policy.Conse
 	for i, r := range recs {
 		out[i] = r.Policy()
 	}
-	return out, nil
+	s.views.put(subject, out, gen)
+	return slices.Clip(out), nil
+}
+
+// views holds ForDecision's answers by subject, about maxViews of them (a
+// full map is emptied). Every change to the records forgets them all,
+// after its commit (changed); an answer read while a change was being
+// committed is not kept (gen), so that no answer older than the last
+// change is ever given after that change returned.
+type views struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string][]policy.Consent
+}
+
+const maxViews = 16_384
+
+func (v *views) get(subject string) ([]policy.Consent, uint64, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	cs, ok := v.m[subject]
+	return slices.Clip(cs), v.gen, ok
+}
+
+func (v *views) put(subject string, cs []policy.Consent, gen uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if gen != v.gen {
+		return
+	}
+	if v.m == nil || len(v.m) >= maxViews {
+		v.m = make(map[string][]policy.Consent)
+	}
+	v.m[subject] = cs
+}
+
+// changed forgets every answer: a record was (or may have been) changed.
+func (v *views) changed() {
+	v.mu.Lock()
+	v.gen++
+	v.m = nil
+	v.mu.Unlock()
 }
 
 func subjectPrefix(subject string) []byte {

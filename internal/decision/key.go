@@ -161,6 +161,18 @@ func (m *Cache[K, V]) Get(key K) (V, bool) {
 	return v, ok
 }
 
+// Len is how many values the cache holds.
+func (m *Cache[K, V]) Len() int {
+	n := 0
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
 // Put holds v for key.
 func (m *Cache[K, V]) Put(key K, v V) {
 	s := m.shard(key)

@@ -47,7 +47,11 @@ type Memo struct {
 
 	hits, misses, n atomic.Uint64
 	off             atomic.Pointer[string] // why the memos were turned off
+	prefill         atomic.Int32           // 0 none, 1 running, 2 done (Prefill)
 }
+
+// trustEntries bounds the Trust-level parts a memo holds.
+const trustEntries = 1 << 16
 
 // DefaultMemoCheckEvery is the tripwire's rate: one answer in this many
 // is also evaluated plainly.
@@ -75,7 +79,7 @@ func NewMemo(rev *policy.Revision, src policy.Sources, entries int) *Memo {
 	probe := &policy.Input{TimeNS: 0, Purpose: "probe"}
 	if t, err := rev.TrustPart(context.Background(), probe); err == nil && t.Defined() {
 		// As many as there can be keys in a Trust of this size, bounded.
-		m.trusts = NewCache[string, policy.Trust](1 << 16)
+		m.trusts = NewCache[string, policy.Trust](trustEntries)
 	}
 	return m
 }
@@ -91,6 +95,16 @@ func (m *Memo) Off() (bool, string) {
 // Stats are the decision memo's hits and misses (evaluations it stored)
 // so far.
 func (m *Memo) Stats() (hits, misses uint64) { return m.hits.Load(), m.misses.Load() }
+
+// TrustParts is how many Trust-level parts m holds (computed ahead by
+// Prefill or by requests), and where its Prefill is: "" (none started),
+// "running" or "done".
+func (m *Memo) TrustParts() (n int, prefill string) {
+	if m.trusts != nil {
+		n = m.trusts.Len()
+	}
+	return n, [...]string{"", "running", "done"}[m.prefill.Load()]
+}
 
 // Decide answers in as m's revision would: from the memo when it can,
 // otherwise by evaluating (with the remembered Trust-level part) and

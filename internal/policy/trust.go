@@ -33,6 +33,22 @@ type Trust struct{ t *ast.Term }
 // Defined says whether the policy gave a Trust-level part.
 func (t Trust) Defined() bool { return t.t != nil }
 
+// Equal says whether t and u are the same part.
+func (t Trust) Equal(u Trust) bool {
+	if t.t == nil || u.t == nil {
+		return t.t == u.t
+	}
+	return t.t.Equal(u.t)
+}
+
+// String is the part as Rego writes it.
+func (t Trust) String() string {
+	if t.t == nil {
+		return "undefined"
+	}
+	return t.t.String()
+}
+
 // TrustInput is in reduced to what the Trust-level part may read: the
 // time, the requester's partner, type and role, the provider, the
 // purpose. A policy's trust_part that read anything else would find it

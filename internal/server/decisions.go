@@ -484,8 +484,80 @@ func unknownField(raw []byte, v any) error {
 
 // revisionMemo is the decision memo of one revision.
 type revisionMemo struct {
-	rev *revision.Revision
-	m   *decision.Memo
+	rev  *revision.Revision
+	m    *decision.Memo
+	stop context.CancelFunc // ends its prefill (nil: none)
+}
+
+// PrefillTrust makes the server compute, in the background, the
+// Trust-level part of every key the active revision's requests can have
+// (decision.TrustKeys, decision.Memo.Prefill: at most half of one core),
+// now and for each revision that becomes active after, until ctx ends;
+// requests go on filling the memo as they come meanwhile. The answers are
+// the same with it or without it (policy.trust_prefill).
+func (s *Server) PrefillTrust(ctx context.Context) {
+	s.memoMu.Lock()
+	s.prefill = ctx
+	s.memoMu.Unlock()
+	follow := func() {
+		if rev := s.deps.Revisions.Current(); rev != nil {
+			s.memoFor(rev)
+		}
+	}
+	follow()
+	go func() {
+		// A reload publishes a revision; its prefill starts within a
+		// second (or at its first request, whichever is first).
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				follow()
+			}
+		}
+	}()
+}
+
+// memoFor is rev's memo, made (and its prefill started) when rev is not
+// the one the server holds.
+func (s *Server) memoFor(rev *revision.Revision) *revisionMemo {
+	if rm := s.memo.Load(); rm != nil && rm.rev == rev {
+		return rm
+	}
+	s.memoMu.Lock()
+	defer s.memoMu.Unlock()
+	rm := s.memo.Load()
+	if rm != nil && rm.rev == rev {
+		return rm
+	}
+	if rm != nil && rm.stop != nil {
+		rm.stop()
+	}
+	rm = &revisionMemo{rev: rev, m: decision.NewMemo(rev.Policy, rev.PolicySources(), s.opts.DecisionMemo)}
+	s.memo.Store(rm)
+	if off, why := rm.m.Off(); off {
+		s.log.Info("decisions of this revision are all evaluated (no decision memo)", "revision", rev.Hash(), "why", why)
+		return rm
+	}
+	if s.prefill != nil && s.prefill.Err() == nil {
+		ctx, stop := context.WithCancel(s.prefill)
+		rm.stop = stop
+		keys := decision.TrustKeys(rev.Registry, s.opts.Now())
+		go func() {
+			defer stop()
+			t0 := time.Now()
+			n, err := rm.m.Prefill(ctx, keys)
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("the Trust-level parts of this revision were not all computed ahead; requests compute the rest", "revision", rev.Hash(), "computed", n, "keys", len(keys), "err", err)
+				return
+			}
+			s.log.Info("Trust-level parts computed ahead", "revision", rev.Hash(), "computed", n, "keys", len(keys), "took", time.Since(t0).Round(time.Millisecond), "stopped", ctx.Err() != nil)
+		}()
+	}
+	return rm
 }
 
 // evaluate decides in under x's revision: through that revision's memo
@@ -499,15 +571,7 @@ func (s *Server) evaluate(ctx context.Context, x *exchange, in *policy.Input) (*
 			// A request that straddled a reload: not worth a memo.
 			return x.rev.Policy.Decide(ctx, in)
 		}
-		s.memoMu.Lock()
-		if rm = s.memo.Load(); rm == nil || rm.rev != x.rev {
-			rm = &revisionMemo{rev: x.rev, m: decision.NewMemo(x.rev.Policy, x.rev.PolicySources(), s.opts.DecisionMemo)}
-			s.memo.Store(rm)
-			if off, why := rm.m.Off(); off {
-				s.log.Info("decisions of this revision are all evaluated (no decision memo)", "revision", x.rev.Hash(), "why", why)
-			}
-		}
-		s.memoMu.Unlock()
+		rm = s.memoFor(x.rev)
 	}
 	d, tripped, err := rm.m.Decide(ctx, in)
 	if tripped {

@@ -159,6 +159,12 @@ type memoView struct {
 	Off      string `json:"off,omitempty"`             // why this revision's decisions are all evaluated
 	Hits     uint64 `json:"hits"`                      // decisions answered from the memo
 	Misses   uint64 `json:"misses"`                    // decisions evaluated and remembered
+	// TrustParts is how many Trust-level parts (the rules that apply to
+	// a requester, role, provider and purpose) the memo holds;
+	// TrustPrefill is "running" or "done" when policy.trust_prefill
+	// computes them ahead (decision.Memo.Prefill).
+	TrustParts   int    `json:"trust_parts"`
+	TrustPrefill string `json:"trust_prefill,omitempty"`
 }
 
 // MemoStats is the active revision's decision memo: decisions answered
@@ -174,6 +180,7 @@ func (s *Server) memoStatus() memoView {
 		v.Revision = rm.rev.Hash()
 		_, v.Off = rm.m.Off()
 		v.Hits, v.Misses = rm.m.Stats()
+		v.TrustParts, v.TrustPrefill = rm.m.TrustParts()
 	}
 	return v
 }

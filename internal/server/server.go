@@ -138,8 +138,9 @@ type Server struct {
 	obs  Observer
 
 	// The decision memo of the active revision (decisions.go, evaluate).
-	memoMu sync.Mutex
-	memo   atomic.Pointer[revisionMemo]
+	memoMu  sync.Mutex
+	memo    atomic.Pointer[revisionMemo]
+	prefill context.Context // PrefillTrust's; nil: no prefill (under memoMu)
 }
 
 // New returns a Server.
