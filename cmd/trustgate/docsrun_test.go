@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -436,11 +437,22 @@ func runPage(t *testing.T, name string, steps []docStep, bin string) {
 		if s.expect != nil {
 			expected := strings.ReplaceAll(s.expect.text, "127.0.0.1:8080", addr)
 			if line, msg := matchOutput(expected, got); line != 0 {
-				t.Fatalf("%s: output differs from the page's text block (line %d), at its line %d:\n          %s\nthe block:\n%s\nit printed:\n%s",
-					where, s.expect.line, line, msg, s.block.text, got)
+				t.Fatalf("%s: output differs from the page's text block (line %d) at its line %d (page line %d):\n          %s\nthe block:\n%s\nit printed:\n%s",
+					where, s.expect.line, line, s.expect.line+line, msg, s.block.text, got)
 			}
 		}
 		ran++
+	}
+	// The working directory is a reader's checkout: a walk-through writes
+	// its files under a temporary directory of its own, not here.
+	entries, err := os.ReadDir(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); n != ".demo" && n != ".docs-run" && !slices.Contains(docsRepoDirs, n) {
+			t.Errorf("%s: the page left %s in the working directory (a reader's repository root): write it under a temporary directory, e.g. T=$(mktemp -d) in the page's first block", name, n)
+		}
 	}
 	t.Logf("%s: %d blocks run, %d marked not run, %s", name, ran, skipped, time.Since(start).Round(100*time.Millisecond))
 }
