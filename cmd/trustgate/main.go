@@ -67,7 +67,7 @@ func exitCode(err error) int {
 		return exitConfig
 	case errors.Is(err, audit.ErrBusy):
 		return exitBusy
-	case errors.Is(err, errFound), errors.Is(err, audit.ErrTampered),
+	case errors.Is(err, errFound), errors.Is(err, audit.ErrTampered), errors.Is(err, audit.ErrUnsupportedVersion),
 		errors.Is(err, protocol.ErrInvalid), errors.Is(err, registry.ErrInvalid),
 		errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
 		return exitFailure
