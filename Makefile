@@ -90,6 +90,7 @@ bench: build $(VAULT_BIN)
 	$(GO) test -tags bench -count=1 -run 'TestBenchWhatIf' -v -timeout 30m ./internal/whatif/
 	$(GO) test -tags bench -count=1 -run 'TestBenchAudit' -v -timeout 30m ./internal/audit/
 	$(GO) test -tags bench -count=1 -run 'TestBenchIndex' -v -timeout 40m ./internal/involvement/
+	$(GO) test -tags bench -count=1 -run 'TestBenchOpen' -v -timeout 20m ./internal/audit/
 	$(GO) test -tags bench -count=1 -run 'TestBenchRestart' -v -timeout 20m ./internal/app/
 
 # A development CA and server certificate under certs/dev (never committed).
