@@ -117,8 +117,18 @@ func buildDamage(t testing.TB, fix *damageFixture) error {
 // where there is one, so that the fsyncs of the gateway's open cost
 // nothing and a loaded disk cannot stretch one fuzz input past the
 // fuzzing engine's 10 s limit per input; else a temporary directory.
+//
+// A fuzzing process stopped in the middle of an input never runs its
+// cleanup, so directories left by earlier runs (untouched for an hour:
+// a running one writes to its own every input) are removed first.
 func damageDir(t testing.TB) string {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		stale, _ := filepath.Glob("/dev/shm/trustgate-damage-*")
+		for _, d := range stale {
+			if fi, err := os.Stat(d); err == nil && time.Since(fi.ModTime()) > time.Hour {
+				os.RemoveAll(d)
+			}
+		}
 		if d, err := os.MkdirTemp("/dev/shm", "trustgate-damage-"); err == nil {
 			t.Cleanup(func() { os.RemoveAll(d) })
 			return d
