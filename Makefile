@@ -62,12 +62,17 @@ $(AXE_JS):
 # The damaged-log fuzz target (internal/audit/damage_test.go): truncations
 # and byte flips of a real log must never crash verify or the gateway's
 # open, and a copy verify passes must read exactly as the undamaged log.
-# Bounded here; `make fuzz` runs it longer (FUZZTIME=30m, say).
+# Bounded here; `make fuzz` runs it longer (FUZZTIME=30m, say), and the
+# independent fault battery (cmd/trustgate/faults_test.go: the built
+# binary's verify and export on every damaged copy) on FAULTS random
+# copies instead of make test's 240.
 FUZZTIME ?= 10m
+FAULTS   ?= 3000
 test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDamagedLog$$' -fuzztime 10s ./internal/audit/
 
 fuzz:
+	TRUSTGATE_FAULTS=$(FAULTS) $(GO) test -count=1 -timeout 60m -run '^TestFaultBattery$$' ./cmd/trustgate/
 	$(GO) test -run '^$$' -fuzz '^FuzzDamagedLog$$' -fuzztime $(FUZZTIME) ./internal/audit/
 
 vault: $(VAULT_BIN)
@@ -85,6 +90,7 @@ bench: build $(VAULT_BIN)
 	$(GO) test -tags bench -count=1 -run 'TestBenchWhatIf' -v -timeout 30m ./internal/whatif/
 	$(GO) test -tags bench -count=1 -run 'TestBenchAudit' -v -timeout 30m ./internal/audit/
 	$(GO) test -tags bench -count=1 -run 'TestBenchIndex' -v -timeout 40m ./internal/involvement/
+	$(GO) test -tags bench -count=1 -run 'TestBenchOpen' -v -timeout 20m ./internal/audit/
 	$(GO) test -tags bench -count=1 -run 'TestBenchRestart' -v -timeout 20m ./internal/app/
 	$(GO) test -tags bench -count=1 -run 'TestBenchConsolePages' -v -timeout 20m ./internal/console/
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
@@ -73,6 +74,17 @@ func TestBenchRestart(t *testing.T) {
 	t.Logf("%d entries with tokens appended in %v", n, time.Since(start).Round(time.Millisecond))
 	// Peer: no replay state, every token read back from the log.
 	peer := ready("without the replay state (the whole horizon read from the audit log)", true)
+	if p := os.Getenv("BENCH_RESTART_PROFILE"); p != "" { // a CPU profile of the restart with the state
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	with := ready("with the replay state", false)
 	t.Logf("BENCH restart: %d recent tokens: with state %v, without %v; empty log %v; the replay part: with state %v, without %v; target: /readyz within 1 s",
 		n, with.Round(time.Millisecond), peer.Round(time.Millisecond), empty.Round(time.Millisecond),

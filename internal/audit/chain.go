@@ -405,13 +405,27 @@ func readMeta(meta *bolt.Bucket) (head, error) {
 		return head{}, tampered(0, "meta has no valid format version")
 	}
 	if ver := binary.BigEndian.Uint64(v); ver != formatVersion {
-		hint := ""
-		if ver < formatVersion {
-			hint = fmt.Sprintf(" (a version-%d log from an earlier build: move it aside and verify it with that build)", ver)
-		}
-		return head{}, fmt.Errorf("format version %d (this build reads %d)%s: %w", ver, formatVersion, hint, ErrUnsupportedVersion)
+		return head{}, unsupportedVersion(ver)
 	}
 	return readHead(meta)
+}
+
+// unsupportedVersion says which format a file is in, which this build
+// reads, and what to do: migrate (formats 2 and 3), or use the build
+// that wrote it.
+func unsupportedVersion(ver uint64) error {
+	var hint string
+	switch {
+	case ver == 2 || ver == 3:
+		hint = "a log from an earlier build: carry it into format 4 with `trustgate audit migrate --db FILE`, " +
+			"the gateway stopped (docs/audit-format.md §5); the old file is kept, read-only"
+	case ver > formatVersion:
+		hint = "written by a newer build of trustgate: read it with that build"
+	default:
+		hint = "not a format any build of trustgate wrote (formats 2 and 3 can be migrated)"
+	}
+	return fmt.Errorf("the audit log is in format version %d; this build reads format %d and migrates 2 and 3: %s: %w",
+		ver, formatVersion, hint, ErrUnsupportedVersion)
 }
 
 // readHead reads the head recorded in meta, whatever the format version.

@@ -170,20 +170,66 @@ func loadHeads(tx *bolt.Tx, n uint64) (heads, error) {
 		h, from = d, s
 	}
 	c := tx.Bucket(bucketEntries).Cursor()
+	var key []byte
 	for k, v := c.Seek(seqKey(from + 1)); k != nil; k, v = c.Next() {
 		seq, _ := keySeq(k)
-		f, err := scanEntry(v)
-		if err != nil {
-			return nil, tampered(seq, "stored value is not a valid entry: %v", err)
+		subject, practitioner, ok := chainFields(v)
+		if !ok {
+			f, err := scanEntry(v)
+			if err != nil {
+				return nil, tampered(seq, "stored value is not a valid entry: %v", err)
+			}
+			subject, practitioner = f.fields.subject, f.fields.practitioner
 		}
-		if len(f.fields.subject) > 0 {
-			h[chainKey(chainSubject, string(f.fields.subject))] = seq
+		if len(subject) > 0 {
+			key = append(append(key[:0], chainSubject), subject...)
+			h[string(key)] = seq
 		}
-		if len(f.fields.practitioner) > 0 {
-			h[chainKey(chainPractitioner, string(f.fields.practitioner))] = seq
+		if len(practitioner) > 0 {
+			key = append(append(key[:0], chainPractitioner), practitioner...)
+			h[string(key)] = seq
 		}
 	}
 	return h, nil
+}
+
+// The keys of the chained fields as the canonical form writes them.
+var (
+	keySubject      = []byte(`"subject":"`)
+	keyPractitioner = []byte(`"practitioner":"`)
+)
+
+// chainFields finds the subject and practitioner of a stored entry
+// without parsing it: Open replays up to headsDumpEvery entries to
+// rebuild the heads, and a full scan (scanEntry) of each is most of the
+// time a restart takes. Sound for any entry Append wrote: the stored form
+// is canonical JSON of a flat object (strings, numbers, booleans, arrays
+// of strings: no nested objects), so every '"' inside a value is escaped
+// and `"subject":"` can only be that key, which occurs at most once; keys
+// are sorted, so the subject follows the practitioner. ok is false, for
+// scanEntry to decide, when a value holds an escape or does not end. A
+// damaged entry may yield a wrong head, hence a wrong link in a later
+// entry; Verify reports the damaged entry itself first (it walks in
+// order), so nothing is hidden.
+func chainFields(v []byte) (subject, practitioner []byte, ok bool) {
+	value := func(v, key []byte) (val, rest []byte, ok bool) {
+		i := bytes.Index(v, key)
+		if i < 0 {
+			return nil, v, true
+		}
+		v = v[i+len(key):]
+		j := bytes.IndexByte(v, '"')
+		if j < 0 || bytes.IndexByte(v[:j], '\\') >= 0 {
+			return nil, nil, false
+		}
+		return v[:j], v[j:], true
+	}
+	practitioner, rest, ok := value(v, keyPractitioner)
+	if !ok {
+		return nil, nil, false
+	}
+	subject, _, ok = value(rest, keySubject)
+	return subject, practitioner, ok
 }
 
 // chainIter walks one chain downwards by floor lookups.

@@ -25,7 +25,7 @@ import (
 var cpNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 // gatewayKeys is a real local key store in a temporary directory.
-func gatewayKeys(t *testing.T) (*keys.Local, jwk.Set) {
+func gatewayKeys(t testing.TB) (*keys.Local, jwk.Set) {
 	t.Helper()
 	k, err := keys.OpenLocal(t.TempDir())
 	if err != nil {

@@ -252,3 +252,36 @@ func TestSpliceIsMarshal(t *testing.T) {
 		}
 	}
 }
+
+// FuzzChainFields checks that the heads replay's field scan (chainFields)
+// finds exactly the subject and practitioner the full scan finds in any
+// entry Append writes, whatever other fields hold (their keys among them),
+// or declines (ok false) and leaves it to the full scan.
+func FuzzChainFields(f *testing.F) {
+	f.Add("prac-1", "ab12", `"subject":"x"`, `"practitioner":"y"`)
+	f.Add("", "", `\"subject\":\"`, "")
+	f.Add(`a"b`, `c\d`, "\x00", "é")
+	f.Add("", "s", `","subject":"`, `","practitioner":"z`)
+	f.Fuzz(func(t *testing.T, practitioner, subject, a, b string) {
+		e := TypicalEntry(7)
+		e.Practitioner, e.Subject = practitioner, subject
+		e.LeadPractitioner, e.Error, e.Reasons, e.Role = a, b, []string{a, b}, b
+		e.InputResidual = Residual(a)
+		makeStorable(&e)
+		rec, err := encodeEntry(e, 9, GenesisHash)
+		if err != nil {
+			return // not an entry Append would write
+		}
+		want, err := scanEntry(rec.val)
+		if err != nil {
+			t.Fatalf("scanEntry(%s): %v", rec.val, err)
+		}
+		s, p, ok := chainFields(rec.val)
+		if !ok {
+			return
+		}
+		if string(s) != string(want.fields.subject) || string(p) != string(want.fields.practitioner) {
+			t.Fatalf("chainFields(%s) = %q, %q; scanEntry: %q, %q", rec.val, s, p, want.fields.subject, want.fields.practitioner)
+		}
+	})
+}

@@ -165,16 +165,33 @@ type structChecker struct {
 	ps   uint64
 	meta boltMeta
 	used []bool // pages in use (tree pages with their overflow, the freelist), below the high-water mark
+	// bufs[d] holds the page being checked at depth d of the tree: a
+	// branch page's buffer is kept while its children are checked in
+	// bufs[d+1], and every page at a depth reuses it (no allocation per
+	// page: the check reads the whole file at every start).
+	bufs [][]byte
 }
 
-// read reads n pages from page id, or reports them outside the file.
-func (c *structChecker) read(id, n uint64, bucket string, seq uint64) ([]byte, error) {
+// read reads n pages from page id into the buffer of depth (a fresh one
+// if depth < 0), or reports them outside the file.
+func (c *structChecker) read(id, n uint64, bucket string, seq uint64, depth int) ([]byte, error) {
 	end := (id + n) * c.ps
 	if id+n < id || end/c.ps != id+n || end > uint64(c.size) {
 		return nil, &StructureError{Page: id, Bucket: bucket, Seq: seq, Reason: fmt.Sprintf(
 			"pages %d to %d lie beyond the end of the file (%d bytes, %d pages): the file is truncated", id, id+n-1, c.size, uint64(c.size)/c.ps)}
 	}
-	b := make([]byte, n*c.ps)
+	var b []byte
+	if depth < 0 {
+		b = make([]byte, n*c.ps)
+	} else {
+		for len(c.bufs) <= depth {
+			c.bufs = append(c.bufs, nil)
+		}
+		if uint64(cap(c.bufs[depth])) < n*c.ps {
+			c.bufs[depth] = make([]byte, n*c.ps)
+		}
+		b = c.bufs[depth][:n*c.ps]
+	}
 	if _, err := c.r.ReadAt(b, int64(id*c.ps)); err != nil {
 		return nil, fmt.Errorf("audit: read page %d: %w", id, err)
 	}
@@ -276,7 +293,7 @@ func (c *structChecker) tree(id uint64, inline []byte, bucket string, depth int,
 	}
 	p := inline
 	if p == nil {
-		hdr, err := c.read(id, 1, bucket, seq)
+		hdr, err := c.read(id, 1, bucket, seq, depth)
 		if err != nil {
 			return err
 		}
@@ -289,7 +306,7 @@ func (c *structChecker) tree(id uint64, inline []byte, bucket string, depth int,
 		}
 		p = hdr
 		if overflow > 0 {
-			if p, err = c.read(id, overflow+1, bucket, seq); err != nil {
+			if p, err = c.read(id, overflow+1, bucket, seq, depth); err != nil {
 				return err
 			}
 		}
@@ -399,7 +416,7 @@ func (c *structChecker) freelist(metaPage uint64) error {
 	if id < 2 || id >= c.meta.hw {
 		return &StructureError{Page: metaPage, Reason: fmt.Sprintf("the meta page names freelist page %d, outside pages 2 to %d", id, c.meta.hw-1)}
 	}
-	hdr, err := c.read(id, 1, "", 0)
+	hdr, err := c.read(id, 1, "", 0, -1)
 	if err != nil {
 		return err
 	}
@@ -416,7 +433,7 @@ func (c *structChecker) freelist(metaPage uint64) error {
 	}
 	p := hdr
 	if overflow > 0 {
-		if p, err = c.read(id, overflow+1, "", 0); err != nil {
+		if p, err = c.read(id, overflow+1, "", 0, -1); err != nil {
 			return err
 		}
 	}

@@ -71,6 +71,9 @@ func checkFile(f *os.File) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fi.IsDir() {
+		return nil, &StructureError{Reason: "the path is a directory, not an audit log file"}
+	}
 	metas, _ := readMetas(f)
 	return metas, checkStructureOf(f, fi.Size())
 }

