@@ -200,15 +200,25 @@ func (s *Server) needIndex(x *exchange) error {
 	return nil
 }
 
+// indexRequest is the start of an index change with a JSON body: the
+// index must be there (needIndex), the entry names the index action
+// (none for the episode routes, whose kind says it), and the body is
+// decoded strictly into body.
+func (s *Server) indexRequest(x *exchange, action string, body any) error {
+	if err := s.needIndex(x); err != nil {
+		return err
+	}
+	if action != "" {
+		x.entry.IndexAction = action
+	}
+	return s.decodeStrict(x, body)
+}
+
 // postInvolvement handles POST /v1/involvements: record one involvement
 // of the caller's agency (201), and the matches its concern makes.
 func (s *Server) postInvolvement(x *exchange) (int, any, error) {
-	if err := s.needIndex(x); err != nil {
-		return 0, nil, err
-	}
-	x.entry.IndexAction = "record"
 	var b InvolvementBody
-	if err := s.decodeStrict(x, &b); err != nil {
+	if err := s.indexRequest(x, "record", &b); err != nil {
 		return 0, nil, err
 	}
 	v, subject, err := s.involvementOf(x, &b, "")
@@ -245,12 +255,8 @@ type InvolvementChange struct {
 // patchInvolvement handles PATCH /v1/involvements/{id}: change the
 // practitioner, the contact or the concern, or renew.
 func (s *Server) patchInvolvement(x *exchange) (int, any, error) {
-	if err := s.needIndex(x); err != nil {
-		return 0, nil, err
-	}
-	x.entry.IndexAction = "update"
 	var b InvolvementChange
-	if err := s.decodeStrict(x, &b); err != nil {
+	if err := s.indexRequest(x, "update", &b); err != nil {
 		return 0, nil, err
 	}
 	c := involvement.Change{Practitioner: b.Practitioner, Concern: b.Concern, ShareWithMatches: b.ShareWithMatches, Renew: b.Renew}
@@ -271,12 +277,8 @@ type EndBody struct {
 // endInvolvement handles POST /v1/involvements/{id}/end. The involvement
 // stays visible for the retention period, then is erased.
 func (s *Server) endInvolvement(x *exchange) (int, any, error) {
-	if err := s.needIndex(x); err != nil {
-		return 0, nil, err
-	}
-	x.entry.IndexAction = "end"
 	var b EndBody
-	if err := s.decodeStrict(x, &b); err != nil {
+	if err := s.indexRequest(x, "end", &b); err != nil {
 		return 0, nil, err
 	}
 	end, err := timeOrNow(x, "end", b.End)
@@ -757,12 +759,8 @@ func (s *Server) role(field, role string, x *exchange) (string, error) {
 // openEpisode handles POST /v1/early-help: open an early help episode
 // (the assessment) for a child; the opener joins the team.
 func (s *Server) openEpisode(x *exchange) (int, any, error) {
-	if err := s.needIndex(x); err != nil {
-		return 0, nil, err
-	}
-	x.entry.IndexAction = "episode_open"
 	var b EpisodeBody
-	if err := s.decodeStrict(x, &b); err != nil {
+	if err := s.indexRequest(x, "episode_open", &b); err != nil {
 		return 0, nil, err
 	}
 	subject, err := nhsField("subject", b.Subject)
@@ -828,11 +826,8 @@ type CloseBody struct {
 }
 
 func (s *Server) closeEpisode(x *exchange) (int, any, error) {
-	if err := s.needIndex(x); err != nil {
-		return 0, nil, err
-	}
 	var b CloseBody
-	if err := s.decodeStrict(x, &b); err != nil {
+	if err := s.indexRequest(x, "", &b); err != nil {
 		return 0, nil, err
 	}
 	t, err := timeOrNow(x, "closed", b.Closed)
@@ -865,11 +860,8 @@ func (s *Server) member(x *exchange, b *MemberBody) error {
 }
 
 func (s *Server) joinTeam(x *exchange) (int, any, error) {
-	if err := s.needIndex(x); err != nil {
-		return 0, nil, err
-	}
 	var b MemberBody
-	if err := s.decodeStrict(x, &b); err != nil {
+	if err := s.indexRequest(x, "", &b); err != nil {
 		return 0, nil, err
 	}
 	if err := s.member(x, &b); err != nil {
@@ -889,11 +881,8 @@ func (s *Server) joinTeam(x *exchange) (int, any, error) {
 }
 
 func (s *Server) leaveTeam(x *exchange) (int, any, error) {
-	if err := s.needIndex(x); err != nil {
-		return 0, nil, err
-	}
 	var b MemberBody
-	if err := s.decodeStrict(x, &b); err != nil {
+	if err := s.indexRequest(x, "", &b); err != nil {
 		return 0, nil, err
 	}
 	if err := s.member(x, &b); err != nil {
@@ -919,11 +908,8 @@ type EpisodeLeadBody struct {
 // lead professional is chosen from the team (only an involved agency may
 // be named); every change is kept in the episode's lead history.
 func (s *Server) putEpisodeLead(x *exchange) (int, any, error) {
-	if err := s.needIndex(x); err != nil {
-		return 0, nil, err
-	}
 	var b EpisodeLeadBody
-	if err := s.decodeStrict(x, &b); err != nil {
+	if err := s.indexRequest(x, "", &b); err != nil {
 		return 0, nil, err
 	}
 	mb := MemberBody{Partner: b.Partner, Practitioner: b.Practitioner}
