@@ -42,6 +42,7 @@ lint:
 	@out=$$(gofmt -l cmd internal policies protocols); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags bench ./...   # every build-tagged benchmark compiles, so make bench cannot rot
+	$(GO) vet -tags pprof ./cmd/trustgate   # the profiling build the benchmarks make (BENCH_PPROF_DIR)
 	$(OPA) fmt --list --fail policies
 	$(OPA) check --strict policies
 

@@ -218,6 +218,15 @@ func asV3(e *Entry) any {
 // strings with only the escapes JCS makes, numbers in their shortest
 // form. e's strings must be valid UTF-8 (Append makes them so).
 func marshalStored(e *Entry) ([]byte, error) {
+	if b, ok := appendCanonical(make([]byte, 0, 1536), e); ok {
+		return b, nil
+	}
+	return marshalStoredReference(e)
+}
+
+// marshalStoredReference is marshalStored by encoding/json and jcs, the
+// definition appendCanonical is held to.
+func marshalStoredReference(e *Entry) ([]byte, error) {
 	b, err := json.Marshal(asStored(e))
 	if err != nil {
 		return nil, err

@@ -200,6 +200,7 @@ func TestBenchDecisionsVsOPA(t *testing.T) {
 type gatewayProcess struct {
 	dir, addr string
 	cmd       *exec.Cmd
+	pprof     string // the Go profiles' address (BENCH_PPROF_DIR), or ""
 }
 
 // startGatewayProcess builds the trustgate binary, prepares the demo Trust
@@ -209,7 +210,11 @@ func startGatewayProcess(t *testing.T, extraConfig string) *gatewayProcess {
 	t.Helper()
 	work := t.TempDir()
 	bin := filepath.Join(work, "trustgate")
-	build := exec.Command("go", "build", "-o", bin, "github.com/childrens-trust/trustgate/cmd/trustgate")
+	args := []string{"build", "-o", bin}
+	if os.Getenv("BENCH_PPROF_DIR") != "" {
+		args = append(args, "-tags", "pprof")
+	}
+	build := exec.Command("go", append(args, "github.com/childrens-trust/trustgate/cmd/trustgate")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -232,6 +237,11 @@ func startGatewayProcess(t *testing.T, extraConfig string) *gatewayProcess {
 		}
 	}
 	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "trustgate.yaml"))
+	pprofAddr := ""
+	if os.Getenv("BENCH_PPROF_DIR") != "" {
+		pprofAddr = freeAddr(t)
+		cmd.Env = append(os.Environ(), "TRUSTGATE_PPROF_ADDR="+pprofAddr)
+	}
 	logf, err := os.Create(filepath.Join(work, "gateway.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +263,7 @@ func startGatewayProcess(t *testing.T, extraConfig string) *gatewayProcess {
 		}
 	})
 	waitHealthy(t, "http://"+addr+"/readyz", time.Minute)
-	return &gatewayProcess{dir: dir, addr: addr, cmd: cmd}
+	return &gatewayProcess{dir: dir, addr: addr, cmd: cmd, pprof: pprofAddr}
 }
 
 // revisionData is the data document the demo Trust's revision gives the

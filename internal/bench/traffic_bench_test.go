@@ -467,10 +467,47 @@ func rssMiB(t *testing.T, pid int) (now, peak float64) {
 }
 
 // rssParts is a process's resident set by kind: anonymous memory (the
-// heap, stacks) and pages of mapped files (the bbolt files).
+// heap, stacks) and pages of mapped files (the bbolt files), those by
+// file (/proc/PID/smaps: the executable and each database).
 func rssParts(t *testing.T, pid int) string {
 	m := procStatusMiB(t, pid)
-	return fmt.Sprintf("%.0f MiB anonymous, %.0f MiB of mapped files", m["RssAnon"], m["RssFile"])
+	return fmt.Sprintf("%.0f MiB anonymous, %.0f MiB of mapped files: %s", m["RssAnon"], m["RssFile"], mappedFiles(pid))
+}
+
+// mappedFiles is the resident set of each file pid maps (the executable,
+// the bbolt files), largest first, from /proc/PID/smaps.
+func mappedFiles(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return "?"
+	}
+	kb := map[string]float64{}
+	file := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-"):
+			file = ""
+			if len(f) >= 6 && strings.HasPrefix(f[5], "/") {
+				file = filepath.Base(f[5])
+			}
+		case len(f) == 3 && f[0] == "Rss:" && file != "":
+			v, _ := strconv.ParseFloat(f[1], 64)
+			kb[file] += v
+		}
+	}
+	names := make([]string, 0, len(kb))
+	for n := range kb {
+		names = append(names, n)
+	}
+	slices.SortFunc(names, func(a, b string) int { return int(kb[b] - kb[a]) })
+	var out []string
+	for _, n := range names {
+		if kb[n] >= 512 {
+			out = append(out, fmt.Sprintf("%s %.0f", n, kb[n]/1024))
+		}
+	}
+	return strings.Join(out, ", ") + " MiB"
 }
 
 // TestBenchTrafficVsOPA measures the gateway (`trustgate serve`, default
@@ -506,6 +543,7 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 		var gwRuns, opaRuns []Result
 		var gwCPU, opaCPU time.Duration
 		stopProfile := perfRecord(t, g.cmd.Process.Pid, name)
+		stopPprof := pprofRecord(t, g, name, 2*d)
 		for r := range rounds {
 			warm := time.Duration(0)
 			if r == 0 {
@@ -515,6 +553,7 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 			opaRuns = append(opaRuns, Drive(context.Background(), "opa run --server data API", clients, d/time.Duration(rounds), warm, http.StatusOK, opaReq, cpuOf(t, opaCmd.Process.Pid, &opaCPU)))
 		}
 		stopProfile()
+		stopPprof()
 		gw, op := Combine(gwRuns...), Combine(opaRuns...)
 		if gw.Errors+op.Errors != 0 {
 			t.Fatalf("%s: errors (trustgate %d: %s; OPA %d: %s)", name, gw.Errors, gw.FirstError, op.Errors, op.FirstError)
@@ -581,6 +620,45 @@ func perfRecord(t *testing.T, pid int, load string) func() {
 	}
 }
 
+// pprofRecord, when BENCH_PPROF_DIR names a directory (the gateway then
+// runs a binary built with -tags pprof), takes the gateway's Go CPU
+// profile for about d and its allocations during the load (the allocs
+// profile at the end, with the one at the start as its base: `go tool
+// pprof -base DIR/<load>.allocs.0 DIR/<load>.allocs.1`).
+func pprofRecord(t *testing.T, g *gatewayProcess, load string, d time.Duration) func() {
+	dir := os.Getenv("BENCH_PPROF_DIR")
+	if dir == "" || g.pprof == "" {
+		return func() {}
+	}
+	base := filepath.Join(dir, strings.ReplaceAll(load, " ", "-"))
+	get := func(path, out string) {
+		resp, err := http.Get("http://" + g.pprof + path)
+		if err != nil {
+			t.Logf("pprof %s: %v", path, err)
+			return
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		if _, err := b.ReadFrom(resp.Body); err == nil {
+			_ = os.WriteFile(out, b.Bytes(), 0o644)
+		}
+	}
+	get("/debug/pprof/allocs", base+".allocs.0")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), base+".cpu")
+	}()
+	return func() {
+		get("/debug/pprof/allocs", base+".allocs.1")
+		<-done
+		fmt.Printf("Go profiles of the gateway under %s: %s.{cpu,allocs.0,allocs.1}\n", load, base)
+	}
+}
+
+// lastMetrics is the gateway's metrics at the last goMemory.
+var lastMetrics map[string]float64
+
 // goMemory is what the gateway's Go runtime says of its memory and
 // collector (its Prometheus endpoint, whose address its log names): the
 // heap in use, the heap size at which the next collection starts and how
@@ -612,8 +690,21 @@ func goMemory(logPath string) string {
 			v[f[0]] = x
 		}
 	}
-	return fmt.Sprintf("Go heap in use %.0f MiB, next collection at %.0f MiB, %.0f collections so far",
-		v["go_memstats_heap_inuse_bytes"]/(1<<20), v["go_memstats_next_gc_bytes"]/(1<<20), v["go_gc_duration_seconds_count"])
+	// The mean time of each stage of a request since the last call.
+	var stages []string
+	for _, st := range []string{"token", "key_store", "policy", "audit_append"} {
+		sum, n := `trustgate_stage_duration_seconds_sum{stage="`+st+`"}`, `trustgate_stage_duration_seconds_count{stage="`+st+`"}`
+		if dn := v[n] - lastMetrics[n]; dn > 0 {
+			stages = append(stages, fmt.Sprintf("%s %.0f µs", st, (v[sum]-lastMetrics[sum])/dn*1e6))
+		}
+	}
+	lastMetrics = v
+	defer func() {
+		fmt.Printf("trustgate: mean stage times since the last report: %s\n", strings.Join(stages, ", "))
+	}()
+	return fmt.Sprintf("Go heap in use %.0f MiB, next collection at %.0f MiB, %.0f collections so far; %.0f audit commits so far, %.1f entries each",
+		v["go_memstats_heap_inuse_bytes"]/(1<<20), v["go_memstats_next_gc_bytes"]/(1<<20), v["go_gc_duration_seconds_count"],
+		v["trustgate_audit_commit_batch_entries_count"], v["trustgate_audit_commit_batch_entries_sum"]/max(1, v["trustgate_audit_commit_batch_entries_count"]))
 }
 
 // revisionRegistry is the registry of the demo Trust in dir.

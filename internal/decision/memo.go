@@ -44,6 +44,7 @@ type Memo struct {
 	checkEvery uint64
 	decisions  *Cache[string, *policy.Decision] // nil: no decision memo
 	trusts     *Cache[string, policy.Trust]     // nil: the policy has no Trust-level part
+	parts      *Cache[string, policy.Trust]     // each distinct part once, by its text (share)
 
 	hits, misses, n atomic.Uint64
 	off             atomic.Pointer[string] // why the memos were turned off
@@ -80,6 +81,7 @@ func NewMemo(rev *policy.Revision, src policy.Sources, entries int) *Memo {
 	if t, err := rev.TrustPart(context.Background(), probe); err == nil && t.Defined() {
 		// As many as there can be keys in a Trust of this size, bounded.
 		m.trusts = NewCache[string, policy.Trust](trustEntries)
+		m.parts = NewCache[string, policy.Trust](trustEntries)
 	}
 	return m
 }
@@ -157,10 +159,24 @@ func (m *Memo) evaluate(ctx context.Context, in *policy.Input) (d *policy.Decisi
 		if t, err = m.rev.TrustPart(ctx, in); err != nil {
 			return nil, false, err
 		}
+		t = m.share(t)
 		m.trusts.Put(key, t)
 	}
 	d, err = m.rev.DecideWithTrust(ctx, in, t)
 	return d, true, err
+}
+
+// share returns the part equal to t that m already holds, if any, so
+// that keys with the same part (a part names the partners whose
+// protocols it found, so sharing is between keys alike in that) hold
+// one copy of it.
+func (m *Memo) share(t policy.Trust) policy.Trust {
+	text := t.String()
+	if held, ok := m.parts.Get(text); ok && held.Equal(t) {
+		return held
+	}
+	m.parts.Put(text, t)
+	return t
 }
 
 // trustKey is the key of in's Trust-level part: the fields

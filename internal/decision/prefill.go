@@ -74,7 +74,7 @@ func (m *Memo) Prefill(ctx context.Context, ins []policy.Input) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		m.trusts.Put(key, t)
+		m.trusts.Put(key, m.share(t))
 		n++
 		select {
 		case <-ctx.Done():

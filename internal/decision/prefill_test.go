@@ -58,6 +58,11 @@ func TestPrefillCoversTheKeySpace(t *testing.T) {
 	if n, _ := m.Prefill(ctx, sub); n != 0 {
 		t.Fatalf("a second Prefill computed %d parts again", n)
 	}
+	// Keys with equal parts share one copy.
+	if d := m.parts.Len(); d == 0 || d >= len(sub) {
+		t.Fatalf("%d keys held %d distinct parts: equal parts are not shared", len(sub), d)
+	}
+	t.Logf("%d keys, %d distinct parts", len(sub), m.parts.Len())
 	for i := range ins {
 		held, ok := m.trusts.Get(m.trustKey(&ins[i]))
 		own, err := rev.Policy.TrustPart(ctx, &ins[i])

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -114,17 +115,27 @@ func Prepare(ctx context.Context, src Sources, data Data) (*Revision, error) {
 	}
 	sort.Strings(names)
 	h := sha256.New()
+	first := slices.Clone(opts)
 	for _, n := range names {
-		opts = append(opts, rego.Module(n, src.Modules[n]))
+		first = append(first, rego.Module(n, src.Modules[n]))
 		fmt.Fprintf(h, "policy %s %d\n", n, len(src.Modules[n]))
 		h.Write([]byte(src.Modules[n]))
 	}
 	fmt.Fprintf(h, "data %d\n", len(raw))
 	h.Write(raw)
-	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	// The modules are compiled once, for the decision query, and the other
+	// queries (permission, Trust-level part, lookup, match) are prepared on
+	// that compiler: one compiled policy in memory per revision, not five.
+	var compiler *ast.Compiler
+	first = append(first, rego.CompilerHook(func(c *ast.Compiler) { compiler = c }))
+	pq, err := rego.New(first...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w: %w", ErrCompile, err)
 	}
+	if compiler == nil {
+		return nil, fmt.Errorf("policy: %w: the compiler was not made", ErrCompile)
+	}
+	opts = append(opts, rego.Compiler(compiler))
 	permit, err := preparePermission(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w: %w", ErrCompile, err)
@@ -279,18 +290,18 @@ func (in *Input) value(trust *ast.Term) ast.Value {
 		item("provider", ast.ObjectTerm(
 			item("partner", ast.StringTerm(in.Provider.Partner)),
 			item("type", ast.StringTerm(in.Provider.Type)),
-			item("sensitive", ast.BooleanTerm(in.Provider.Sensitive)),
+			item("sensitive", boolTerm(in.Provider.Sensitive)),
 		)),
 		item("purpose", ast.StringTerm(in.Purpose)),
 		item("categories", strs(in.Categories)),
 		item("consents", consentsTerm(in.Consents)),
 		item("override", ast.ObjectTerm(
 			item("ground", ast.StringTerm(in.Override.Ground)),
-			item("justified", ast.BooleanTerm(in.Override.Justified)),
+			item("justified", boolTerm(in.Override.Justified)),
 		)),
 	)
 	if trust != nil {
-		obj.Insert(ast.StringTerm("trust"), trust)
+		obj.Insert(keyTerms["trust"], trust)
 	}
 	return obj
 }
@@ -303,7 +314,7 @@ func consentsTerm(cs []Consent) *ast.Term {
 			item("id", ast.StringTerm(c.ID)),
 			item("outcome", ast.StringTerm(c.Outcome)),
 			item("given_by", ast.StringTerm(c.GivenBy)),
-			item("competent", ast.BooleanTerm(c.Competent)),
+			item("competent", boolTerm(c.Competent)),
 			item("purposes", strs(c.Purposes)),
 			item("categories", strs(c.Categories)),
 			item("recipients", ast.ObjectTerm(
@@ -319,7 +330,26 @@ func consentsTerm(cs []Consent) *ast.Term {
 	return ast.ArrayTerm(consents...)
 }
 
-func item(k string, v *ast.Term) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), v} }
+// keyTerms are the member names of the inputs the policies read, as
+// terms made once: an input is built for every decision, with the same
+// names every time (OPA treats terms as immutable, and shares its own).
+var keyTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"action", "categories", "competent", "consents", "given_by", "ground", "id", "justified",
+		"kind", "outcome", "override", "partner", "partners", "protocols", "provider", "purpose", "purposes",
+		"recipients", "recorded_by", "requester", "role", "sensitive", "share_with_matches", "shielded", "time_ns",
+		"trust", "type", "types", "valid_from_ns", "valid_until_ns", "withdrawn_ns", "practitioner"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+func item(k string, v *ast.Term) [2]*ast.Term {
+	if t, ok := keyTerms[k]; ok {
+		return [2]*ast.Term{t, v}
+	}
+	return [2]*ast.Term{ast.StringTerm(k), v}
+}
 
 func strs(s []string) *ast.Term {
 	ts := make([]*ast.Term, len(s))

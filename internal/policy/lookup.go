@@ -200,6 +200,7 @@ var (
 	}
 )
 
+// boolTerm is b as a shared term.
 func boolTerm(b bool) *ast.Term {
 	if b {
 		return lkTrue
@@ -239,8 +240,8 @@ func (in *MatchInput) value() ast.Value {
 			item("partner", ast.StringTerm(p.Partner)),
 			item("type", ast.StringTerm(p.Type)),
 			item("kind", ast.StringTerm(p.Kind)),
-			item("shielded", ast.BooleanTerm(p.Shielded)),
-			item("share_with_matches", ast.BooleanTerm(p.ShareWithMatches)),
+			item("shielded", boolTerm(p.Shielded)),
+			item("share_with_matches", boolTerm(p.ShareWithMatches)),
 		)
 	}
 	return ast.NewObject(

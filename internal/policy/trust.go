@@ -76,7 +76,7 @@ func (r *Revision) TrustPart(ctx context.Context, in *Input) (Trust, error) {
 		item("provider", ast.ObjectTerm(
 			item("partner", ast.StringTerm(t.Provider.Partner)),
 			item("type", ast.StringTerm(t.Provider.Type)),
-			item("sensitive", ast.BooleanTerm(t.Provider.Sensitive)),
+			item("sensitive", boolTerm(t.Provider.Sensitive)),
 		)),
 		item("purpose", ast.StringTerm(t.Purpose)),
 	)

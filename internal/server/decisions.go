@@ -64,10 +64,30 @@ func (s *Server) decodeLimited(x *exchange, v any, limit int64) error {
 		}
 		return badRequest("body", "could not be read")
 	}
-	x.noteChild(subjectOf(raw))
 	if ctErr != nil {
+		x.noteChild(subjectOf(raw))
 		return ctErr
 	}
+	if err := decodeOne(raw, v); err != nil {
+		x.noteChild(subjectOf(raw))
+		return err
+	}
+	// The child the body names: from the decoded value when it says
+	// (the body is then read once), else read leniently from the body.
+	if sv, ok := v.(interface{ bodySubject() string }); ok {
+		x.noteChild(sv.bodySubject())
+	} else {
+		x.noteChild(subjectOf(raw))
+	}
+	return nil
+}
+
+// bodySubject is the child a decision request names.
+func (r *DecisionRequest) bodySubject() string { return r.Subject }
+
+// decodeOne decodes raw, which must hold exactly one JSON object with only
+// v's members (by their exact names), into v.
+func decodeOne(raw []byte, v any) error {
 	// The body is decoded once. Only when that fails is it read again,
 	// structurally, to name an unknown field (which then takes precedence,
 	// as it would have in a first pass).

@@ -106,86 +106,144 @@ const maxHeldHead = 64 << 10
 type guardConn struct {
 	net.Conn
 	mu       sync.Mutex
-	first    []byte // the first bytes of the current line (header names)
-	last     []byte // its last bytes (the request line's " HTTP/1.1")
+	first    [32]byte // the first bytes of the current line (header names)
+	nfirst   int
+	last     [16]byte // its last bytes (the request line's " HTTP/1.1")
+	nlast    int
 	inHead   bool
 	cl, te   bool
 	head     []byte // the head held back, from the line after the request line
-	out      []byte // bytes ready for the server
+	out      []byte // bytes ready for the server: out[off:]
+	off      int
+	rbuf     []byte // the connection's read buffer, reused
 	smuggled atomic.Bool
 }
+
+// keepHeld is the largest head buffer a connection keeps between requests
+// (a longer one, up to maxHeldHead, is let go once passed on).
+const keepHeld = 8 << 10
 
 func (g *guardConn) Read(p []byte) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	buf := make([]byte, max(len(p), 4096))
-	for len(g.out) == 0 {
-		n, err := g.Conn.Read(buf)
-		g.scan(buf[:n])
+	if len(g.rbuf) < len(p) {
+		g.rbuf = make([]byte, max(len(p), 4096))
+	}
+	for g.off == len(g.out) {
+		n, err := g.Conn.Read(g.rbuf)
+		g.scan(g.rbuf[:n])
 		if err != nil {
 			// A deadline (the server's own, to interrupt its background
 			// read) leaves a held head held; the end of the stream lets an
 			// unfinished head go on as it is. Nothing is latched: the next
 			// read asks the connection again.
 			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-				g.out = append(g.out, g.head...)
-				g.head, g.inHead = nil, false
+				g.release()
 			}
-			if len(g.out) == 0 {
+			if g.off == len(g.out) {
 				return 0, err
 			}
 			break
 		}
 	}
-	n := copy(p, g.out)
-	g.out = g.out[n:]
-	if len(g.out) == 0 {
-		g.out = nil
+	n := copy(p, g.out[g.off:])
+	g.off += n
+	if g.off == len(g.out) {
+		g.out, g.off = g.out[:0], 0
 	}
 	return n, nil
 }
 
+// release passes the held head on to the server.
+func (g *guardConn) release() {
+	g.out = append(g.out, g.head...)
+	g.head, g.inHead = g.head[:0], false
+	if cap(g.head) > keepHeld {
+		g.head = nil
+	}
+}
+
+// scan takes b line by line: a line (up to its '\n') goes to the held
+// head or to the server, and its first and last bytes are noted; at the
+// end of a line the state changes as the line says.
 func (g *guardConn) scan(b []byte) {
-	for _, c := range b {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		seg := b
+		if i >= 0 {
+			seg = b[:i+1]
+		}
+		b = b[len(seg):]
 		if g.inHead {
-			g.head = append(g.head, c)
+			g.head = append(g.head, seg...)
 		} else {
-			g.out = append(g.out, c)
+			g.out = append(g.out, seg...)
 		}
-		if c != '\n' {
-			if len(g.first) < 32 {
-				g.first = append(g.first, c)
-			}
-			g.last = append(g.last, c)
-			if len(g.last) > 16 {
-				g.last = g.last[1:]
-			}
-			continue
+		line := seg
+		if i >= 0 {
+			line = seg[:i]
 		}
-		first := strings.ToLower(strings.TrimRight(string(g.first), "\r"))
-		last := strings.ToLower(strings.TrimRight(string(g.last), "\r"))
-		g.first, g.last = g.first[:0], g.last[:0]
+		g.note(line)
+		if i < 0 {
+			return
+		}
+		first := bytes.TrimRight(g.first[:g.nfirst], "\r")
+		last := bytes.TrimRight(g.last[:g.nlast], "\r")
+		g.nfirst, g.nlast = 0, 0
 		switch {
-		case !g.inHead && (strings.HasSuffix(last, " http/1.1") || strings.HasSuffix(last, " http/1.0")):
+		case !g.inHead && (hasSuffixFold(last, " http/1.1") || hasSuffixFold(last, " http/1.0")):
 			g.inHead, g.cl, g.te = true, false, false
-		case g.inHead && first == "":
-			g.inHead = false
+		case g.inHead && len(first) == 0:
 			if g.cl && g.te {
 				g.smuggled.Store(true)
 				renameTransferEncoding(g.head)
 			}
-			g.out = append(g.out, g.head...)
-			g.head = nil
+			g.release()
 		case g.inHead:
-			g.cl = g.cl || strings.HasPrefix(first, "content-length:")
-			g.te = g.te || strings.HasPrefix(first, "transfer-encoding:")
+			g.cl = g.cl || hasPrefixFold(first, "content-length:")
+			g.te = g.te || hasPrefixFold(first, "transfer-encoding:")
 		}
 		if g.inHead && len(g.head) > maxHeldHead {
-			g.inHead = false
-			g.out = append(g.out, g.head...)
-			g.head = nil
+			g.release()
 		}
 	}
+}
+
+// note adds part of a line to its first 32 and last 16 bytes.
+func (g *guardConn) note(part []byte) {
+	g.nfirst += copy(g.first[g.nfirst:], part)
+	if len(part) >= len(g.last) {
+		g.nlast = copy(g.last[:], part[len(part)-len(g.last):])
+		return
+	}
+	if keep := len(g.last) - len(part); g.nlast > keep {
+		copy(g.last[:], g.last[g.nlast-keep:g.nlast])
+		g.nlast = keep
+	}
+	g.nlast += copy(g.last[g.nlast:], part)
+}
+
+// hasPrefixFold and hasSuffixFold compare in ASCII case only, as HTTP
+// names and versions are compared (lower is lower case).
+func hasPrefixFold(b []byte, lower string) bool {
+	return len(b) >= len(lower) && asciiEqualFold(b[:len(lower)], lower)
+}
+
+func hasSuffixFold(b []byte, lower string) bool {
+	return len(b) >= len(lower) && asciiEqualFold(b[len(b)-len(lower):], lower)
+}
+
+func asciiEqualFold(b []byte, lower string) bool {
+	for i := range len(lower) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // renameTransferEncoding renames, in place, every Transfer-Encoding
