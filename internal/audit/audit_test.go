@@ -1209,3 +1209,72 @@ func TestVerifyLargeLog(t *testing.T) {
 		t.Fatalf("Verify with a cancelled context: err = %v, want context.Canceled", err)
 	}
 }
+
+// Appends on their way (Coming) hold a batch open, but never for long: the
+// committer commits once none is on its way, and an announced append that
+// never comes costs at most the gap, not CommitDelay (an hour here).
+func TestCommitWaitsOnlyForAppendsOnTheirWay(t *testing.T) {
+	var batches []int // written only by the committer, read after Close
+	l := openLogWithHooks(t, tempPath(t), audit.Options{CommitDelay: time.Hour}, audit.Hooks{
+		BeforeCommit: func(size int) error { batches = append(batches, size); return nil },
+	})
+	within := func(what string, f func()) {
+		done := make(chan struct{})
+		go func() { defer close(done); f() }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("%s: the committer waited out CommitDelay", what)
+		}
+	}
+	// Eight requests in flight, each announcing its append and then making it.
+	within("eight announced appends", func() {
+		var wg sync.WaitGroup
+		for i := range 8 {
+			arrived := l.Coming()
+			wg.Go(func() {
+				e := audit.TypicalEntry(i)
+				arrived()
+				if _, _, err := l.Append(context.Background(), &e); err != nil {
+					t.Errorf("Append: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+	})
+	// Five announced appends that never come (their requests failed and
+	// forgot to say so) hold a lone append back only for the gap.
+	stale := make([]func(), 5)
+	for i := range stale {
+		stale[i] = l.Coming()
+	}
+	within("a lone append beside stale announcements", func() {
+		e := audit.TypicalEntry(100)
+		if _, _, err := l.Append(context.Background(), &e); err != nil {
+			t.Errorf("Append: %v", err)
+		}
+	})
+	for _, arrived := range stale {
+		arrived()
+		arrived() // a second call does nothing
+	}
+	// Nothing on its way: each append is committed alone, at once.
+	within("appends one after another", func() {
+		for i := range 3 {
+			e := audit.TypicalEntry(200 + i)
+			if _, _, err := l.Append(context.Background(), &e); err != nil {
+				t.Errorf("Append: %v", err)
+			}
+		}
+	})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, b := range batches {
+		total += b
+	}
+	if total != 12 || !slices.Equal(batches[len(batches)-3:], []int{1, 1, 1}) {
+		t.Fatalf("batches %v: want 12 entries, the last three committed one by one", batches)
+	}
+}

@@ -353,7 +353,7 @@ func (c *Checkpointer) Run(ctx context.Context) error {
 				done = c.last.Size
 			}
 			c.mu.Unlock()
-			if th := c.log.TreeHead(); th.Size-done >= c.o.Every {
+			if size, _ := c.log.Head(); size-done >= c.o.Every {
 				c.checkpointLogged(ctx)
 			}
 		case <-c.kick:

@@ -94,6 +94,7 @@ type Log struct {
 	hooks       hooks
 	readOnly    bool
 	grown       chan struct{} // signalled (without blocking) after each commit
+	coming      atomic.Int64  // appends on their way (Coming)
 
 	// mu guards closed and the send side of reqs: Append holds it for
 	// reading while it enqueues, Close takes it for writing to close reqs.
@@ -489,17 +490,18 @@ func (l *Log) failure() error {
 //
 // Group commit. Each commit costs two fsyncs and a rewrite of the tail
 // pages of every bucket it touches, whatever the number of entries, so the
-// more a commit carries the less each request pays. Under load (the
-// previous commit held at least commitSiblings entries) the committer
-// holds a batch that is not full open while appends keep arriving — each
-// within commitGap of the one before — for at most l.commitDelay
-// (PostgreSQL's commit_delay and commit_siblings). When they stop, as when
-// every client is already waiting in the batch, it commits at once; at
-// light load it never waits.
+// more a commit carries the less each request pays. The committer takes
+// every append already queued; it then holds a batch that is not full open
+// only while at least commitSiblings appends are on their way (Coming: the
+// requests being decided, PostgreSQL's commit_siblings counts active
+// transactions the same way), each arrival within commitGap of the one
+// before, for at most l.commitDelay (PostgreSQL's commit_delay), and
+// commits as soon as none is on its way. A request arriving on its own,
+// as at a steady rate, finds nobody to wait for and is committed at
+// once: one fsync pair and no window.
 func (l *Log) run() {
 	defer close(l.done)
 	batch := make([]*appendReq, 0, l.maxBatch)
-	last := 0
 	for r := range l.reqs {
 		batch = append(batch[:0], r)
 	fill:
@@ -514,11 +516,11 @@ func (l *Log) run() {
 				break fill
 			}
 		}
-		if l.commitDelay > 0 && last >= commitSiblings && len(batch) < l.maxBatch {
+		if l.commitDelay > 0 && l.coming.Load() >= commitSiblings && len(batch) < l.maxBatch {
 			deadline := time.NewTimer(l.commitDelay)
 			gap := time.NewTimer(min(commitGap, l.commitDelay))
 		linger:
-			for len(batch) < l.maxBatch {
+			for len(batch) < l.maxBatch && l.coming.Load() > 0 {
 				select {
 				case r, ok := <-l.reqs:
 					if !ok {
@@ -536,19 +538,32 @@ func (l *Log) run() {
 			gap.Stop()
 		}
 		l.commit(batch)
-		last = len(batch)
 		clear(batch)
 	}
 }
 
-// commitSiblings is the batch size from which the committer lingers (the
-// previous commit was shared by that many requests: there is concurrency
-// to gather), and commitGap the longest pause between two arrivals for
-// which it goes on waiting. The gap is short: a request arriving on its
-// own at a steady rate (500 or 1,000 a second: one every 1–2 ms) finds
-// nobody else to wait for and is committed at once, paying one fsync and
-// no window; only arrivals bunched together, as when many clients are
-// answered by one commit and come back at once, hold the batch open.
+// Coming tells the log that an append is on its way: a request that will
+// append its entry once decided. The committer holds a batch open for
+// appends on their way (run). The returned function says the append has
+// come (call it just before Append) or will not; calls after the first do
+// nothing.
+func (l *Log) Coming() (arrived func()) {
+	l.coming.Add(1)
+	var done atomic.Bool
+	return func() {
+		if done.CompareAndSwap(false, true) {
+			l.coming.Add(-1)
+		}
+	}
+}
+
+// commitSiblings is how many appends must be on their way (Coming) for the
+// committer to hold a batch open, and commitGap the longest pause between
+// two arrivals for which it goes on waiting: only concurrency worth
+// gathering (many requests in flight, as when many clients are answered
+// by one commit and come back at once) holds a batch open, and a request
+// on its own at a steady rate (500 or 1,000 a second) is committed at
+// once.
 // Measured with `make bench` (decisions, closed and open loop) in
 // docs/performance.md.
 const (

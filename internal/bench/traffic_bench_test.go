@@ -571,19 +571,33 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 			gw.PerSecond()/op.PerSecond(), strings.Join(byRound, " "), perReq(gwCPU, gw.Requests)/perReq(opaCPU, op.Requests), rss, peak, rssParts(t, g.cmd.Process.Pid))
 		fmt.Printf("trustgate: %s\n", goMemory(gwLog))
 	}
+	// BENCH_ONLY (a comma-separated list of distinct, month, open) runs
+	// only those loads; all three by default.
+	only := func(load string) bool {
+		v := os.Getenv("BENCH_ONLY")
+		return v == "" || slices.Contains(strings.Split(v, ","), load)
+	}
 	distinct := gen.distinct(nreq, seeded, fresh)
 	// A revision is active long before most of its traffic: wait until the
 	// gateway has computed its Trust-level parts ahead
 	// (policy.trust_prefill), and say how long that took.
 	waitPrefill(t, gwLog)
-	closed("distinct requests", distinct)
-	closed("a month of Trust traffic", gen.month(nreq, seeded, fresh))
-
+	if only("distinct") {
+		closed("distinct requests", distinct)
+	}
+	if only("month") {
+		closed("a month of Trust traffic", gen.month(nreq, seeded, fresh))
+	}
 	for _, rate := range []int{500, 1000} {
+		if !only("open") {
+			break
+		}
 		specs := gen.distinct(2*rate*int(openFor.Seconds())+rate, seeded, fresh)
 		gwReq, opaReq, _, _ := specRequests(t, g, specs, opaURL)
 		// Alternating halves, each server warmed by the other's first.
+		stopTrace := traceRecord(t, g, fmt.Sprintf("open-%d", rate), openFor/2)
 		gwRes := DriveOpen(context.Background(), "trustgate /v1/decisions", rate, openFor, http.StatusOK, gwReq)
+		stopTrace()
 		opRes := DriveOpen(context.Background(), "opa run --server data API", rate, openFor, http.StatusOK, opaReq)
 		// Errors are reported, not fatal: a server that cannot keep up with
 		// the rate fails requests (the gateway answers 503 when the audit
@@ -659,6 +673,33 @@ func pprofRecord(t *testing.T, g *gatewayProcess, load string, d time.Duration) 
 // lastMetrics is the gateway's metrics at the last goMemory.
 var lastMetrics map[string]float64
 
+// traceRecord, with BENCH_PPROF_DIR, takes a Go execution trace of the
+// gateway for d (from a second into the load) into DIR/<load>.trace
+// (`go tool trace -pprof=sched FILE` says where goroutines waited to run).
+func traceRecord(t *testing.T, g *gatewayProcess, load string, d time.Duration) func() {
+	dir := os.Getenv("BENCH_PPROF_DIR")
+	if dir == "" || g.pprof == "" {
+		return func() {}
+	}
+	out := filepath.Join(dir, load+".trace")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(time.Second)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", g.pprof, max(1, int(d.Seconds()))))
+		if err != nil {
+			t.Logf("trace: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		if _, err := b.ReadFrom(resp.Body); err == nil {
+			_ = os.WriteFile(out, b.Bytes(), 0o644)
+		}
+	}()
+	return func() { <-done; fmt.Printf("execution trace of the gateway under %s: %s\n", load, out) }
+}
+
 // goMemory is what the gateway's Go runtime says of its memory and
 // collector (its Prometheus endpoint, whose address its log names): the
 // heap in use, the heap size at which the next collection starts and how
@@ -695,8 +736,16 @@ func goMemory(logPath string) string {
 	for _, st := range []string{"token", "key_store", "policy", "audit_append"} {
 		sum, n := `trustgate_stage_duration_seconds_sum{stage="`+st+`"}`, `trustgate_stage_duration_seconds_count{stage="`+st+`"}`
 		if dn := v[n] - lastMetrics[n]; dn > 0 {
-			stages = append(stages, fmt.Sprintf("%s %.0f µs", st, (v[sum]-lastMetrics[sum])/dn*1e6))
+			// and how many took longer than 5 ms (the histogram's bucket)
+			le := `trustgate_stage_duration_seconds_bucket{stage="` + st + `",le="0.005"}`
+			slow := dn - (v[le] - lastMetrics[le])
+			stages = append(stages, fmt.Sprintf("%s %.0f µs (%.0f over 5 ms)", st, (v[sum]-lastMetrics[sum])/dn*1e6, slow))
 		}
+	}
+	// and of whole decision requests
+	le, n := `trustgate_request_duration_seconds_bucket{route="/v1/decisions",le="0.005"}`, `trustgate_request_duration_seconds_count{route="/v1/decisions"}`
+	if dn := v[n] - lastMetrics[n]; dn > 0 {
+		stages = append(stages, fmt.Sprintf("whole request: %.0f of %.0f over 5 ms", dn-(v[le]-lastMetrics[le]), dn))
 	}
 	lastMetrics = v
 	defer func() {

@@ -313,6 +313,13 @@ type handlerFunc func(x *exchange) (status int, body any, err error)
 func (s *Server) audited(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.opts.Now()
+		// Tell the log an append is on its way, so that under load the
+		// group commit waits for it (audit.Log.Coming).
+		arrived := func() {}
+		if c, ok := s.deps.Audit.(interface{ Coming() func() }); ok {
+			arrived = c.Coming()
+		}
+		defer arrived()
 		id := newRequestID()
 		x := &exchange{r: r, w: w, ctx: r.Context(), id: id, log: s.log.With("request_id", id)}
 		x.entry = audit.Entry{Time: start.UTC(), RequestID: id, Method: r.Method, Path: auditPath(r.URL.Path)}
@@ -337,6 +344,7 @@ func (s *Server) audited(h handlerFunc) http.Handler {
 		// a caller hanging up must not leave a decision unrecorded.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 		t0 := time.Now()
+		arrived()
 		seq, _, aerr := s.deps.Audit.Append(actx, &x.entry)
 		s.timed(stageAuditAppend, t0)
 		cancel()
