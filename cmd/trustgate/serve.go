@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -66,6 +67,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// The collector's target, unless the operator set GOGC.
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(cfg.Runtime.GCPercent)
+	}
+	// The goroutines that run at once, unless the operator set GOMAXPROCS:
+	// by default one more than the CPUs, for the audit committer.
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		n := cfg.Runtime.Procs
+		if n == 0 {
+			n = runtime.GOMAXPROCS(0) + 1
+		}
+		runtime.GOMAXPROCS(n)
 	}
 	// The soft memory limit, unless the operator set GOMEMLIMIT.
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.Runtime.MemoryLimitMiB > 0 {

@@ -32,7 +32,10 @@ func ReplayStatePath(dataDir string) string { return filepath.Join(dataDir, "rep
 // replayStateEvery is how often the replay state is written while serving.
 var replayStateEvery = 10 * time.Second
 
-const replayMagic = "trustgate-replay-1\n"
+// replayMagic names the file's format: 2 holds key digests (identity.
+// MemoryReplayCache.Snapshot); a file of format 1 is ignored (the audit log
+// is read instead).
+const replayMagic = "trustgate-replay-2\n"
 
 // saveReplayState writes the state atomically (temporary file, fsync,
 // rename).

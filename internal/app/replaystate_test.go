@@ -54,7 +54,7 @@ func TestReplayStateAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len("trustgate-replay-1\n")+8] ^= 1
+	b[len("trustgate-replay-2\n")+8] ^= 1
 	if err := os.WriteFile(state, b, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -237,10 +237,14 @@ func startGatewayProcess(t *testing.T, extraConfig string) *gatewayProcess {
 		}
 	}
 	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "trustgate.yaml"))
+	// BENCH_GATEWAY_ENV (space-separated NAME=VALUE) is added to the
+	// gateway's environment only (GOGC=200 TRUSTGATE_…=…), not the load
+	// generator's.
+	cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("BENCH_GATEWAY_ENV"))...)
 	pprofAddr := ""
 	if os.Getenv("BENCH_PPROF_DIR") != "" {
 		pprofAddr = freeAddr(t)
-		cmd.Env = append(os.Environ(), "TRUSTGATE_PPROF_ADDR="+pprofAddr)
+		cmd.Env = append(cmd.Env, "TRUSTGATE_PPROF_ADDR="+pprofAddr)
 	}
 	logf, err := os.Create(filepath.Join(work, "gateway.log"))
 	if err != nil {

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -68,12 +69,20 @@ const shrinkFloor = 1024
 // microseconds on the signature, so contention stays negligible; and one
 // lock keeps the bound exact, where shards would each hold a slice of it
 // and could report full while others had room.
+//
+// Keys are held as digests: the first 16 bytes of SHA-256(key), and
+// expiries as Unix nanoseconds, so that the map and the heap hold no
+// pointer and the garbage collector never scans them (a busy gateway
+// remembers hundreds of thousands of tokens: as strings they were a
+// large part of the live heap every collection marked). Two keys with one
+// digest (a 2^-64 chance among 2^32 keys) would refuse the second token
+// as a replay: a false refusal, never a missed replay.
 type MemoryReplayCache struct {
 	now func() time.Time
 	max int
 
 	mu   sync.Mutex
-	seen map[string]time.Time
+	seen map[replayDigest]int64 // digest → expiry, Unix nanoseconds
 	heap expiryHeap
 	peak int // high-water mark of len(seen) since the last reallocation
 }
@@ -88,7 +97,7 @@ func NewMemoryReplayCache(now func() time.Time, maxKeys int) *MemoryReplayCache 
 	if maxKeys < 1 {
 		maxKeys = DefaultReplayCacheSize
 	}
-	return &MemoryReplayCache{now: now, max: maxKeys, seen: map[string]time.Time{}}
+	return &MemoryReplayCache{now: now, max: maxKeys, seen: map[replayDigest]int64{}}
 }
 
 // Claim implements ReplayCache. A key whose exp has already passed is not
@@ -96,11 +105,12 @@ func NewMemoryReplayCache(now func() time.Time, maxKeys int) *MemoryReplayCache 
 // key already remembered is reported as ErrReplayed even when the cache is
 // full.
 func (c *MemoryReplayCache) Claim(key string, exp time.Time) error {
+	d := digestOf(key)
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sweepLocked(now)
-	if _, used := c.seen[key]; used {
+	if _, used := c.seen[d]; used {
 		return ErrReplayed
 	}
 	if exp.Before(now) {
@@ -109,8 +119,16 @@ func (c *MemoryReplayCache) Claim(key string, exp time.Time) error {
 	if len(c.seen) >= c.max {
 		return ErrReplayCacheFull
 	}
-	c.insertLocked(key, exp)
+	c.insertLocked(d, exp.UnixNano())
 	return nil
+}
+
+// replayDigest is a key as the cache holds it.
+type replayDigest [16]byte
+
+func digestOf(key string) replayDigest {
+	sum := sha256.Sum256([]byte(key))
+	return replayDigest(sum[:16])
 }
 
 // Seed marks key as used until exp, as if it had been claimed: the gateway
@@ -120,6 +138,7 @@ func (c *MemoryReplayCache) Claim(key string, exp time.Time) error {
 // forgetting a used token would let it be replayed: if the log holds more
 // live tokens than the bound, Claim reports full until enough have expired.
 func (c *MemoryReplayCache) Seed(key string, exp time.Time) {
+	d := digestOf(key)
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -127,10 +146,10 @@ func (c *MemoryReplayCache) Seed(key string, exp time.Time) {
 	if exp.Before(now) {
 		return
 	}
-	if cur, ok := c.seen[key]; ok && !exp.After(cur) {
+	if cur, ok := c.seen[d]; ok && exp.UnixNano() <= cur {
 		return
 	}
-	c.insertLocked(key, exp)
+	c.insertLocked(d, exp.UnixNano())
 }
 
 // Len returns the number of keys remembered and not yet expired.
@@ -142,7 +161,7 @@ func (c *MemoryReplayCache) Len() int {
 	return len(c.seen)
 }
 
-func (c *MemoryReplayCache) insertLocked(key string, exp time.Time) {
+func (c *MemoryReplayCache) insertLocked(key replayDigest, exp int64) {
 	c.seen[key] = exp
 	c.heap.push(expiryEntry{exp: exp, key: key})
 	c.peak = max(c.peak, len(c.seen))
@@ -151,16 +170,17 @@ func (c *MemoryReplayCache) insertLocked(key string, exp time.Time) {
 // sweepLocked forgets every key whose expiry is before now, and gives
 // memory back once the cache has shrunk to a quarter of its peak.
 func (c *MemoryReplayCache) sweepLocked(now time.Time) {
-	for len(c.heap) > 0 && c.heap[0].exp.Before(now) {
+	t := now.UnixNano()
+	for len(c.heap) > 0 && c.heap[0].exp < t {
 		e := c.heap.pop()
 		// A key re-seeded with a later expiry has a newer heap entry; this
 		// stale one must not delete it.
-		if cur, ok := c.seen[e.key]; ok && cur.Equal(e.exp) {
+		if cur, ok := c.seen[e.key]; ok && cur == e.exp {
 			delete(c.seen, e.key)
 		}
 	}
 	if c.peak >= shrinkFloor && len(c.seen) < c.peak/4 {
-		seen := make(map[string]time.Time, len(c.seen))
+		seen := make(map[replayDigest]int64, len(c.seen))
 		for k, v := range c.seen {
 			seen[k] = v
 		}
@@ -171,8 +191,8 @@ func (c *MemoryReplayCache) sweepLocked(now time.Time) {
 }
 
 type expiryEntry struct {
-	exp time.Time
-	key string
+	exp int64 // Unix nanoseconds
+	key replayDigest
 }
 
 // expiryHeap is a binary min-heap ordered by exp (typed, to avoid
@@ -184,7 +204,7 @@ func (h *expiryHeap) push(e expiryEntry) {
 	s := *h
 	for i := len(s) - 1; i > 0; {
 		parent := (i - 1) / 2
-		if !s[i].exp.Before(s[parent].exp) {
+		if s[i].exp >= s[parent].exp {
 			break
 		}
 		s[i], s[parent] = s[parent], s[i]
@@ -197,7 +217,6 @@ func (h *expiryHeap) pop() expiryEntry {
 	top := s[0]
 	last := len(s) - 1
 	s[0] = s[last]
-	s[last] = expiryEntry{} // drop the key string for the collector
 	s = s[:last]
 	s.down(0)
 	*h = s
@@ -208,10 +227,10 @@ func (h *expiryHeap) pop() expiryEntry {
 func (h expiryHeap) down(i int) {
 	for {
 		l, r, least := 2*i+1, 2*i+2, i
-		if l < len(h) && h[l].exp.Before(h[least].exp) {
+		if l < len(h) && h[l].exp < h[least].exp {
 			least = l
 		}
-		if r < len(h) && h[r].exp.Before(h[least].exp) {
+		if r < len(h) && h[r].exp < h[least].exp {
 			least = r
 		}
 		if least == i {
@@ -230,7 +249,7 @@ func (h expiryHeap) init() {
 }
 
 // Snapshot writes every key remembered and not yet expired, with its
-// expiry, to w (a count, then per key its length, the key and the expiry
+// expiry, to w (a count, then per key its 16-byte digest and the expiry
 // in Unix nanoseconds, little-endian), so that a restart can Restore them
 // instead of re-reading the audit log (internal/app/replaystate.go). It
 // returns the number of keys written.
@@ -238,17 +257,19 @@ func (c *MemoryReplayCache) Snapshot(w io.Writer) (int, error) {
 	now := c.now()
 	c.mu.Lock()
 	c.sweepLocked(now)
-	buf := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(c.seen)*48), uint64(len(c.seen)))
+	buf := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(c.seen)*snapshotEntry), uint64(len(c.seen)))
 	for k, exp := range c.seen {
-		buf = binary.AppendUvarint(buf, uint64(len(k)))
-		buf = append(buf, k...)
-		buf = binary.LittleEndian.AppendUint64(buf, uint64(exp.UnixNano()))
+		buf = append(buf, k[:]...)
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(exp))
 	}
 	n := len(c.seen)
 	c.mu.Unlock()
 	_, err := w.Write(buf)
 	return n, err
 }
+
+// snapshotEntry is the size of one key in a Snapshot.
+const snapshotEntry = len(replayDigest{}) + 8
 
 // Restore seeds the cache (as Seed does, unbounded) with the keys of a
 // Snapshot and returns how many it read. Malformed input is an error;
@@ -261,31 +282,29 @@ func (c *MemoryReplayCache) Restore(b []byte) (int, error) {
 	}
 	n := binary.LittleEndian.Uint64(b)
 	b = b[8:]
-	now := c.now()
+	if uint64(len(b)) != n*uint64(snapshotEntry) || n > uint64(len(b)) {
+		return 0, errors.New("replay snapshot: its length does not match its count")
+	}
+	now := c.now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sweepLocked(now)
+	c.sweepLocked(time.Unix(0, now))
 	if len(c.seen) == 0 {
-		// At most one key per 9 bytes, whatever the count says.
-		c.seen = make(map[string]time.Time, min(n, uint64(len(b)/9)))
-		c.heap = slices.Grow(c.heap[:0], int(min(n, uint64(len(b)/9))))
+		c.seen = make(map[replayDigest]int64, n)
+		c.heap = slices.Grow(c.heap[:0], int(n))
 	}
 	defer func() {
 		c.heap.init()
 		c.peak = max(c.peak, len(c.seen))
 	}()
-	for i := range n {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || uint64(len(b)-k) < l+8 {
-			return int(i), errors.New("replay snapshot: truncated")
-		}
-		key := string(b[k : k+int(l)])
-		exp := time.Unix(0, int64(binary.LittleEndian.Uint64(b[k+int(l):])))
-		b = b[k+int(l)+8:]
-		if exp.Before(now) {
+	for i := range int(n) {
+		e := b[i*snapshotEntry:]
+		key := replayDigest(e[:16])
+		exp := int64(binary.LittleEndian.Uint64(e[16:]))
+		if exp < now {
 			continue
 		}
-		if cur, ok := c.seen[key]; ok && !exp.After(cur) {
+		if cur, ok := c.seen[key]; ok && exp <= cur {
 			continue
 		}
 		c.seen[key] = exp

@@ -1,6 +1,7 @@
 package identity_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"runtime"
@@ -219,4 +220,43 @@ func BenchmarkMemoryReplayCacheClaim(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A snapshot restores every unexpired key (a restored key is a replay, an
+// expired one is forgotten) and holds no key in clear; a snapshot whose
+// length does not match its count is refused.
+func TestMemoryReplayCacheSnapshot(t *testing.T) {
+	clk := newClock(t0)
+	c := identity.NewMemoryReplayCache(clk.Now, 100)
+	for i := range 20 {
+		if err := c.Claim(identity.ReplayKey("exley-csc", fmt.Sprintf("jti-%d", i)), t0.Add(time.Duration(i+1)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if n, err := c.Snapshot(&buf); n != 20 || err != nil {
+		t.Fatalf("Snapshot: %d, %v", n, err)
+	}
+	if bytes.Contains(buf.Bytes(), []byte("jti-")) || bytes.Contains(buf.Bytes(), []byte("exley-csc")) {
+		t.Fatal("the snapshot holds a key in clear")
+	}
+	clk.Advance(10*time.Minute + time.Second) // the first ten have expired
+	r := identity.NewMemoryReplayCache(clk.Now, 100)
+	if n, err := r.Restore(buf.Bytes()); n != 20 || err != nil {
+		t.Fatalf("Restore: %d, %v", n, err)
+	}
+	if r.Len() != 10 {
+		t.Fatalf("restored %d unexpired keys, want 10", r.Len())
+	}
+	for i := range 20 {
+		err := r.Claim(identity.ReplayKey("exley-csc", fmt.Sprintf("jti-%d", i)), t0.Add(time.Hour))
+		if want := i >= 10; errors.Is(err, identity.ErrReplayed) != want {
+			t.Fatalf("jti-%d after restore: %v (a replay: %t)", i, err, want)
+		}
+	}
+	for _, bad := range [][]byte{buf.Bytes()[:buf.Len()-1], append(bytes.Clone(buf.Bytes()), 0), {1, 0, 0, 0, 0, 0, 0, 0}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0}} {
+		if _, err := identity.NewMemoryReplayCache(clk.Now, 100).Restore(bad); err == nil {
+			t.Fatalf("a malformed snapshot of %d bytes was restored", len(bad))
+		}
+	}
 }
