@@ -319,26 +319,46 @@ func marshalTemplate(e Entry) ([]byte, error) {
 }
 
 // splice completes a template made by marshalTemplate. prevHash is a
-// chain hash (lowercase hex), which JSON writes as it is.
+// chain hash (lowercase hex), which JSON writes as it is. It writes into
+// tmpl's own spare capacity when there is room (marshalTemplate leaves
+// some), so that the committer, which splices, allocates nothing for it;
+// tmpl is not to be used again.
 func splice(tmpl []byte, seq, prevSubject, prevPractitioner uint64, prevHash string) []byte {
 	i, j := bytes.LastIndex(tmpl, []byte(tmplHash)), bytes.LastIndex(tmpl, []byte(tmplSeq))
-	b := make([]byte, 0, len(tmpl)+len(prevHash)+80)
-	b = append(b, tmpl[:i]...)
-	b = append(b, `,"prev_hash":"`...)
-	b = append(b, prevHash...)
-	b = append(b, '"')
+	var midBuf, seqBuf [192]byte
+	mid := append(midBuf[:0], `,"prev_hash":"`...)
+	mid = append(mid, prevHash...)
+	mid = append(mid, '"')
 	if prevPractitioner != 0 {
-		b = append(b, `,"prev_practitioner":`...)
-		b = strconv.AppendUint(b, prevPractitioner, 10)
+		mid = append(mid, `,"prev_practitioner":`...)
+		mid = strconv.AppendUint(mid, prevPractitioner, 10)
 	}
 	if prevSubject != 0 {
-		b = append(b, `,"prev_subject":`...)
-		b = strconv.AppendUint(b, prevSubject, 10)
+		mid = append(mid, `,"prev_subject":`...)
+		mid = strconv.AppendUint(mid, prevSubject, 10)
 	}
-	b = append(b, tmpl[i+len(tmplHash):j]...)
-	b = append(b, `,"seq":`...)
-	b = strconv.AppendUint(b, seq, 10)
-	return append(b, tmpl[j+len(tmplSeq):]...)
+	sq := strconv.AppendUint(append(seqBuf[:0], `,"seq":`...), seq, 10)
+	b0, b1 := i+len(tmplHash), j // B: between the two placeholders
+	c0 := j + len(tmplSeq)       // C: after the second
+	n := i + len(mid) + (b1 - b0) + len(sq) + (len(tmpl) - c0)
+	if cap(tmpl) < n || len(mid) < len(tmplHash) || len(sq) < len(tmplSeq) {
+		b := make([]byte, 0, n)
+		b = append(b, tmpl[:i]...)
+		b = append(b, mid...)
+		b = append(b, tmpl[b0:b1]...)
+		b = append(b, sq...)
+		return append(b, tmpl[c0:]...)
+	}
+	// In place, right to left: every piece moves right, so none is
+	// overwritten before it has moved.
+	out := tmpl[:n]
+	cLen := len(tmpl) - c0
+	copy(out[n-cLen:], tmpl[c0:len(tmpl)])
+	copy(out[n-cLen-len(sq):], sq)
+	newB := i + len(mid)
+	copy(out[newB:newB+(b1-b0)], tmpl[b0:b1])
+	copy(out[i:], mid)
+	return out
 }
 
 // record is one encoded entry, ready to Put.

@@ -61,8 +61,9 @@ func (l *linker) newestKey(k string) uint64 {
 
 // encode links e into the chains as entry seq and encodes it, splicing
 // into tmpl (marshalTemplate's, or nil to encode in full); the links are
-// recorded only if it encodes.
-func (l *linker) encode(e Entry, tmpl []byte, seq uint64, prevHash string) (record, error) {
+// recorded only if it encodes. e is the log's own copy of the entry
+// (newAppendReq's), completed in place.
+func (l *linker) encode(e *Entry, tmpl []byte, seq uint64, prevHash string) (record, error) {
 	var ks, kp string // each chain key is built once
 	if e.Subject != "" {
 		ks = chainKey(chainSubject, e.Subject)
@@ -78,10 +79,10 @@ func (l *linker) encode(e Entry, tmpl []byte, seq uint64, prevHash string) (reco
 		val := splice(tmpl, seq, e.PrevSubject, e.PrevPractitioner, prevHash)
 		leaf := leafHash(val)
 		e.Hash = hex.EncodeToString(leaf)
-		rec = record{entry: &e, val: val, hash: e.Hash, leaf: leaf}
+		rec = record{entry: e, val: val, hash: e.Hash, leaf: leaf}
 	} else {
 		var err error
-		if rec, err = encodeEntry(e, seq, prevHash); err != nil {
+		if rec, err = encodeEntry(*e, seq, prevHash); err != nil {
 			return rec, err
 		}
 	}

@@ -137,7 +137,8 @@ func BuildLogPageSize(tb testing.TB, path string, n, pageSize int) string {
 		recs = recs[:0]
 		from := h
 		for ; len(recs) < perTx && done < n; done++ {
-			rec, err := lk.encode(TypicalEntry(done), nil, h.seq+1, h.hash)
+			e := TypicalEntry(done)
+			rec, err := lk.encode(&e, nil, h.seq+1, h.hash)
 			if err != nil {
 				tb.Fatal(err)
 			}

@@ -588,7 +588,7 @@ func (l *Log) commit(batch []*appendReq) {
 	h := from
 	lk := newLinker(l.heads) // only the committer changes l.heads
 	for _, r := range batch {
-		rec, err := lk.encode(r.entry, r.tmpl, h.seq+1, h.hash)
+		rec, err := lk.encode(&r.entry, r.tmpl, h.seq+1, h.hash)
 		if err != nil {
 			r.res <- appendResult{err: fmt.Errorf("audit: append: %w", err)}
 			continue

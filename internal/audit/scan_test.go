@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,16 +239,21 @@ func TestSpliceIsMarshal(t *testing.T) {
 		for _, links := range [][2]uint64{{0, 0}, {7, 0}, {0, 9}, {1 << 40, 3}} {
 			seq := uint64(i*1000) + r.Uint64N(1<<50) + 1
 			prev := hashHex([]byte{byte(i)})
-			tmpl, err := marshalTemplate(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := splice(tmpl, seq, links[0], links[1], prev)
 			full := e
 			full.Seq, full.PrevSubject, full.PrevPractitioner, full.PrevHash, full.Hash = seq, links[0], links[1], prev, ""
 			want := marshal(t, full)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("entry %d links %v:\nsplice  %s\nmarshal %s", i, links, got, want)
+			// In the template's spare capacity, and (clipped) in a new buffer.
+			for _, clip := range []bool{false, true} {
+				tmpl, err := marshalTemplate(e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if clip {
+					tmpl = slices.Clip(tmpl)
+				}
+				if got := splice(tmpl, seq, links[0], links[1], prev); !bytes.Equal(got, want) {
+					t.Fatalf("entry %d links %v (clipped %t):\nsplice  %s\nmarshal %s", i, links, clip, got, want)
+				}
 			}
 		}
 	}

@@ -250,7 +250,17 @@ func startGatewayProcess(t *testing.T, extraConfig string) *gatewayProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { logf.Close() })
+	t.Cleanup(func() {
+		logf.Close()
+		// With BENCH_PPROF_DIR, the gateway's log is kept there too (run
+		// it with BENCH_GATEWAY_ENV=GODEBUG=gctrace=1 to see each
+		// collection).
+		if dir := os.Getenv("BENCH_PPROF_DIR"); dir != "" {
+			if b, err := os.ReadFile(logf.Name()); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, "gateway.log"), b, 0o644)
+			}
+		}
+	})
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
