@@ -493,7 +493,7 @@ func (l *Log) failure() error {
 // more a commit carries the less each request pays. The committer takes
 // every append already queued; it then holds a batch that is not full open
 // only while at least commitSiblings appends are on their way (Coming: the
-// requests being decided, PostgreSQL's commit_siblings counts active
+// requests being decided; PostgreSQL's commit_siblings counts active
 // transactions the same way), each arrival within commitGap of the one
 // before, for at most l.commitDelay (PostgreSQL's commit_delay), and
 // commits as soon as none is on its way. A request arriving on its own,
@@ -559,15 +559,16 @@ func (l *Log) Coming() (arrived func()) {
 
 // commitSiblings is how many appends must be on their way (Coming) for the
 // committer to hold a batch open, and commitGap the longest pause between
-// two arrivals for which it goes on waiting: only concurrency worth
-// gathering (many requests in flight, as when many clients are answered
-// by one commit and come back at once) holds a batch open, and a request
-// on its own at a steady rate (500 or 1,000 a second) is committed at
-// once.
-// Measured with `make bench` (decisions, closed and open loop) in
-// docs/performance.md.
+// two arrivals for which it goes on waiting: a batch waits only for
+// requests already being decided, and a request on its own at a steady
+// rate (500 or 1,000 a second), which finds none, is committed at once.
+// One is enough: a commit's cost is mostly per commit (two fsyncs, and
+// bbolt rewriting and allocating the path to every page it changes), so
+// waiting up to commitGap for a request already on its way costs it less
+// than the commit it saves. Measured with `make bench` (decisions, closed
+// and open loop, alternating runs of 1 and 4) in docs/performance.md.
 const (
-	commitSiblings = 4
+	commitSiblings = 1
 	commitGap      = 200 * time.Microsecond
 )
 

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -252,10 +253,10 @@ func startGatewayProcess(t *testing.T, extraConfig string) *gatewayProcess {
 	}
 	t.Cleanup(func() {
 		logf.Close()
-		// With BENCH_PPROF_DIR, the gateway's log is kept there too (run
-		// it with BENCH_GATEWAY_ENV=GODEBUG=gctrace=1 to see each
-		// collection).
-		if dir := os.Getenv("BENCH_PPROF_DIR"); dir != "" {
+		// The gateway's log is kept in BENCH_LOG_DIR, or with the profiles
+		// in BENCH_PPROF_DIR (run it with BENCH_GATEWAY_ENV=GODEBUG=gctrace=1
+		// to see each collection).
+		if dir := cmp.Or(os.Getenv("BENCH_LOG_DIR"), os.Getenv("BENCH_PPROF_DIR")); dir != "" {
 			if b, err := os.ReadFile(logf.Name()); err == nil {
 				_ = os.WriteFile(filepath.Join(dir, "gateway.log"), b, 0o644)
 			}

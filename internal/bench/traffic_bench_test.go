@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -540,6 +541,7 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 	perReq := func(cpu time.Duration, n int64) float64 { return float64(cpu.Microseconds()) / float64(n) }
 	closed := func(name string, specs []spec) {
 		gwReq, opaReq, gwUsed, opaUsed := specRequests(t, g, specs, opaURL)
+		settleDisk()
 		var gwRuns, opaRuns []Result
 		var gwCPU, opaCPU time.Duration
 		stopProfile := perfRecord(t, g.cmd.Process.Pid, name)
@@ -594,6 +596,7 @@ func TestBenchTrafficVsOPA(t *testing.T) {
 		}
 		specs := gen.distinct(2*rate*int(openFor.Seconds())+rate, seeded, fresh)
 		gwReq, opaReq, _, _ := specRequests(t, g, specs, opaURL)
+		settleDisk()
 		// Alternating halves, each server warmed by the other's first.
 		stopTrace := traceRecord(t, g, fmt.Sprintf("open-%d", rate), openFor/2)
 		gwRes := DriveOpen(context.Background(), "trustgate /v1/decisions", rate, openFor, http.StatusOK, gwReq)
@@ -645,18 +648,7 @@ func pprofRecord(t *testing.T, g *gatewayProcess, load string, d time.Duration) 
 		return func() {}
 	}
 	base := filepath.Join(dir, strings.ReplaceAll(load, " ", "-"))
-	get := func(path, out string) {
-		resp, err := http.Get("http://" + g.pprof + path)
-		if err != nil {
-			t.Logf("pprof %s: %v", path, err)
-			return
-		}
-		defer resp.Body.Close()
-		var b bytes.Buffer
-		if _, err := b.ReadFrom(resp.Body); err == nil {
-			_ = os.WriteFile(out, b.Bytes(), 0o644)
-		}
-	}
+	get := func(path, out string) { pprofGet(t, g, path, out) }
 	get("/debug/pprof/allocs", base+".allocs.0")
 	done := make(chan struct{})
 	go func() {
@@ -675,35 +667,49 @@ var lastMetrics map[string]float64
 
 // traceRecord, with BENCH_PPROF_DIR, takes a Go execution trace of the
 // gateway for d (from a second into the load) into DIR/<load>.trace
-// (`go tool trace -pprof=sched FILE` says where goroutines waited to run).
+// (`go tool trace -pprof=sched FILE` says where goroutines waited to run)
+// and its allocations during the load, as pprofRecord does.
 func traceRecord(t *testing.T, g *gatewayProcess, load string, d time.Duration) func() {
 	dir := os.Getenv("BENCH_PPROF_DIR")
 	if dir == "" || g.pprof == "" {
 		return func() {}
 	}
-	out := filepath.Join(dir, load+".trace")
+	base := filepath.Join(dir, load)
+	pprofGet(t, g, "/debug/pprof/allocs", base+".allocs.0")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		time.Sleep(time.Second)
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", g.pprof, max(1, int(d.Seconds()))))
-		if err != nil {
-			t.Logf("trace: %v", err)
-			return
-		}
-		defer resp.Body.Close()
-		var b bytes.Buffer
-		if _, err := b.ReadFrom(resp.Body); err == nil {
-			_ = os.WriteFile(out, b.Bytes(), 0o644)
-		}
+		pprofGet(t, g, fmt.Sprintf("/debug/pprof/trace?seconds=%d", max(1, int(d.Seconds()))), base+".trace")
 	}()
-	return func() { <-done; fmt.Printf("execution trace of the gateway under %s: %s\n", load, out) }
+	return func() {
+		<-done
+		pprofGet(t, g, "/debug/pprof/allocs", base+".allocs.1")
+		fmt.Printf("execution trace and allocations of the gateway under %s: %s.{trace,allocs.0,allocs.1}\n", load, base)
+	}
+}
+
+// pprofGet writes the gateway's profile at path (its pprof address) into out.
+func pprofGet(t *testing.T, g *gatewayProcess, path, out string) {
+	resp, err := http.Get("http://" + g.pprof + path)
+	if err != nil {
+		t.Logf("pprof %s: %v", path, err)
+		return
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err == nil {
+		_ = os.WriteFile(out, b.Bytes(), 0o644)
+	}
 }
 
 // goMemory is what the gateway's Go runtime says of its memory and
 // collector (its Prometheus endpoint, whose address its log names): the
-// heap in use, the heap size at which the next collection starts and how
-// many collections have run; "" when it cannot be read.
+// heap in use and where the rest of its memory is, the heap size at which
+// the next collection starts and how many collections have run; "" when
+// it cannot be read. It also prints, since its last call, each request
+// stage's mean time and how many took over 5 ms, and what the gateway
+// allocated a request.
 func goMemory(logPath string) string {
 	b, _ := os.ReadFile(logPath)
 	addr := ""
@@ -746,13 +752,18 @@ func goMemory(logPath string) string {
 	le, n := `trustgate_request_duration_seconds_bucket{route="/v1/decisions",le="0.005"}`, `trustgate_request_duration_seconds_count{route="/v1/decisions"}`
 	if dn := v[n] - lastMetrics[n]; dn > 0 {
 		stages = append(stages, fmt.Sprintf("whole request: %.0f of %.0f over 5 ms", dn-(v[le]-lastMetrics[le]), dn))
+		// and what the gateway allocated in the meantime, per request
+		const alloc = "go_memstats_alloc_bytes_total"
+		stages = append(stages, fmt.Sprintf("%.0f KB allocated a request", (v[alloc]-lastMetrics[alloc])/dn/1e3))
 	}
 	lastMetrics = v
 	defer func() {
 		fmt.Printf("trustgate: mean stage times since the last report: %s\n", strings.Join(stages, ", "))
 	}()
-	return fmt.Sprintf("Go heap in use %.0f MiB, next collection at %.0f MiB, %.0f collections so far; %.0f audit commits so far, %.1f entries each",
-		v["go_memstats_heap_inuse_bytes"]/(1<<20), v["go_memstats_next_gc_bytes"]/(1<<20), v["go_gc_duration_seconds_count"],
+	mib := func(name string) float64 { return v["go_memstats_"+name+"_bytes"] / (1 << 20) }
+	return fmt.Sprintf("Go heap in use %.0f MiB (allocated %.0f, idle %.0f, released %.0f; stacks %.0f, GC metadata %.0f, other %.0f), next collection at %.0f MiB, %.0f collections so far; %.0f audit commits so far, %.1f entries each",
+		mib("heap_inuse"), mib("heap_alloc"), mib("heap_idle"), mib("heap_released"), mib("stack_sys"), mib("gc_sys"), mib("other_sys")+mib("mspan_sys")+mib("mcache_sys")+mib("buck_hash_sys"),
+		mib("next_gc"), v["go_gc_duration_seconds_count"],
 		v["trustgate_audit_commit_batch_entries_count"], v["trustgate_audit_commit_batch_entries_sum"]/max(1, v["trustgate_audit_commit_batch_entries_count"]))
 }
 
@@ -764,3 +775,12 @@ func revisionRegistry(t *testing.T, dir string) *registry.Registry {
 	}
 	return reg
 }
+
+// settleDisk writes every dirty page of the machine to disk before a load
+// is measured. The benchmark has just built the gateway and the test
+// binary (about 90 MB of files), which the kernel would otherwise write
+// back 30 seconds later (vm.dirty_expire_centisecs), in the middle of a
+// later load: the audit log's fsyncs then wait behind that writeback for
+// 50 to 150 ms (seen in the first open loop after a short closed one).
+// The measurements are of the gateway, not of the harness's own files.
+func settleDisk() { syscall.Sync() }
