@@ -60,11 +60,17 @@ func TestBenchFsyncFloor(t *testing.T) {
 	buf := make([]byte, page)
 	datasync := func() error { return syscall.Fdatasync(int(f.Fd())) } // as bbolt syncs on Linux
 	// bbolt's commit of one entry: its n pages of size bytes, a sync, the
-	// meta page, a sync.
-	bboltCommit := func(n, size int) func() error {
+	// meta page, a sync. The pages are at random places, or with together
+	// side by side (as if the free list had handed out neighbours).
+	bboltCommit := func(n, size int, together bool) func() error {
 		return func() error {
-			for range n {
-				if _, err := f.WriteAt(buf[:size], int64(1+rand.IntN(slots-1))*page); err != nil {
+			first := 1 + rand.IntN(slots-n)
+			for i := range n {
+				at := first + i
+				if !together {
+					at = 1 + rand.IntN(slots-1)
+				}
+				if _, err := f.WriteAt(buf[:size], int64(at)*int64(size)); err != nil {
 					return err
 				}
 			}
@@ -98,8 +104,9 @@ func TestBenchFsyncFloor(t *testing.T) {
 			name   string
 			commit func() error
 		}{
-			{"bbolt commit (8 x 16 KiB, sync, meta, sync)", bboltCommit(pages, page)},
-			{"bbolt commit (15 x 4 KiB, sync, meta, sync)", bboltCommit(15, 4096)},
+			{"bbolt commit (8 x 16 KiB, sync, meta, sync)", bboltCommit(pages, page, false)},
+			{"the same, the 8 pages side by side", bboltCommit(pages, page, true)},
+			{"bbolt commit (15 x 4 KiB, sync, meta, sync)", bboltCommit(15, 4096, false)},
 			{"append (2 KiB, sync)", appendCommit},
 		} {
 			lat, err := spinWhile(c.spinners, iters, shape.commit)
