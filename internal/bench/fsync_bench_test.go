@@ -19,8 +19,9 @@ import (
 
 // TestBenchFsyncFloor measures what this machine's disk gives the audit
 // log's commit, whatever the gateway does: the shape of one bbolt commit
-// of one entry (eight 16 KiB pages written, fdatasync, the meta page
-// written, fdatasync: bbolt's two syncs), and for comparison the same
+// of one entry (eight 16 KiB pages written at random places, fdatasync,
+// the meta page written, fdatasync: bbolt's two syncs), the same with the
+// pages side by side and with fifteen 4 KiB pages, and for comparison the
 // entry appended to a file written ahead (one sequential 2 KiB write, one
 // fdatasync), each repeated at about 600 a second on a file in the
 // benchmarks' temporary directory (the same file system as the gateway's
