@@ -648,15 +648,14 @@ func pprofRecord(t *testing.T, g *gatewayProcess, load string, d time.Duration) 
 		return func() {}
 	}
 	base := filepath.Join(dir, strings.ReplaceAll(load, " ", "-"))
-	get := func(path, out string) { pprofGet(t, g, path, out) }
-	get("/debug/pprof/allocs", base+".allocs.0")
+	pprofGet(t, g, "/debug/pprof/allocs", base+".allocs.0")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), base+".cpu")
+		pprofGet(t, g, fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), base+".cpu")
 	}()
 	return func() {
-		get("/debug/pprof/allocs", base+".allocs.1")
+		pprofGet(t, g, "/debug/pprof/allocs", base+".allocs.1")
 		<-done
 		fmt.Printf("Go profiles of the gateway under %s: %s.{cpu,allocs.0,allocs.1}\n", load, base)
 	}
