@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,6 +98,24 @@ func TestExitCodes(t *testing.T) {
 	}
 	defer l.Close()
 
+	// A gateway that did not stop cleanly: the log file as it was before
+	// three appends, beside the journal that holds them.
+	crashed := filepath.Join(dir, "crashed", "audit.db")
+	os.MkdirAll(filepath.Dir(crashed), 0o700)
+	cl, err := audit.Open(filepath.Join(dir, "live.db"), audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyOrFail(t, filepath.Join(dir, "live.db"), crashed)
+	for i := range 3 {
+		e := audit.Entry{Kind: audit.KindAccess, Method: "GET", Path: "/v1/protocols", Status: 200, Requester: "exley-csc", RequestID: fmt.Sprintf("r-%d", i)}
+		if _, _, err := cl.Append(t.Context(), &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyOrFail(t, audit.JournalPath(filepath.Join(dir, "live.db")), audit.JournalPath(crashed))
+	cl.Close()
+
 	cases := []struct {
 		want int
 		args []string
@@ -146,6 +165,8 @@ func TestExitCodes(t *testing.T) {
 		{exitFailure, []string{"token", "mint", "--key", missing, "--sub", "a", "--role", "b"}, "no such file"},
 		{exitFailure, []string{"console", "link", "--key", missing, "--sub", "ig-0001"}, "no such file"},
 		{exitFailure, []string{"audit", "verify", "--db", missing}, "no such file"},
+		{exitFailure, []string{"audit", "verify", "--db", crashed}, "entries 1 to 3 are in the journal"},
+		{exitFailure, []string{"audit", "export", "--db", crashed, "--format", "jsonl"}, "not yet in the log file"},
 		{exitFailure, []string{"audit", "verify", "--db", locked, "--jwks", notJSON, "--timeout", "100ms"}, "not a JWK set"},
 		{exitFailure, []string{"audit", "export", "--db", missing, "--format", "jsonl"}, "no such file"},
 		{exitFailure, []string{"audit", "migrate", "--db", missing}, "no such file"},
@@ -204,5 +225,17 @@ func TestREADMEExitCodes(t *testing.T) {
 		if !strings.Contains(readme, row) {
 			t.Errorf("README.md lacks the exit code row %q", row)
 		}
+	}
+}
+
+// copyOrFail copies the file src to dst (mode 0600).
+func copyOrFail(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -77,6 +77,9 @@ func exitCode(err error) int {
 		// does not verify, is an input the check rejects, not a fault of
 		// the machine.
 		errors.Is(err, audit.ErrUnsupportedVersion), errors.Is(err, audit.ErrBadCheckpoint),
+		// A log file whose journal holds entries not yet in it is not
+		// the whole log: refused, as a truncated one is.
+		errors.Is(err, audit.ErrUnapplied),
 		errors.Is(err, protocol.ErrInvalid), errors.Is(err, registry.ErrInvalid), errors.Is(err, protocol.ErrNotSignatory),
 		// A file the command would overwrite (a private key, an exported
 		// policy, a prepared demo) is refused as an input is.

@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	a.audit, err = audit.Open(AuditPath(cfg.DataDir), audit.Options{OpenTimeout: cfg.Audit.OpenTimeout.Duration, MaxBatch: cfg.Audit.MaxBatch, CommitDelay: commitDelay(cfg.Audit.CommitDelay.Duration), Logger: log.With("component", "audit"),
-		OnCommit: a.metrics.CommitBatch})
+		OnCommit: a.metrics.CommitBatch, JournalSize: journalSize(cfg.Audit.JournalMiB)})
 	if err != nil {
 		return nil, err
 	}
@@ -327,4 +327,13 @@ func commitDelay(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// journalSize maps audit.journal_mib (0: no journal) onto
+// audit.Options.JournalSize (negative: no journal).
+func journalSize(mib int) int64 {
+	if mib == 0 {
+		return -1
+	}
+	return int64(mib) << 20
 }

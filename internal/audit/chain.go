@@ -493,11 +493,11 @@ func isHexHash(b []byte) bool {
 // appendRecords puts recs as the entries after from, which must be the
 // head recorded in the transaction, and in the same transaction extends
 // the Merkle tree (tr, which it advances), the query index and the time
-// blocks, dumps the chain heads if due (lk holds the batch's links), and
-// records the new head. It only ever puts entry keys above
+// blocks, dumps the chain heads if due (headsAt gives the heads as of a
+// seq), and records the new head. It only ever puts entry keys above
 // the current last key: it refuses to run if the stored last entry is not
 // from.seq, so no code path overwrites an entry.
-func appendRecords(tx *bolt.Tx, from head, tr *tree, lk *linker, recs []record) (head, error) {
+func appendRecords(tx *bolt.Tx, from head, tr *tree, headsAt func(seq uint64) heads, recs []record) (head, error) {
 	entries := tx.Bucket(bucketEntries)
 	meta := tx.Bucket(bucketMeta)
 	// Sequential keys: pack pages full instead of splitting them in half.
@@ -531,7 +531,7 @@ func appendRecords(tx *bolt.Tx, from head, tr *tree, lk *linker, recs []record) 
 		return head{}, fmt.Errorf("index: %w", err)
 	}
 	if dumpDue(from.seq, h.seq) {
-		if err := writeHeadsDump(tx, h.seq, lk.merged()); err != nil {
+		if err := writeHeadsDump(tx, h.seq, headsAt(h.seq)); err != nil {
 			return head{}, fmt.Errorf("chain heads: %w", err)
 		}
 	}

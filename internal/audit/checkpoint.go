@@ -147,6 +147,10 @@ func (l *Log) AddCheckpoint(ctx context.Context, compact string) (*Checkpoint, e
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("audit: add checkpoint: %w", err)
 	}
+	// The file must never hold a checkpoint beyond its own head.
+	if err := l.settle(); err != nil { // apply.go
+		return nil, fmt.Errorf("audit: add checkpoint: %w", err)
+	}
 	var committed bool
 	err = l.db.Update(func(tx *bolt.Tx) error {
 		n := l.readHead(tx)

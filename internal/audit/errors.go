@@ -47,6 +47,12 @@ var (
 	// signature does not verify. Verify reports such a checkpoint inside
 	// the log file as a *TamperError.
 	ErrBadCheckpoint = errors.New("bad audit checkpoint")
+
+	// ErrUnapplied means a log file was opened read-only, or verified,
+	// while its journal (JournalPath) holds entries not yet in it: the
+	// gateway stopped without applying them. Opening the log for writing
+	// applies them.
+	ErrUnapplied = errors.New("audit journal holds entries not in the log file")
 )
 
 // TamperError reports the first place where a stored log fails a check.

@@ -2,7 +2,9 @@ package audit
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"strings"
 	"testing"
 	"time"
@@ -13,12 +15,14 @@ import (
 // Hooks exposes the committer's test hooks to the external tests.
 type Hooks struct {
 	Enqueued     func()            // called after an append is queued
-	BeforeCommit func(n int) error // called inside the write transaction of n entries; an error aborts it
+	BeforeCommit func(n int) error // called before a batch of n entries is made durable; an error aborts it
+	BeforeApply  func(n int) error // called inside the bbolt transaction applying n journalled entries, before they are written; an error aborts it
+	AfterJournal func() error      // called after a batch's journal record is written and synced; an error fails the batch as a failed sync would
 }
 
 // OpenWithHooks is Open with test hooks installed.
 func OpenWithHooks(path string, opts Options, h Hooks) (*Log, error) {
-	return open(path, opts, hooks{enqueued: h.Enqueued, beforeCommit: h.BeforeCommit})
+	return open(path, opts, hooks{enqueued: h.Enqueued, beforeCommit: h.BeforeCommit, beforeApply: h.BeforeApply, afterJournal: h.AfterJournal})
 }
 
 // SetHeadsDumpEvery changes the spacing of the chain heads dumps for the
@@ -28,6 +32,57 @@ func SetHeadsDumpEvery(t testing.TB, n uint64) {
 	headsDumpEvery = n
 	t.Cleanup(func() { headsDumpEvery = old })
 }
+
+// SetApplyTiming changes when the journal's applier applies (entries
+// waiting, delay after the oldest) until the returned function is
+// called.
+func SetApplyTiming(batch uint64, delay time.Duration) (restore func()) {
+	ob, od := applyBatch, applyDelay
+	applyBatch, applyDelay = batch, delay
+	return func() { applyBatch, applyDelay = ob, od }
+}
+
+// NeverApply makes the applier apply only when it must (a reader, a full
+// journal, Close) for the rest of the test.
+func NeverApply(t testing.TB) {
+	t.Cleanup(SetApplyTiming(1<<62, time.Hour))
+}
+
+// Unapplied returns the number of entries journalled but not yet in bbolt.
+func (l *Log) Unapplied() uint64 {
+	l.headMu.Lock()
+	defer l.headMu.Unlock()
+	if l.jr == nil {
+		return 0
+	}
+	return l.head.seq - l.ap.applied.seq
+}
+
+// ResealRecord recomputes the checksum of the journal record at the
+// start of b (a forger's step).
+func ResealRecord(b []byte) {
+	n := int(binary.BigEndian.Uint32(b[8:12]))
+	binary.BigEndian.PutUint32(b[4:8], crc32.Checksum(b[8:recordHeader+n], castagnoli))
+}
+
+// ForgeRecord rebuilds the journal record at the start of b with each
+// stored entry passed through edit, resealed (a forger's step), and
+// returns it padded to whole blocks.
+func ForgeRecord(b []byte, edit func(val []byte) []byte) []byte {
+	r, _, ok := parseRecord(b, binary.BigEndian.Uint64(b[12:20]))
+	if !ok {
+		panic("ForgeRecord: not a valid record")
+	}
+	recs := make([]record, len(r.vals))
+	for i, v := range r.vals {
+		recs[i].val = edit(v)
+	}
+	j := &journal{epoch: binary.BigEndian.Uint64(b[12:20])}
+	return j.encode(r.first, recs)
+}
+
+// MinJournalSize is the smallest journal file.
+const MinJournalSize = minJournalSize
 
 // Commits returns the number of append transactions committed so far.
 func (l *Log) Commits() uint64 { return l.commits.Load() }
@@ -146,7 +201,7 @@ func BuildLogPageSize(tb testing.TB, path string, n, pageSize int) string {
 			h = head{seq: h.seq + 1, hash: rec.hash}
 		}
 		if err := l.db.Update(func(tx *bolt.Tx) error {
-			_, err := appendRecords(tx, from, tr, lk, recs)
+			_, err := appendRecords(tx, from, tr, func(uint64) heads { return lk.merged() }, recs)
 			return err
 		}); err != nil {
 			tb.Fatal(err)

@@ -59,6 +59,13 @@ type Options struct {
 	// batch (the gateway's commit batch size metric). It runs on the
 	// committer: it must not block.
 	OnCommit func(entries int)
+	// JournalSize is the size in bytes of the journal file beside the log
+	// (JournalPath; journal.go, docs/audit-journal.md) when it is created:
+	// each committed batch is one write and one sync into it, and the
+	// bbolt file is brought up to date behind, many batches to one
+	// transaction. Zero means DefaultJournalSize; negative means no
+	// journal: every batch is a bbolt transaction of its own.
+	JournalSize int64
 }
 
 func (o Options) withDefaults() Options {
@@ -79,6 +86,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.JournalSize == 0 {
+		o.JournalSize = DefaultJournalSize
 	}
 	return o
 }
@@ -112,6 +122,9 @@ type Log struct {
 	failed error // the first commit failure; cleared when a probe succeeds (recover.go)
 	rec    recovery
 
+	jr *journal // nil: every batch is a bbolt transaction (apply.go)
+	ap applyState
+
 	closeOnce sync.Once
 	closeErr  error
 
@@ -122,7 +135,9 @@ type Log struct {
 // production.
 type hooks struct {
 	enqueued     func()            // after an append is queued
-	beforeCommit func(n int) error // inside the write transaction of n entries; an error aborts it
+	beforeCommit func(n int) error // before a batch of n entries is made durable (journal write or bbolt transaction); an error aborts it
+	beforeApply  func(n int) error // inside the bbolt transaction applying n journalled entries, before they are written; an error aborts it
+	afterJournal func() error      // after a batch's journal record is durable; an error fails the batch as a failed sync would
 }
 
 type appendReq struct {
@@ -175,6 +190,14 @@ func open(path string, opts Options, h hooks) (*Log, error) {
 	} else {
 		err = db.Update(init)
 	}
+	var jr *journal
+	switch {
+	case err != nil:
+	case opts.ReadOnly:
+		err = checkApplied(path, hd.seq)
+	case opts.JournalSize > 0:
+		jr, err = replay(db, path, opts.JournalSize, &hd, &tr, hds, h) // apply.go
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
@@ -194,11 +217,16 @@ func open(path string, opts Options, h hooks) (*Log, error) {
 		tree:        tr,
 		heads:       hds,
 		rec:         recovery{since: time.Now(), interval: opts.ProbeInterval, log: opts.Logger, stop: make(chan struct{})},
+		jr:          jr,
 	}
 	if opts.ReadOnly {
 		close(l.done)
-	} else {
-		go l.run()
+		return l, nil
+	}
+	go l.run()
+	if jr != nil {
+		l.ap.start(hd, tr)
+		go l.applyLoop()
 	}
 	return l, nil
 }
@@ -366,16 +394,17 @@ func (l *Log) readHead(tx *bolt.Tx) uint64 {
 	return n
 }
 
-// Append adds e to the log and returns its seq and hash once the
-// transaction holding it has committed, which bbolt fsyncs before
-// returning: when Append returns nil the entry is durable. e is not
+// Append adds e to the log and returns its seq and hash once the batch
+// holding it is durable — its journal record written and fdatasynced
+// (apply.go), or without a journal its bbolt transaction committed, which
+// bbolt fsyncs: when Append returns nil the entry is durable. e is not
 // modified; its Seq, PrevHash and Hash are ignored and assigned by the
 // log. A zero e.Time is set to the time of the call; times are stored in
 // UTC.
 //
 // Concurrent appends are committed together (group commit): one committer
-// takes every queued append, up to Options.MaxBatch, into a single write
-// transaction, so they share one fsync. Entries are chained in the order
+// takes every queued append, up to Options.MaxBatch, into a single
+// journal record (or write transaction), so they share one fsync. Entries are chained in the order
 // the committer takes them; a caller that needs an order between two
 // entries must wait for the first Append to return before calling the
 // second.
@@ -488,9 +517,10 @@ func (l *Log) failure() error {
 // run is the committer: it drains queued appends into batches until reqs
 // is closed and empty.
 //
-// Group commit. Each commit costs two fsyncs and a rewrite of the tail
-// pages of every bucket it touches, whatever the number of entries, so the
-// more a commit carries the less each request pays. The committer takes
+// Group commit. Each commit costs a write and an fsync of the journal
+// (without one, two fsyncs and a rewrite of the tail pages of every bucket
+// it touches), whatever the number of entries, so the more a commit
+// carries the less each request pays. The committer takes
 // every append already queued; it then holds a batch that is not full open
 // only while at least commitSiblings appends are on their way (Coming: the
 // requests being decided; PostgreSQL's commit_siblings counts active
@@ -602,20 +632,16 @@ func (l *Log) commit(batch []*appendReq) {
 		return
 	}
 
-	var to head
+	to := head{seq: from.seq + uint64(len(recs)), hash: recs[len(recs)-1].hash}
 	l.headMu.Lock()
 	tr := l.tree.clone()
 	l.headMu.Unlock()
-	err = l.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		if to, err = appendRecords(tx, from, tr, lk, recs); err != nil {
-			return err
-		}
-		if l.hooks.beforeCommit != nil {
-			return l.hooks.beforeCommit(len(recs))
-		}
-		return nil
-	})
+	var g *group
+	if l.jr != nil {
+		g, err = l.journalWrite(from, tr, lk, recs) // apply.go
+	} else {
+		err = l.boltWrite(from, tr, lk, recs)
+	}
 	if err != nil {
 		err = fmt.Errorf("audit: append: %w: commit of %d entries after seq %d failed; refusing appends until a probe append succeeds: %w",
 			ErrUnavailable, len(recs), from.seq, err)
@@ -634,7 +660,13 @@ func (l *Log) commit(batch []*appendReq) {
 	for k, s := range lk.overlay {
 		l.heads[k] = s
 	}
+	if g != nil {
+		l.ap.pending = append(l.ap.pending, *g)
+	}
 	l.headMu.Unlock()
+	if g != nil {
+		l.ap.wakeUp()
+	}
 	select {
 	case l.grown <- struct{}{}:
 	default:
@@ -642,6 +674,20 @@ func (l *Log) commit(batch []*appendReq) {
 	for i, r := range ok {
 		r.res <- appendResult{seq: from.seq + 1 + uint64(i), hash: recs[i].hash}
 	}
+}
+
+// boltWrite commits recs, the entries after from, in one bbolt
+// transaction, advancing tr.
+func (l *Log) boltWrite(from head, tr *tree, lk *linker, recs []record) error {
+	return l.db.Update(func(tx *bolt.Tx) error {
+		if _, err := appendRecords(tx, from, tr, func(uint64) heads { return lk.merged() }, recs); err != nil {
+			return err
+		}
+		if l.hooks.beforeCommit != nil {
+			return l.hooks.beforeCommit(len(recs))
+		}
+		return nil
+	})
 }
 
 // headSnapshot returns the head and the sticky failure, if any.
@@ -665,7 +711,10 @@ func (l *Log) Close() error {
 		<-l.done
 		close(l.rec.stop)
 		l.rec.wg.Wait()
-		if err := l.db.Close(); err != nil {
+		if l.jr != nil {
+			l.closeErr = l.closeJournal() // apply.go
+		}
+		if err := l.db.Close(); err != nil && l.closeErr == nil {
 			l.closeErr = fmt.Errorf("audit: close %s: %w", l.path, err)
 		}
 	})

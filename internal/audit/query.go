@@ -176,6 +176,9 @@ func (l *Log) viewAtHead(ctx context.Context, keys []string, fn func(tx *bolt.Tx
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := l.settle(); err != nil { // apply.go
+		return err
+	}
 	l.headMu.Lock()
 	size := l.head.seq
 	hd := make(heads, len(keys))

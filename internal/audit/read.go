@@ -24,6 +24,9 @@ func (l *Log) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := l.settle(); err != nil { // apply.go
+		return err
+	}
 	err := l.db.View(fn)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return fmt.Errorf("%w: %w", ErrClosed, err)

@@ -121,6 +121,24 @@ func (l *Log) tryRecover() error {
 	if err := probeDisk(l.path + ".probe"); err != nil {
 		return err
 	}
+	if l.jr != nil {
+		// A record whose write or sync failed may be on disk after all:
+		// erase it, so that it is never replayed (its requests were
+		// answered 503, and its seqs will be given to other entries).
+		l.ap.wmu.Lock()
+		if l.ap.bad.n > 0 {
+			if err := l.jr.erase(l.ap.bad.off, l.ap.bad.n); err != nil {
+				l.ap.wmu.Unlock()
+				return err
+			}
+			l.ap.bad.n = 0
+		}
+		l.ap.wmu.Unlock()
+		// The entries in the journal were answered: into bbolt with them.
+		if err := l.applyPending(); err != nil {
+			return err
+		}
+	}
 	var (
 		hd  head
 		tr  *tree
@@ -141,6 +159,9 @@ func (l *Log) tryRecover() error {
 	defer l.headMu.Unlock()
 	down := time.Since(l.rec.since)
 	l.head, l.tree, l.heads = hd, tr, hds
+	if l.jr != nil {
+		l.ap.applied, l.ap.tree = hd, tr.clone()
+	}
 	l.failed = nil
 	l.rec.probing = false
 	l.rec.recoveries++

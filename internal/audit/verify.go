@@ -100,6 +100,13 @@ func VerifyFile(ctx context.Context, path string, o VerifyOptions) (*Report, err
 	defer func() { _ = db.Close() }() // read-only: nothing to flush
 	var rep *Report
 	err = db.View(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bucketMeta); m != nil {
+			if h, err := readMeta(m); err == nil {
+				if err := checkApplied(path, h.seq); err != nil { // apply.go
+					return err
+				}
+			}
+		}
 		v := &verifier{ctx: ctx, tx: tx, o: o}
 		var err error
 		rep, err = v.run()

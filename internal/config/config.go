@@ -161,6 +161,12 @@ type Audit struct {
 	// open for requests still being decided (audit.Options.CommitDelay);
 	// 0 disables the wait.
 	CommitDelay Duration `yaml:"commit_delay"`
+	// JournalMiB is the size of the audit journal beside the log
+	// (data_dir/audit.db.journal, docs/audit-journal.md): each group
+	// commit is one write and one sync into it, and the log file is
+	// brought up to date behind. 0 turns the journal off: each group
+	// commit is a transaction of the log file.
+	JournalMiB int `yaml:"journal_mib"`
 
 	// Signed checkpoints of the audit log (docs/auditing.md): one every
 	// CheckpointEvery entries or CheckpointInterval (if the log grew), and
@@ -334,7 +340,7 @@ func Default() Config {
 			MaxBodyBytes:      64 << 10,
 			ShutdownTimeout:   Duration{10 * time.Second},
 		},
-		Audit: Audit{OpenTimeout: Duration{time.Second}, MaxBatch: 512, CommitDelay: Duration{5 * time.Millisecond},
+		Audit: Audit{OpenTimeout: Duration{time.Second}, MaxBatch: 512, CommitDelay: Duration{5 * time.Millisecond}, JournalMiB: 16,
 			CheckpointEvery: 1000, CheckpointInterval: Duration{time.Minute},
 			WebhookTimeout: Duration{5 * time.Second}, SnapshotTimeout: Duration{10 * time.Minute}},
 		Keys:    Keys{Backend: "local", Timeout: Duration{2 * time.Second}, Vault: DefaultVault()},
@@ -458,6 +464,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.MaxBatch < 1 {
 		bad("audit.max_batch", "must be at least 1")
+	}
+	if c.Audit.JournalMiB < 0 || c.Audit.JournalMiB > 1024 {
+		bad("audit.journal_mib", "must be between 0 (no journal) and 1024")
 	}
 	if c.Policy.DecisionMemo < 0 || c.Policy.DecisionMemo > 1_000_000 {
 		bad("policy.decision_memo", "must be between 0 (off) and 1000000")

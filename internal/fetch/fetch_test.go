@@ -219,7 +219,9 @@ func TestCircuitBreaker(t *testing.T) {
 // fail fast (Busy) and leaves another provider untouched.
 func TestBulkhead(t *testing.T) {
 	release := make(chan struct{})
+	arrived := make(chan struct{}, 4)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -242,16 +244,12 @@ func TestBulkhead(t *testing.T) {
 	}
 	<-started
 	<-started
-	// Wait (bounded) until both slots are taken.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := c.Fetch(context.Background(), partner(slow.URL), grant())
-		if reason(err) == fetch.Busy {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never busy: %v", err)
-		}
+	// Both slots are taken once both fetches have reached the provider
+	// (a probe sent before that would itself take a slot).
+	<-arrived
+	<-arrived
+	if _, err := c.Fetch(context.Background(), partner(slow.URL), grant()); reason(err) != fetch.Busy {
+		t.Fatalf("a third fetch while two are in flight: %v, want Busy", err)
 	}
 	other := &registry.Partner{ID: "riverside-gp", Endpoint: fast.URL}
 	start := time.Now()
