@@ -58,9 +58,11 @@ type gateway struct {
 	cancel context.CancelFunc
 	done   chan error
 	clock  *clock
+	keysMu sync.Mutex // key is called from concurrent requests
 	keys   map[string]jwk.Key
 	// contract is the OpenAPI document this gateway serves (contract_test.go).
-	contract *servedContract
+	contractMu sync.Mutex
+	contract   *servedContract
 }
 
 type clock struct {
@@ -128,6 +130,8 @@ func (g *gateway) restart() {
 // key returns a demo agency's private key.
 func (g *gateway) key(partner string) jwk.Key {
 	g.t.Helper()
+	g.keysMu.Lock()
+	defer g.keysMu.Unlock()
 	if k, ok := g.keys[partner]; ok {
 		return k
 	}

@@ -30,6 +30,8 @@ type contract struct {
 // loadContract fetches and loads the gateway's served OpenAPI document.
 func (g *gateway) loadContract() *contract {
 	g.t.Helper()
+	g.contractMu.Lock()
+	defer g.contractMu.Unlock()
 	if g.contract != nil && g.contract.base == g.base {
 		return g.contract.c
 	}

@@ -31,7 +31,8 @@ import (
 
 // applyBatch and applyDelay are when the applier writes what is queued:
 // as soon as applyBatch entries are waiting, else applyDelay after the
-// oldest was answered (variables for tests).
+// oldest was answered (variables for tests; a Log takes them when it
+// opens).
 var (
 	applyBatch uint64 = 512
 	applyDelay        = 100 * time.Millisecond
@@ -52,6 +53,9 @@ type applyState struct {
 	applied head    // the head recorded in bbolt
 	tree    *tree   // the Merkle range as of applied
 
+	batch uint64        // applyBatch when the log was opened
+	delay time.Duration // applyDelay when the log was opened
+
 	mu sync.Mutex // serialises applies (applyPending)
 
 	wmu sync.Mutex             // serialises journal record writes (journalWrite, erase on recovery)
@@ -65,6 +69,7 @@ type applyState struct {
 
 func (a *applyState) start(applied head, tr *tree) {
 	a.applied, a.tree = applied, tr.clone()
+	a.batch, a.delay = applyBatch, applyDelay
 	a.wake = make(chan struct{}, 1)
 	a.stop = make(chan struct{})
 	a.done = make(chan struct{})
@@ -109,10 +114,10 @@ func (l *Log) applyDue() time.Duration {
 	if l.failed != nil || len(p) == 0 {
 		return -1
 	}
-	if l.head.seq-l.ap.applied.seq >= applyBatch {
+	if l.head.seq-l.ap.applied.seq >= l.ap.batch {
 		return 0
 	}
-	return max(0, applyDelay-time.Since(p[0].at))
+	return max(0, l.ap.delay-time.Since(p[0].at))
 }
 
 // applyPending writes every queued group into bbolt in one transaction.

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -134,35 +135,55 @@ func preallocate(f *os.File, size int64) error {
 
 // readJournal returns the live records of the journal in f: the valid
 // records of the header's epoch, ordered by first seq. A file without a
-// valid header has none.
+// valid header has none. It reads a block at a time (and a whole record
+// where one begins), so memory is bounded by the largest record.
 func readJournal(f io.ReaderAt, size int64) ([]jrecord, error) {
-	data := make([]byte, size)
-	if _, err := f.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+	blk := make([]byte, journalBlock)
+	read := func(b []byte, off int64) error {
+		if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return nil
+	}
+	if size < journalBlock {
+		return nil, nil
+	}
+	if err := read(blk, 0); err != nil {
 		return nil, err
 	}
-	epoch, ok := parseJournalHeader(data)
+	epoch, ok := parseJournalHeader(blk)
 	if !ok {
 		return nil, nil
 	}
 	var live []jrecord
-	for off := int64(journalBlock); off+recordHeader <= size; {
-		r, n, ok := parseRecord(data[off:], epoch)
+	for off := int64(journalBlock); off+journalBlock <= size; {
+		if err := read(blk, off); err != nil {
+			return nil, err
+		}
+		n := int64(journalBlock)
+		if [4]byte(blk[:4]) == recordMagic {
+			n = blocks(recordHeader + int64(binary.BigEndian.Uint32(blk[8:12])))
+		}
+		if n > size-off {
+			off += journalBlock // a length no record in this file can have
+			continue
+		}
+		b := blk
+		if n > journalBlock {
+			b = make([]byte, n)
+			if err := read(b, off); err != nil {
+				return nil, err
+			}
+		}
+		r, used, ok := parseRecord(b, epoch)
 		if !ok {
 			off += journalBlock
 			continue
 		}
 		live = append(live, r)
-		off += n
+		off += used
 	}
-	slices.SortFunc(live, func(a, b jrecord) int {
-		switch {
-		case a.first < b.first:
-			return -1
-		case a.first > b.first:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(live, func(a, b jrecord) int { return cmp.Compare(a.first, b.first) })
 	return live, nil
 }
 

@@ -176,9 +176,6 @@ func (l *Log) viewAtHead(ctx context.Context, keys []string, fn func(tx *bolt.Tx
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := l.settle(); err != nil { // apply.go
-		return err
-	}
 	l.headMu.Lock()
 	size := l.head.seq
 	hd := make(heads, len(keys))
@@ -186,6 +183,11 @@ func (l *Log) viewAtHead(ctx context.Context, keys []string, fn func(tx *bolt.Tx
 		hd[k] = l.heads[k]
 	}
 	l.headMu.Unlock()
+	// With a journal, bring bbolt up to at least size (apply.go): what
+	// is queued now includes every entry up to it.
+	if err := l.settle(); err != nil {
+		return err
+	}
 	tx, err := l.db.Begin(false)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
