@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -148,6 +149,9 @@ func (l *Log) applyPending() error {
 		to, err = appendRecords(tx, from, tr, l.headsAt, recs)
 		return err
 	})
+	if err == nil && l.hooks.afterApply != nil {
+		err = l.hooks.afterApply()
+	}
 	if err != nil {
 		err = fmt.Errorf("audit: apply: %w: writing journalled entries %d to %d into the log file failed "+
 			"(they are durable in the journal); refusing appends until a probe succeeds: %w",
@@ -157,8 +161,52 @@ func (l *Log) applyPending() error {
 	}
 	l.headMu.Lock()
 	l.ap.applied, l.ap.tree = to, tr
-	l.ap.pending = append(l.ap.pending[:0], l.ap.pending[len(groups):]...)
+	l.ap.pending = slices.Delete(l.ap.pending, 0, len(groups)) // zeroes the tail: applied groups are not kept
 	l.headMu.Unlock()
+	return nil
+}
+
+// resync takes bbolt's committed head as the applied head when a failed
+// apply reached the file after all (a commit whose last sync failed after
+// its meta page was written), dropping what it holds from the queue; the
+// recovery probe runs it before applying. A file head that is not the end
+// of a queued group is an error: the probe keeps failing, and says why.
+func (l *Log) resync() error {
+	l.ap.mu.Lock()
+	defer l.ap.mu.Unlock()
+	var (
+		hd head
+		tr *tree
+	)
+	if err := l.db.View(func(tx *bolt.Tx) error {
+		var err error
+		hd, tr, err = initTx(tx)
+		return err
+	}); err != nil {
+		return err
+	}
+	l.headMu.Lock()
+	defer l.headMu.Unlock()
+	switch {
+	case hd.seq == l.ap.applied.seq:
+		return nil
+	case hd.seq > l.ap.applied.seq && len(l.ap.pending) == 0:
+		// A batch too large for the journal, committed straight to the
+		// file, failed after its meta page was written: as without a
+		// journal, the file's state stands (tryRecover adopts it).
+		l.ap.applied, l.ap.tree = hd, tr
+		return nil
+	}
+	n := 0 // groups the file holds beyond the applied head
+	for n < len(l.ap.pending) && l.ap.pending[n].first+uint64(len(l.ap.pending[n].recs))-1 <= hd.seq {
+		n++
+	}
+	if hd.seq < l.ap.applied.seq || n == 0 || l.ap.pending[n-1].recs[len(l.ap.pending[n-1].recs)-1].hash != hd.hash {
+		return fmt.Errorf("audit: recovery: the log file's head %d (%s) is not a point the journal's queue reached (applied %d)",
+			hd.seq, hd.hash, l.ap.applied.seq)
+	}
+	l.ap.pending = slices.Delete(l.ap.pending, 0, n)
+	l.ap.applied, l.ap.tree = hd, tr
 	return nil
 }
 

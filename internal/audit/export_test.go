@@ -18,11 +18,12 @@ type Hooks struct {
 	BeforeCommit func(n int) error // called before a batch of n entries is made durable; an error aborts it
 	BeforeApply  func(n int) error // called inside the bbolt transaction applying n journalled entries, before they are written; an error aborts it
 	AfterJournal func() error      // called after a batch's journal record is written and synced; an error fails the batch as a failed sync would
+	AfterApply   func() error      // called after an apply's bbolt transaction committed; an error fails the apply as a commit whose last sync failed would
 }
 
 // OpenWithHooks is Open with test hooks installed.
 func OpenWithHooks(path string, opts Options, h Hooks) (*Log, error) {
-	return open(path, opts, hooks{enqueued: h.Enqueued, beforeCommit: h.BeforeCommit, beforeApply: h.BeforeApply, afterJournal: h.AfterJournal})
+	return open(path, opts, hooks{enqueued: h.Enqueued, beforeCommit: h.BeforeCommit, beforeApply: h.BeforeApply, afterJournal: h.AfterJournal, afterApply: h.AfterApply})
 }
 
 // SetHeadsDumpEvery changes the spacing of the chain heads dumps for the

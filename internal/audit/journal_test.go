@@ -173,6 +173,29 @@ func patchFile(t *testing.T, path string, off int64, data []byte) {
 	}
 }
 
+// failsOnce returns a hook that fails once, with msg, after arm.
+func failsOnce(msg string) (arm func(), hook func() error) {
+	var armed atomic.Bool
+	return func() { armed.Store(true) }, func() error {
+		if armed.CompareAndSwap(true, false) {
+			return errors.New(msg)
+		}
+		return nil
+	}
+}
+
+// awaitRecovery waits (up to 10 s) for a failed log's probe to recover it.
+func awaitRecovery(t *testing.T, l *audit.Log) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Health().State != "ok" {
+		if time.Now().After(deadline) {
+			t.Fatalf("not recovered: %+v", l.Health())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // refusedAt checks that opening the log at path is refused with a
 // TamperError at entry seq whose message says says; what names the damage.
 func refusedAt(t *testing.T, path string, seq uint64, says, what string) {
@@ -388,13 +411,7 @@ func TestJournalApplyFailure(t *testing.T) {
 		t.Fatalf("Append after a failed apply: err = %v, want ErrUnavailable", err)
 	}
 	broken.Store(false)
-	deadline := time.Now().Add(10 * time.Second)
-	for l.Health().State != "ok" {
-		if time.Now().After(deadline) {
-			t.Fatalf("not recovered: %+v", l.Health())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitRecovery(t, l)
 	if l.Unapplied() != 0 {
 		t.Fatalf("recovered with %d unapplied", l.Unapplied())
 	}
@@ -417,30 +434,17 @@ func TestJournalFailedSyncIsNeverReplayed(t *testing.T) {
 	// the ring, so written at block 0. A crash image must hold that one,
 	// never the failed one.
 	audit.NeverApply(t)
-	var fail atomic.Bool
+	arm, hook := failsOnce("injected: fdatasync: input/output error")
 	path := filepath.Join(t.TempDir(), "audit.db")
 	opts := audit.Options{ProbeInterval: 20 * time.Millisecond, JournalSize: audit.MinJournalSize}
-	l := openLogWithHooks(t, path, opts, audit.Hooks{
-		AfterJournal: func() error {
-			if fail.CompareAndSwap(true, false) {
-				return errors.New("injected: fdatasync: input/output error")
-			}
-			return nil
-		},
-	})
+	l := openLogWithHooks(t, path, opts, audit.Hooks{AfterJournal: hook})
 	appendN(t, l, 0, 13)
-	fail.Store(true)
+	arm()
 	e := audit.TypicalEntry(1000)
 	if _, _, err := l.Append(t.Context(), &e); !errors.Is(err, audit.ErrUnavailable) {
 		t.Fatalf("Append whose sync failed: err = %v, want ErrUnavailable", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for l.Health().State != "ok" {
-		if time.Now().After(deadline) {
-			t.Fatalf("not recovered: %+v", l.Health())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitRecovery(t, l)
 	big := audit.TypicalEntry(13)
 	big.Reasons = []string{strings.Repeat("x", 9000)}
 	if seq, _, err := l.Append(t.Context(), &big); err != nil || seq != 14 {
@@ -587,5 +591,31 @@ func TestJournalConcurrentReadersAndAppends(t *testing.T) {
 	}
 	if rep := mustVerify(t, path); rep.Entries != appenders*each {
 		t.Fatalf("Verify: %d entries, want %d", rep.Entries, appenders*each)
+	}
+}
+
+func TestJournalApplyThatReachedTheFileAfterAll(t *testing.T) {
+	// An apply's commit reports a failure although its pages and meta
+	// are in the file (the last sync failed): the probe must take the
+	// file's head, not apply those entries again.
+	audit.NeverApply(t)
+	arm, hook := failsOnce("injected: fdatasync after the meta page: input/output error")
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l := openLogWithHooks(t, path, audit.Options{ProbeInterval: 20 * time.Millisecond}, audit.Hooks{AfterApply: hook})
+	appendN(t, l, 0, 8)
+	arm()
+	if _, err := l.Get(t.Context(), 8); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("Get while the apply fails: err = %v, want ErrUnavailable", err)
+	}
+	awaitRecovery(t, l)
+	if l.Unapplied() != 0 {
+		t.Fatalf("%d unapplied after recovery", l.Unapplied())
+	}
+	hashes := appendN(t, l, 8, 4)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep := mustVerify(t, path); rep.Entries != 12 || rep.Head != hashes[3] {
+		t.Fatalf("Verify: %+v, want 12 entries ending %s", rep, hashes[3])
 	}
 }

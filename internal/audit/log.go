@@ -138,6 +138,7 @@ type hooks struct {
 	beforeCommit func(n int) error // before a batch of n entries is made durable (journal write or bbolt transaction); an error aborts it
 	beforeApply  func(n int) error // inside the bbolt transaction applying n journalled entries, before they are written; an error aborts it
 	afterJournal func() error      // after a batch's journal record is durable; an error fails the batch as a failed sync would
+	afterApply   func() error      // after an apply's bbolt transaction committed; an error fails the apply as a commit whose last sync failed would
 }
 
 type appendReq struct {
@@ -404,10 +405,10 @@ func (l *Log) readHead(tx *bolt.Tx) uint64 {
 //
 // Concurrent appends are committed together (group commit): one committer
 // takes every queued append, up to Options.MaxBatch, into a single
-// journal record (or write transaction), so they share one fsync. Entries are chained in the order
-// the committer takes them; a caller that needs an order between two
-// entries must wait for the first Append to return before calling the
-// second.
+// journal record (or write transaction), so they share one fsync.
+// Entries are chained in the order the committer takes them; a caller
+// that needs an order between two entries must wait for the first Append
+// to return before calling the second.
 //
 // Errors:
 //   - ErrUnavailable: the transaction failed. Nothing in it was

@@ -134,7 +134,11 @@ func (l *Log) tryRecover() error {
 			l.ap.bad.n = 0
 		}
 		l.ap.wmu.Unlock()
-		// The entries in the journal were answered: into bbolt with them.
+		// The entries in the journal were answered: into bbolt with them
+		// (from where the file is, if a failed apply reached it).
+		if err := l.resync(); err != nil { // apply.go
+			return err
+		}
 		if err := l.applyPending(); err != nil {
 			return err
 		}
@@ -157,6 +161,10 @@ func (l *Log) tryRecover() error {
 	}
 	l.headMu.Lock()
 	defer l.headMu.Unlock()
+	if l.jr != nil && len(l.ap.pending) > 0 {
+		// An append raced the probe: the next probe settles it.
+		return fmt.Errorf("audit: recovery: the log file is at %d, the journal at %d", hd.seq, l.head.seq)
+	}
 	down := time.Since(l.rec.since)
 	l.head, l.tree, l.heads = hd, tr, hds
 	if l.jr != nil {
