@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
@@ -333,7 +334,7 @@ func (l *Log) boltDirect(from head, tr *tree, lk *linker, recs []record) error {
 // replay opens the journal of the log at path and applies the entries it
 // holds beyond the head *hd (from a run that stopped without applying
 // them), advancing *hd, *tr and hds; then it starts a new epoch.
-func replay(db *bolt.DB, path string, size int64, hd *head, tr **tree, hds heads, h hooks) (*journal, error) {
+func replay(db *bolt.DB, path string, size int64, hd *head, tr **tree, hds heads, h hooks, log *slog.Logger) (*journal, error) {
 	jr, live, err := openJournal(JournalPath(path), size)
 	if err != nil {
 		return nil, err
@@ -396,6 +397,8 @@ func replay(db *bolt.DB, path string, size int64, hd *head, tr **tree, hds heads
 		if err != nil {
 			return fail(fmt.Errorf("apply the journal %s: %w", jr.path, err))
 		}
+		log.Warn("audit journal replayed: the log was not closed cleanly; entries answered before the stop applied to the log file",
+			"journal", jr.path, "entries", len(recs), "from_seq", hd.seq+1, "to_seq", to.seq)
 		*hd, *tr = to, trc
 	}
 	if want := max(size/journalBlock*journalBlock, minJournalSize); jr.area+journalBlock != want {

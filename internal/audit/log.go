@@ -197,7 +197,7 @@ func open(path string, opts Options, h hooks) (*Log, error) {
 	case opts.ReadOnly:
 		err = checkApplied(path, hd.seq)
 	case opts.JournalSize > 0:
-		jr, err = replay(db, path, opts.JournalSize, &hd, &tr, hds, h) // apply.go
+		jr, err = replay(db, path, opts.JournalSize, &hd, &tr, hds, h, opts.Logger) // apply.go
 	}
 	if err != nil {
 		_ = db.Close()
