@@ -317,11 +317,7 @@ func (l *Log) boltDirect(from head, tr *tree, lk *linker, recs []record) error {
 	}
 	l.ap.mu.Lock()
 	defer l.ap.mu.Unlock()
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		_, err := appendRecords(tx, from, tr, func(uint64) heads { return lk.merged() }, recs)
-		return err
-	})
-	if err != nil {
+	if err := l.boltWrite(from, tr, lk, recs, nil); err != nil { // the hook ran before the journal write
 		return err
 	}
 	l.headMu.Lock()

@@ -60,8 +60,9 @@ var (
 // JournalPath is the journal file of the log file at path.
 func JournalPath(path string) string { return path + ".journal" }
 
-// journal is an open journal file. Only the committer writes records;
-// open and Close write the header.
+// journal is an open journal file. Only the committer writes records (and
+// the recovery probe erases one whose sync failed); open and Close write
+// the header.
 type journal struct {
 	f     *os.File
 	path  string
@@ -104,8 +105,8 @@ func openJournal(path string, size int64) (*journal, []jrecord, error) {
 	}
 	if st.Size() != size {
 		if len(live) > 0 {
-			// Its records are replayed first; the file keeps its size
-			// until they are in bbolt (the next open re-creates it).
+			// Its records are replayed first: the file keeps its size
+			// until they are in bbolt, then replay re-creates it.
 			size = st.Size()
 		} else if err := preallocate(f, size); err != nil {
 			return fail(err)
@@ -250,8 +251,8 @@ func (j *journal) newEpoch() error {
 	return nil
 }
 
-// encode builds the record of recs, entries first.. into j.buf, padded to
-// whole blocks, and returns it.
+// encode builds the record of recs, the first of them entry first, in
+// j.buf, padded to whole blocks, and returns it.
 func (j *journal) encode(first uint64, recs []record) []byte {
 	b := append(j.buf[:0], make([]byte, recordHeader)...)
 	for _, r := range recs {

@@ -641,7 +641,7 @@ func (l *Log) commit(batch []*appendReq) {
 	if l.jr != nil {
 		g, err = l.journalWrite(from, tr, lk, recs) // apply.go
 	} else {
-		err = l.boltWrite(from, tr, lk, recs)
+		err = l.boltWrite(from, tr, lk, recs, l.hooks.beforeCommit)
 	}
 	if err != nil {
 		err = fmt.Errorf("audit: append: %w: commit of %d entries after seq %d failed; refusing appends until a probe append succeeds: %w",
@@ -678,14 +678,15 @@ func (l *Log) commit(batch []*appendReq) {
 }
 
 // boltWrite commits recs, the entries after from, in one bbolt
-// transaction, advancing tr.
-func (l *Log) boltWrite(from head, tr *tree, lk *linker, recs []record) error {
+// transaction, advancing tr; hook, if not nil, runs inside it last (an
+// error aborts it).
+func (l *Log) boltWrite(from head, tr *tree, lk *linker, recs []record, hook func(n int) error) error {
 	return l.db.Update(func(tx *bolt.Tx) error {
 		if _, err := appendRecords(tx, from, tr, func(uint64) heads { return lk.merged() }, recs); err != nil {
 			return err
 		}
-		if l.hooks.beforeCommit != nil {
-			return l.hooks.beforeCommit(len(recs))
+		if hook != nil {
+			return hook(len(recs))
 		}
 		return nil
 	})
