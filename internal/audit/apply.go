@@ -139,17 +139,7 @@ func (l *Log) applyPending() error {
 	for _, g := range groups {
 		recs = append(recs, g.recs...)
 	}
-	var to head
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		if l.hooks.beforeApply != nil {
-			if err := l.hooks.beforeApply(len(recs)); err != nil {
-				return err
-			}
-		}
-		var err error
-		to, err = appendRecords(tx, from, tr, l.headsAt, recs)
-		return err
-	})
+	to, err := appendTx(l.db, from, tr, l.headsAt, recs, l.hooks.beforeApply)
 	if err == nil && l.hooks.afterApply != nil {
 		err = l.hooks.afterApply()
 	}
@@ -379,17 +369,7 @@ func replay(db *bolt.DB, path string, size int64, hd *head, tr **tree, hds heads
 	}
 	if len(recs) > 0 {
 		trc := (*tr).clone()
-		var to head
-		err := db.Update(func(tx *bolt.Tx) error {
-			if h.beforeApply != nil {
-				if err := h.beforeApply(len(recs)); err != nil {
-					return err
-				}
-			}
-			var err error
-			to, err = appendRecords(tx, *hd, trc, func(uint64) heads { return hds }, recs)
-			return err
-		})
+		to, err := appendTx(db, *hd, trc, func(uint64) heads { return hds }, recs, h.beforeApply)
 		if err != nil {
 			return fail(fmt.Errorf("apply the journal %s: %w", jr.path, err))
 		}
@@ -458,7 +438,9 @@ func checkApplied(path string, seq uint64) error {
 		return fmt.Errorf("read the journal %s: %w", JournalPath(path), err)
 	}
 	if from != 0 {
-		return unapplied(path, from, to)
+		return fmt.Errorf("%w: entries %d to %d are in the journal %s and not yet in the log file: "+
+			"the gateway stopped without applying them (start it once, or open the log for writing, to apply them)",
+			ErrUnapplied, from, to, JournalPath(path))
 	}
 	return nil
 }

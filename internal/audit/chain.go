@@ -490,6 +490,25 @@ func isHexHash(b []byte) bool {
 	return true
 }
 
+// appendTx runs appendRecords in a write transaction of its own, after
+// hook (if not nil; a test's fault injection: its error aborts the
+// transaction), and returns the new head. Every write of entries into the
+// file goes through it: a commit without a journal, an apply, a replay.
+func appendTx(db *bolt.DB, from head, tr *tree, headsAt func(seq uint64) heads, recs []record, hook func(n int) error) (head, error) {
+	var to head
+	err := db.Update(func(tx *bolt.Tx) error {
+		if hook != nil {
+			if err := hook(len(recs)); err != nil {
+				return err
+			}
+		}
+		var err error
+		to, err = appendRecords(tx, from, tr, headsAt, recs)
+		return err
+	})
+	return to, err
+}
+
 // appendRecords puts recs as the entries after from, which must be the
 // head recorded in the transaction, and in the same transaction extends
 // the Merkle tree (tr, which it advances), the query index and the time

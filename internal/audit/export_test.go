@@ -201,10 +201,7 @@ func BuildLogPageSize(tb testing.TB, path string, n, pageSize int) string {
 			recs = append(recs, rec)
 			h = head{seq: h.seq + 1, hash: rec.hash}
 		}
-		if err := l.db.Update(func(tx *bolt.Tx) error {
-			_, err := appendRecords(tx, from, tr, func(uint64) heads { return lk.merged() }, recs)
-			return err
-		}); err != nil {
+		if _, err := appendTx(l.db, from, tr, func(uint64) heads { return lk.merged() }, recs, nil); err != nil {
 			tb.Fatal(err)
 		}
 	}

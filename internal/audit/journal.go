@@ -319,11 +319,3 @@ func liveBeyond(path string, seq uint64) (from, to uint64, err error) {
 	}
 	return from, to, nil
 }
-
-// unapplied is the error of a reader of audit.db alone whose journal
-// holds entries beyond its head.
-func unapplied(path string, from, to uint64) error {
-	return fmt.Errorf("%w: entries %d to %d are in the journal %s and not yet in the log file: "+
-		"the gateway stopped without applying them (start it once, or open the log for writing, to apply them)",
-		ErrUnapplied, from, to, JournalPath(path))
-}

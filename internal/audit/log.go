@@ -678,18 +678,10 @@ func (l *Log) commit(batch []*appendReq) {
 }
 
 // boltWrite commits recs, the entries after from, in one bbolt
-// transaction, advancing tr; hook, if not nil, runs inside it last (an
-// error aborts it).
+// transaction, advancing tr; hook as for appendTx.
 func (l *Log) boltWrite(from head, tr *tree, lk *linker, recs []record, hook func(n int) error) error {
-	return l.db.Update(func(tx *bolt.Tx) error {
-		if _, err := appendRecords(tx, from, tr, func(uint64) heads { return lk.merged() }, recs); err != nil {
-			return err
-		}
-		if hook != nil {
-			return hook(len(recs))
-		}
-		return nil
-	})
+	_, err := appendTx(l.db, from, tr, func(uint64) heads { return lk.merged() }, recs, hook)
+	return err
 }
 
 // headSnapshot returns the head and the sticky failure, if any.
