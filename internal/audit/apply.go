@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // Applying the journal (journal.go, docs/audit-journal.md).
@@ -38,6 +39,9 @@ import (
 var (
 	applyBatch uint64 = 512
 	applyDelay        = 100 * time.Millisecond
+	// releaseEvery is how often, at most, the applier releases the
+	// pages of the log file mapped into the process (releaseMapped).
+	releaseEvery = time.Second
 )
 
 // group is a batch that is durable in the journal but not yet in bbolt.
@@ -55,8 +59,9 @@ type applyState struct {
 	applied head    // the head recorded in bbolt
 	tree    *tree   // the Merkle range as of applied
 
-	batch uint64        // applyBatch when the log was opened
-	delay time.Duration // applyDelay when the log was opened
+	batch   uint64        // applyBatch when the log was opened
+	delay   time.Duration // applyDelay when the log was opened
+	release time.Duration // releaseEvery when the log was opened
 
 	mu sync.Mutex // serialises applies (applyPending)
 
@@ -71,7 +76,7 @@ type applyState struct {
 
 func (a *applyState) start(applied head, tr *tree) {
 	a.applied, a.tree = applied, tr.clone()
-	a.batch, a.delay = applyBatch, applyDelay
+	a.batch, a.delay, a.release = applyBatch, applyDelay, releaseEvery
 	a.wake = make(chan struct{}, 1)
 	a.stop = make(chan struct{})
 	a.done = make(chan struct{})
@@ -89,6 +94,7 @@ func (l *Log) applyLoop() {
 	defer close(l.ap.done)
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	released := time.Now()
 	for {
 		select {
 		case <-l.ap.stop:
@@ -99,11 +105,35 @@ func (l *Log) applyLoop() {
 		}
 		switch wait := l.applyDue(); {
 		case wait == 0:
-			_ = l.applyPending() // a failure fails the log (applyPending)
+			if l.applyPending() == nil && time.Since(released) >= l.ap.release { // a failure fails the log (applyPending)
+				l.releaseMapped()
+				released = time.Now()
+			}
 		case wait > 0:
 			t.Reset(wait)
 		}
 	}
+}
+
+// releaseMapped drops the process's page-table entries for the log file
+// (madvise MADV_DONTNEED over bbolt's read-only shared mapping). bbolt
+// reads every page through its mapping, and an apply touches pages all
+// over the file (the index's postings and the chain heads are keyed at
+// random), so the pages the process has mapped, counted in its resident
+// set, would otherwise grow with the log, without bound, over a long run
+// — the kernel's OOM killer ranks a process by exactly that count. The
+// pages stay in the page cache: the next read of one is a minor fault,
+// not a disk read, and the file's contents are untouched (a shared file
+// mapping is never zeroed by MADV_DONTNEED). A read transaction is held
+// so that bbolt cannot remap meanwhile. Errors are ignored: the only cost
+// of not releasing is memory accounted to the process.
+func (l *Log) releaseMapped() {
+	tx, err := l.db.Begin(false)
+	if err != nil {
+		return
+	}
+	defer func() { _ = tx.Rollback() }()
+	_, _, _ = unix.Syscall(unix.SYS_MADVISE, l.db.Info().Data, uintptr(tx.Size()), unix.MADV_DONTNEED)
 }
 
 // applyDue says whether an apply is due (0), in how long it will be

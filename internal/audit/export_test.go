@@ -43,6 +43,14 @@ func SetApplyTiming(batch uint64, delay time.Duration) (restore func()) {
 	return func() { applyBatch, applyDelay = ob, od }
 }
 
+// SetReleaseEvery changes how often the applier releases the log file's
+// mapped pages, for logs opened during the rest of the test.
+func SetReleaseEvery(t testing.TB, d time.Duration) {
+	old := releaseEvery
+	releaseEvery = d
+	t.Cleanup(func() { releaseEvery = old })
+}
+
 // NeverApply makes the applier apply only when it must (a reader, a full
 // journal, Close) for the rest of the test.
 func NeverApply(t testing.TB) {
