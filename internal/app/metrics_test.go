@@ -211,10 +211,13 @@ func TestMetricsUnderLoad(t *testing.T) {
 		t.Errorf("outbox depth %v after delivery", v)
 	}
 	for _, f := range []string{"trustgate_audit_file_bytes", "trustgate_decision_memo_hits_total", "trustgate_decision_memo_misses_total",
-		"trustgate_reloads_total", "trustgate_reloads_rejected_total"} {
+		"trustgate_reloads_total", "trustgate_reloads_rejected_total", "go_gc_scan_heap_bytes", "go_gc_scan_total_bytes"} {
 		if after[f] == nil {
 			t.Errorf("no %s in the scrape", f)
 		}
+	}
+	if v := after["go_gc_scan_heap_bytes"].GetMetric()[0].GetGauge().GetValue(); v <= 0 {
+		t.Errorf("go_gc_scan_heap_bytes %v: the collector scans the compiled policy at least", v)
 	}
 	if v := after["trustgate_reloads_total"].GetMetric()[0].GetCounter().GetValue(); v < 1 {
 		t.Errorf("reloads: %v (the test reloaded the registry)", v)

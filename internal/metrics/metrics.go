@@ -14,6 +14,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -41,6 +42,13 @@ type Sources struct {
 	Outbox    func(ctx context.Context) (int, error) // access notifications not yet delivered
 }
 
+// gcScan adds to the Go collector's metrics the bytes the garbage
+// collector scans each cycle (go_gc_scan_heap_bytes, _stack_bytes,
+// _globals_bytes, _total_bytes): the part of the live heap that costs
+// marking work, which the latency of a request overlapping a collection
+// depends on (docs/performance.md).
+var gcScan = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/scan/`)}
+
 // New returns the collectors, registered with the Go and process
 // collectors.
 func New(src Sources) *Metrics {
@@ -67,7 +75,7 @@ func New(src Sources) *Metrics {
 		Name: "trustgate_notification_deliveries_total", Help: "Access notification delivery attempts by receiving partner agency and outcome (delivered, failed).",
 	}, []string{"partner", "outcome"})
 	m.reg.MustRegister(m.requests, m.latency, m.stages, m.decisions, m.batches, m.delivery,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(gcScan)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src.AuditFile != "" {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "trustgate_audit_file_bytes", Help: "Size of the audit log file.",
