@@ -42,11 +42,12 @@ type Sources struct {
 	Outbox    func(ctx context.Context) (int, error) // access notifications not yet delivered
 }
 
-// gcScan adds to the Go collector's metrics the bytes the garbage
-// collector scans each cycle (go_gc_scan_heap_bytes, _stack_bytes,
-// _globals_bytes, _total_bytes): the part of the live heap that costs
-// marking work, which the latency of a request overlapping a collection
-// depends on (docs/performance.md).
+// gcScan adds to the Go collector's metrics what a garbage collection
+// may have to scan (go_gc_scan_heap_bytes: the pointer-bearing part of
+// the live heap and of what was allocated since the last collection;
+// _stack_bytes, _globals_bytes, _total_bytes): the bound on a mark
+// phase's work, which the requests overlapping it wait behind
+// (docs/performance.md).
 var gcScan = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/scan/`)}
 
 // New returns the collectors, registered with the Go and process
