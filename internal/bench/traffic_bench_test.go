@@ -760,7 +760,7 @@ func goMemory(logPath string) string {
 		fmt.Printf("trustgate: mean stage times since the last report: %s\n", strings.Join(stages, ", "))
 	}()
 	mib := func(name string) float64 { return v["go_memstats_"+name+"_bytes"] / (1 << 20) }
-	return fmt.Sprintf("Go heap in use %.0f MiB (allocated %.0f, idle %.0f, released %.0f; stacks %.0f, GC metadata %.0f, other %.0f), next collection at %.0f MiB, %.0f collections so far, each scanning %.1f MiB of heap; %.0f audit commits so far, %.1f entries each",
+	return fmt.Sprintf("Go heap in use %.0f MiB (allocated %.0f, idle %.0f, released %.0f; stacks %.0f, GC metadata %.0f, other %.0f), next collection at %.0f MiB, %.0f collections so far, scannable heap %.1f MiB (the live heap and what was allocated since the last collection); %.0f audit commits so far, %.1f entries each",
 		mib("heap_inuse"), mib("heap_alloc"), mib("heap_idle"), mib("heap_released"), mib("stack_sys"), mib("gc_sys"), mib("other_sys")+mib("mspan_sys")+mib("mcache_sys")+mib("buck_hash_sys"),
 		mib("next_gc"), v["go_gc_duration_seconds_count"], v["go_gc_scan_heap_bytes"]/(1<<20),
 		v["trustgate_audit_commit_batch_entries_count"], v["trustgate_audit_commit_batch_entries_sum"]/max(1, v["trustgate_audit_commit_batch_entries_count"]))
