@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/childrens-trust/trustgate/internal/audit"
+	"github.com/childrens-trust/trustgate/internal/procfs"
 )
 
 // The journal (journal.go, apply.go, docs/audit-journal.md): a batch is
@@ -621,29 +622,14 @@ func TestJournalApplyThatReachedTheFileAfterAll(t *testing.T) {
 }
 
 // mappedRss is the resident size, in bytes, of this process's mappings of
-// the file at path (/proc/self/smaps).
+// the file at path.
 func mappedRss(t *testing.T, path string) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/smaps")
+	rss, err := procfs.MappedFiles(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rss int64
-	in := false
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
-			in = len(f) == 6 && f[5] == path
-		case in && len(f) == 3 && f[0] == "Rss:":
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				t.Fatalf("smaps: %q: %v", line, err)
-			}
-			rss += kb << 10
-		}
-	}
-	return rss
+	return rss[path]
 }
 
 func TestJournalApplierReleasesMappedPages(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/childrens-trust/trustgate/internal/identity"
 	"github.com/childrens-trust/trustgate/internal/policy"
+	"github.com/childrens-trust/trustgate/internal/procfs"
 	"github.com/childrens-trust/trustgate/internal/protocol"
 	"github.com/childrens-trust/trustgate/internal/registry"
 	"github.com/childrens-trust/trustgate/policies"
@@ -478,24 +479,13 @@ func rssParts(t *testing.T, pid int) string {
 // mappedFiles is the resident set of each file pid maps (the executable,
 // the bbolt files), largest first, from /proc/PID/smaps.
 func mappedFiles(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	rss, err := procfs.MappedFiles(pid)
 	if err != nil {
 		return "?"
 	}
 	kb := map[string]float64{}
-	file := ""
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		switch {
-		case len(f) >= 5 && strings.Contains(f[0], "-"):
-			file = ""
-			if len(f) >= 6 && strings.HasPrefix(f[5], "/") {
-				file = filepath.Base(f[5])
-			}
-		case len(f) == 3 && f[0] == "Rss:" && file != "":
-			v, _ := strconv.ParseFloat(f[1], 64)
-			kb[file] += v
-		}
+	for path, n := range rss {
+		kb[filepath.Base(path)] += float64(n) / 1024
 	}
 	names := make([]string, 0, len(kb))
 	for n := range kb {
